@@ -1,0 +1,101 @@
+'use strict'
+// Shared test helpers: a private temp folder per test, child processes that are always
+// killed, and waits that always have a deadline.
+
+const { spawn } = require('node:child_process')
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+
+const FIXTURES = path.join(__dirname, 'fixtures')
+
+/** A fresh temp folder, removed when the test ends (pass the node:test context). */
+function tempDir(t) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'share-object-test-'))
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+/**
+ * Spawns `node fixtures/<name> ...args` and kills it when the test ends, pass or fail.
+ * Collects stdout/stderr; `child.lines` holds complete stdout lines.
+ */
+function spawnFixture(t, name, args = [], options = {}) {
+  const child = spawn(process.execPath, [path.join(FIXTURES, name), ...args.map(String)], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    ...options,
+  })
+  child.stdoutText = ''
+  child.stderrText = ''
+  child.lines = []
+  let partial = ''
+  child.stdout.setEncoding('utf8')
+  child.stderr.setEncoding('utf8')
+  child.stdout.on('data', (chunk) => {
+    child.stdoutText += chunk
+    const parts = (partial + chunk).split('\n')
+    partial = parts.pop()
+    child.lines.push(...parts)
+    child.emit('lines')
+  })
+  child.stderr.on('data', (chunk) => {
+    child.stderrText += chunk
+  })
+  child.exited = new Promise((resolve) => {
+    child.on('exit', (code, signal) => resolve({ code, signal }))
+  })
+  t.after(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  })
+  return child
+}
+
+/** Resolves when `predicate()` is truthy; rejects after `ms` with `what` in the message. */
+function waitFor(predicate, ms, what) {
+  return new Promise((resolve, reject) => {
+    const started = Date.now()
+    const tick = () => {
+      let value
+      try {
+        value = predicate()
+      } catch (err) {
+        reject(err)
+        return
+      }
+      if (value) resolve(value)
+      else if (Date.now() - started > ms) reject(new Error(`timed out after ${ms} ms waiting for ${what}`))
+      else setTimeout(tick, 5)
+    }
+    tick()
+  })
+}
+
+/** Resolves with the child's exit; kills it and rejects if it runs longer than `ms`. */
+async function exitOf(child, ms, what = 'the child to exit') {
+  let timer
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => {
+      child.kill('SIGKILL')
+      reject(new Error(`timed out after ${ms} ms waiting for ${what}; stderr: ${child.stderrText}`))
+    }, ms)
+  })
+  try {
+    return await Promise.race([child.exited, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** Runs a fixture to completion; resolves with { code, signal, stdout, stderr }. */
+async function runFixture(t, name, args, options, ms = 30_000) {
+  const child = spawnFixture(t, name, args, options)
+  const { code, signal } = await exitOf(child, ms, `${name} to finish`)
+  return { code, signal, stdout: child.stdoutText, stderr: child.stderrText }
+}
+
+/** The number of lines in /proc/self/maps (one per mapping). */
+function mapsLines() {
+  return fs.readFileSync('/proc/self/maps', 'utf8').split('\n').length
+}
+
+module.exports = { FIXTURES, tempDir, spawnFixture, waitFor, exitOf, runFixture, mapsLines }

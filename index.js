@@ -1,0 +1,8 @@
+'use strict'
+
+// share-object: Node.js processes sharing memory through a file mapped with MAP_SHARED.
+// The public API; see index.d.ts for its documentation and README.md for a tour.
+
+const { SharedObject, read, write } = require('./lib/shared-object.js')
+
+module.exports = { read, write, SharedObject }

@@ -1,0 +1,5 @@
+// ES module entry: the same API as index.js.
+import shareObject from './index.js'
+
+export const { read, write, SharedObject } = shareObject
+export default shareObject

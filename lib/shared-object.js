@@ -1,0 +1,531 @@
+'use strict'
+
+// SharedObject: the public face of a value segment. The native binding does the shared
+// memory work; this file adds what belongs to JS: argument checks, promises with timeouts
+// and AbortSignal, watchers that keep the process alive, the in-process side of lock(),
+// and a cache that makes an unchanged read() cost no native call at all.
+
+const path = require('node:path')
+const { AsyncLocalStorage } = require('node:async_hooks')
+const native = require('../binding.js')
+const {
+  coded,
+  fromNative,
+  invalidArgType,
+  invalidArgValue,
+  timeoutError,
+  closedError,
+  abortError,
+} = require('./errors.js')
+
+const INTERNAL = Symbol('share-object.internal')
+// Index of `seq` in a BigUint64Array over the header (byte offset 64, see src/layout.rs).
+const SEQ_INDEX = 8
+// How long an idle notifier thread lingers before it is stopped (a ping-pong would
+// otherwise start a thread per wait).
+const NOTIFIER_LINGER_MS = 250
+// Longest timer Node accepts.
+const MAX_TIMER_MS = 2 ** 31 - 1
+
+// A handle dropped without close() is closed when it is garbage-collected.
+const finalizer = new FinalizationRegistry((id) => native.valueClose(id))
+// Which lock() section (if any) the current async context runs inside.
+const lockContext = new AsyncLocalStorage()
+
+function checkPath(p) {
+  if (typeof p !== 'string') throw invalidArgType('path', 'a string', p)
+  if (p.length === 0) throw coded(TypeError, 'ERR_INVALID_ARG_VALUE', 'The "path" argument must not be empty')
+  if (p.includes('\0')) throw coded(TypeError, 'ERR_INVALID_ARG_VALUE', `The "path" argument must not contain a NUL byte. Received ${JSON.stringify(p)}`)
+  return p
+}
+
+function checkBytes(name, v) {
+  if (v === undefined) return undefined
+  if (typeof v !== 'number') throw invalidArgType(name, 'a number', v)
+  if (!Number.isSafeInteger(v) || v < 0) throw invalidArgValue(name, 'must be a non-negative integer', v)
+  return v
+}
+
+function checkTimeout(name, v) {
+  if (v === undefined || v === null || v === Infinity) return undefined
+  if (typeof v !== 'number') throw invalidArgType(name, 'a number', v)
+  if (Number.isNaN(v) || v < 0) throw invalidArgValue(name, 'must be a non-negative number of milliseconds', v)
+  return v
+}
+
+function checkSignal(signal) {
+  if (signal === undefined) return undefined
+  if (signal === null || typeof signal !== 'object' || typeof signal.aborted !== 'boolean' || typeof signal.addEventListener !== 'function') {
+    throw invalidArgType('options.signal', 'an AbortSignal', signal)
+  }
+  return signal
+}
+
+function checkObject(name, v) {
+  if (v === undefined) return {}
+  if (v === null || typeof v !== 'object') throw invalidArgType(name, 'an object', v)
+  return v
+}
+
+function checkFunction(name, v) {
+  if (typeof v !== 'function') throw invalidArgType(name, 'a function', v)
+  return v
+}
+
+function openOptions(options) {
+  const o = checkObject('options', options)
+  const out = {
+    size: checkBytes('options.size', o.size),
+    maxSize: checkBytes('options.maxSize', o.maxSize),
+    create: o.create,
+    readOnly: o.readOnly,
+    mode: o.mode,
+  }
+  for (const key of ['create', 'readOnly']) {
+    if (out[key] !== undefined && typeof out[key] !== 'boolean') throw invalidArgType(`options.${key}`, 'a boolean', out[key])
+  }
+  if (out.mode !== undefined && (!Number.isInteger(out.mode) || out.mode < 0 || out.mode > 0o777)) {
+    throw invalidArgValue('options.mode', 'must be an integer from 0 to 0o777', out.mode)
+  }
+  if (out.size !== undefined && out.maxSize !== undefined && out.size > out.maxSize) {
+    throw invalidArgValue('options.size', `must not exceed options.maxSize (${out.maxSize})`, out.size)
+  }
+  return out
+}
+
+function call(fn) {
+  try {
+    return fn()
+  } catch (err) {
+    throw fromNative(err)
+  }
+}
+
+class SharedObject {
+  #id
+  #path
+  #seq // BigUint64Array over the header: seq at SEQ_INDEX
+  #cacheSeq = -1n
+  #cacheValue = ''
+  #buffer = null
+  #bufferCapacity = -1
+  #scratch = Buffer.allocUnsafeSlow(1024)
+  #closed = false
+  #waiters = new Set()
+  #watchers = new Set()
+  #notifierOn = false
+  #lingerTimer = null
+  #keepAlive = null
+  #lockTail = Promise.resolve()
+  #lockHeld = null // the token of the lock() section holding this handle's lock, if any
+
+  constructor(key, id) {
+    if (key !== INTERNAL) {
+      throw coded(TypeError, 'ERR_ILLEGAL_CONSTRUCTOR', 'Use SharedObject.open(path), SharedObject.anonymous() or SharedObject.fromFd(fd)')
+    }
+    this.#id = id
+    try {
+      this.#path = native.valueInfo(id).path
+      const header = native.valueHeader(id)
+      this.#seq = new BigUint64Array(header.buffer, header.byteOffset, header.length / 8)
+    } catch (err) {
+      native.valueClose(id)
+      throw fromNative(err)
+    }
+    finalizer.register(this, id, this)
+  }
+
+  /**
+   * Opens the segment at `path`, creating it if needed.
+   */
+  static open(file, options) {
+    checkPath(file)
+    const opts = openOptions(options)
+    const id = call(() => native.valueOpen(path.resolve(file), opts))
+    return new SharedObject(INTERNAL, id)
+  }
+
+  /** A new unnamed segment (memfd) to share with child processes through `fd`. */
+  static anonymous(sizeOrOptions) {
+    const options = typeof sizeOrOptions === 'number' ? { size: sizeOrOptions } : sizeOrOptions
+    const opts = openOptions(options)
+    const id = call(() => native.valueAnonymous(opts))
+    return new SharedObject(INTERNAL, id)
+  }
+
+  /** Opens the segment behind an inherited file descriptor (it is duplicated). */
+  static fromFd(fd, options) {
+    if (!Number.isInteger(fd)) throw invalidArgType('fd', 'an integer', fd)
+    const opts = openOptions(options)
+    const id = call(() => native.valueFromFd(fd, opts))
+    return new SharedObject(INTERNAL, id)
+  }
+
+  /** Removes a segment file. Open handles keep working on the removed file. */
+  static unlink(file) {
+    checkPath(file)
+    call(() => native.unlink(path.resolve(file)))
+  }
+
+  #check() {
+    if (this.#closed) throw closedError(this.#path)
+  }
+
+  /** The segment's path (`memfd:…` for anonymous segments). */
+  get path() {
+    return this.#path
+  }
+
+  /** Number of completed writes, the same in every process. */
+  get version() {
+    this.#check()
+    return Number(Atomics.load(this.#seq, SEQ_INDEX) / 2n)
+  }
+
+  /** Bytes the value can take before the segment grows. */
+  get capacity() {
+    this.#check()
+    return call(() => native.valueCapacity(this.#id))
+  }
+
+  /** The largest value this handle grows the segment for. */
+  get maxSize() {
+    this.#check()
+    return native.valueInfo(this.#id).maxSize
+  }
+
+  /** Whether the handle was opened with `readOnly: true`. */
+  get readOnly() {
+    this.#check()
+    return native.valueInfo(this.#id).readOnly
+  }
+
+  /** The file descriptor (pass it to a child through `spawn`'s `stdio`). */
+  get fd() {
+    this.#check()
+    return native.valueInfo(this.#id).fd
+  }
+
+  /** Whether `close()` was called. */
+  get closed() {
+    return this.#closed
+  }
+
+  /** The current value as a string (UTF-8). */
+  read() {
+    this.#check()
+    const seq = Atomics.load(this.#seq, SEQ_INDEX)
+    if (seq === this.#cacheSeq) return this.#cacheValue
+    const value = call(() => native.valueRead(this.#id))
+    // `seq` was even and no write has completed since if it is still current, so the
+    // value read belongs to it: cache it for the next read (see docs/how-it-works).
+    if ((seq & 1n) === 0n) {
+      this.#cacheSeq = seq
+      this.#cacheValue = value
+    }
+    return value
+  }
+
+  /** A copy of the current value's bytes. */
+  readBuffer() {
+    this.#check()
+    for (;;) {
+      const scratch = this.#scratch
+      const length = call(() => native.valueReadInto(this.#id, scratch))
+      if (length <= scratch.length) {
+        const copy = Buffer.allocUnsafe(length)
+        scratch.copy(copy, 0, 0, length)
+        return copy
+      }
+      // The value outgrew the scratch space (it may have grown since): make room, retry.
+      this.#scratch = Buffer.allocUnsafeSlow(Math.max(length, scratch.length * 2))
+    }
+  }
+
+  /** Replaces the value; returns the number of bytes written. */
+  write(value) {
+    this.#check()
+    if (typeof value === 'string') return call(() => native.valueWriteString(this.#id, value))
+    if (value instanceof Uint8Array) return call(() => native.valueWriteBytes(this.#id, value))
+    throw invalidArgType('value', 'a string, Buffer or Uint8Array', value)
+  }
+
+  // The value together with the version it belongs to.
+  #readVersioned() {
+    for (let i = 0; i < 16; i++) {
+      const seq = Atomics.load(this.#seq, SEQ_INDEX)
+      const value = this.read()
+      if (Atomics.load(this.#seq, SEQ_INDEX) === seq && (seq & 1n) === 0n) return { value, version: Number(seq / 2n) }
+    }
+    const value = this.read()
+    return { value, version: this.version }
+  }
+
+  /**
+   * Blocks the thread until the version differs from `since` (default: the current one);
+   * returns the new version. Throws ERR_TIMEOUT after `timeoutMs`.
+   */
+  waitForChangeSync(since, timeoutMs) {
+    this.#check()
+    const from = since === undefined ? this.version : checkBytes('since', since)
+    const timeout = checkTimeout('timeoutMs', timeoutMs)
+    const v = call(() => native.valueWaitSync(this.#id, from, timeout))
+    if (v === null) throw timeoutError(this.#path, timeout, 'a change')
+    return v
+  }
+
+  /** Resolves with the new version once the version differs from `since`. */
+  waitForChange(since, options) {
+    try {
+      this.#check()
+      const from = since === undefined ? this.version : checkBytes('since', since)
+      const o = checkObject('options', options)
+      const timeout = checkTimeout('options.timeout', o.timeout)
+      const signal = checkSignal(o.signal)
+      const ref = o.ref === undefined ? true : Boolean(o.ref)
+      const now = this.version
+      if (now !== from) return Promise.resolve(now)
+      if (signal?.aborted) return Promise.reject(abortError(signal))
+      return new Promise((resolve, reject) => {
+        const waiter = { since: from, resolve, reject, ref, timer: null, signal, onAbort: null }
+        if (timeout !== undefined) {
+          waiter.timer = setTimeout(() => {
+            this.#dropWaiter(waiter)
+            reject(timeoutError(this.#path, timeout, 'a change'))
+          }, Math.min(timeout, MAX_TIMER_MS))
+          if (!ref) waiter.timer.unref()
+        }
+        if (signal) {
+          waiter.onAbort = () => {
+            this.#dropWaiter(waiter)
+            reject(abortError(signal))
+          }
+          signal.addEventListener('abort', waiter.onAbort, { once: true })
+        }
+        this.#waiters.add(waiter)
+        this.#listenersChanged()
+      })
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  /**
+   * Calls `listener(value, version)` after every change (changes that come faster than
+   * the listener runs are coalesced: it always gets the latest value). Returns a function
+   * that stops watching. An active watcher keeps the process alive unless `{ ref: false }`.
+   */
+  watch(listener, options) {
+    this.#check()
+    checkFunction('listener', listener)
+    const o = checkObject('options', options)
+    const watcher = { listener, ref: o.ref === undefined ? true : Boolean(o.ref), last: this.version }
+    this.#watchers.add(watcher)
+    this.#listenersChanged()
+    return () => {
+      if (this.#watchers.delete(watcher)) this.#listenersChanged()
+    }
+  }
+
+  /** An async iterator of `{ value, version }`, one per change (coalesced like watch). */
+  async *changes(options) {
+    const o = checkObject('options', options)
+    let since = this.version
+    for (;;) {
+      await this.waitForChange(since, { signal: o.signal, ref: o.ref })
+      const current = this.#readVersioned()
+      since = current.version
+      yield current
+    }
+  }
+
+  #dropWaiter(waiter) {
+    if (!this.#waiters.delete(waiter)) return false
+    if (waiter.timer) clearTimeout(waiter.timer)
+    if (waiter.onAbort) waiter.signal.removeEventListener('abort', waiter.onAbort)
+    this.#listenersChanged()
+    return true
+  }
+
+  // Starts or stops the notifier thread and the keep-alive handle to match the listeners.
+  #listenersChanged() {
+    if (this.#closed) return
+    const any = this.#waiters.size > 0 || this.#watchers.size > 0
+    let ref = false
+    for (const w of this.#waiters) ref ||= w.ref
+    for (const w of this.#watchers) ref ||= w.ref
+    if (ref && !this.#keepAlive) {
+      this.#keepAlive = setInterval(() => {}, MAX_TIMER_MS)
+    } else if (!ref && this.#keepAlive) {
+      clearInterval(this.#keepAlive)
+      this.#keepAlive = null
+    }
+    if (any) {
+      if (this.#lingerTimer) {
+        clearTimeout(this.#lingerTimer)
+        this.#lingerTimer = null
+      }
+      if (!this.#notifierOn) {
+        call(() => native.valueStartNotifier(this.#id, () => this.#onNotify()))
+        this.#notifierOn = true
+      }
+    } else if (this.#notifierOn && !this.#lingerTimer) {
+      this.#lingerTimer = setTimeout(() => {
+        this.#lingerTimer = null
+        if (!this.#closed && this.#waiters.size === 0 && this.#watchers.size === 0) {
+          native.valueStopNotifier(this.#id)
+          this.#notifierOn = false
+        }
+      }, NOTIFIER_LINGER_MS)
+      this.#lingerTimer.unref()
+    }
+  }
+
+  // Runs on the JS thread after one or more writes (coalesced).
+  #onNotify() {
+    if (this.#closed) return
+    const version = this.version
+    for (const waiter of [...this.#waiters]) {
+      if (waiter.since !== version && this.#dropWaiter(waiter)) waiter.resolve(version)
+    }
+    if (this.#watchers.size === 0) return
+    let current = null
+    for (const watcher of [...this.#watchers]) {
+      if (!this.#watchers.has(watcher)) continue
+      current ??= this.#readVersioned()
+      if (current.version === watcher.last) continue
+      watcher.last = current.version
+      watcher.listener(current.value, current.version)
+    }
+  }
+
+  /**
+   * Runs `fn` holding the segment's cross-process lock; resolves with what it returns
+   * (awaited). The lock is released when `fn` returns or throws, and by the kernel if this
+   * process dies. Nested lock()/lockSync() calls inside `fn` run at once (re-entrant).
+   */
+  async lock(fn, options) {
+    this.#check()
+    checkFunction('fn', fn)
+    const timeout = checkTimeout('options.timeout', checkObject('options', options).timeout)
+    const held = this.#lockHeld
+    if (held && lockContext.getStore() === held) return fn()
+    // One section at a time per handle; other handles and processes queue in the kernel.
+    const previous = this.#lockTail
+    let done
+    this.#lockTail = new Promise((resolve) => {
+      done = resolve
+    })
+    try {
+      await previous
+      this.#check()
+      await new Promise((resolve, reject) => {
+        call(() =>
+          native.valueLockAsync(this.#id, timeout, (err) => (err ? reject(fromNative(err)) : resolve())),
+        )
+      })
+      const token = {}
+      this.#lockHeld = token
+      try {
+        return await lockContext.run(token, fn)
+      } finally {
+        this.#lockHeld = null
+        if (!this.#closed) native.valueUnlock(this.#id)
+      }
+    } finally {
+      done()
+    }
+  }
+
+  /** Like `lock`, but blocks the thread while waiting and `fn` must be synchronous. */
+  lockSync(fn, options) {
+    this.#check()
+    checkFunction('fn', fn)
+    const timeout = checkTimeout('options.timeout', checkObject('options', options).timeout)
+    const held = this.#lockHeld
+    if (held) {
+      if (lockContext.getStore() === held) return fn()
+      throw coded(Error, 'ERR_LOCK_HELD', `${this.#path}: lockSync() called while an unfinished lock() section of this handle holds the lock; waiting would deadlock this thread (use await lock())`)
+    }
+    call(() => native.valueLockSync(this.#id, timeout))
+    const token = {}
+    this.#lockHeld = token
+    try {
+      return lockContext.run(token, fn)
+    } finally {
+      this.#lockHeld = null
+      if (!this.#closed) native.valueUnlock(this.#id)
+    }
+  }
+
+  /** Whether a live process holds the lock now. */
+  get locked() {
+    this.#check()
+    return native.valueLocked(this.#id)
+  }
+
+  /**
+   * A zero-copy Buffer over the value area (`capacity` bytes). It stays valid after
+   * `close()`; after the segment grows, read `buffer` again for the larger area.
+   */
+  get buffer() {
+    this.#check()
+    const capacity = call(() => native.valueCapacity(this.#id))
+    if (this.#buffer === null || this.#bufferCapacity !== capacity) {
+      this.#buffer = call(() => native.valueBuffer(this.#id))
+      this.#bufferCapacity = capacity
+    }
+    return this.#buffer
+  }
+
+  /** Closes the handle. Pending waits reject with ERR_CLOSED. Closing twice is harmless. */
+  close() {
+    if (this.#closed) return
+    this.#closed = true
+    finalizer.unregister(this)
+    const err = closedError(this.#path)
+    for (const waiter of [...this.#waiters]) {
+      this.#waiters.delete(waiter)
+      if (waiter.timer) clearTimeout(waiter.timer)
+      if (waiter.onAbort) waiter.signal.removeEventListener('abort', waiter.onAbort)
+      waiter.reject(err)
+    }
+    this.#watchers.clear()
+    if (this.#keepAlive) clearInterval(this.#keepAlive)
+    if (this.#lingerTimer) clearTimeout(this.#lingerTimer)
+    this.#keepAlive = this.#lingerTimer = null
+    this.#buffer = null
+    this.#seq = null
+    native.valueClose(this.#id)
+  }
+
+  [Symbol.dispose]() {
+    this.close()
+  }
+
+  get [Symbol.toStringTag]() {
+    return 'SharedObject'
+  }
+}
+
+// The default segment behind the top-level read()/write(): `share-data` in the working
+// folder, or $SHARE_OBJECT_PATH, opened on first use.
+let defaultObject = null
+
+function defaultSegment() {
+  if (defaultObject === null || defaultObject.closed) {
+    defaultObject = SharedObject.open(process.env.SHARE_OBJECT_PATH || 'share-data')
+  }
+  return defaultObject
+}
+
+function read() {
+  return defaultSegment().read()
+}
+
+function write(value) {
+  if (typeof value !== 'string') throw invalidArgType('value', 'a string', value)
+  return defaultSegment().write(value)
+}
+
+module.exports = { SharedObject, read, write, defaultSegment }

@@ -1,0 +1,82 @@
+//! Wait and wake on a 32-bit word in shared memory (Linux futex, process-shared).
+//!
+//! The only OS call behind change notification and lock parking. The algorithms above it
+//! take "how to wait" as a parameter, so they are tested without the OS.
+
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+use rustix::thread::futex;
+
+/// Why a wait returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// Woken, or the word no longer held the expected value, or a signal interrupted the
+    /// sleep: the caller re-checks its condition in every case.
+    Woken,
+    /// The timeout passed.
+    TimedOut,
+}
+
+/// Parks the calling thread while `word == expected`, for at most `timeout`.
+///
+/// The word lives in a `MAP_SHARED` mapping, so this is the shared (not process-private)
+/// futex: a `wake` from any process that maps the same file page reaches it.
+pub fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Wake {
+    let ts = timeout.map(|d| futex::Timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as _,
+        tv_nsec: d.subsec_nanos() as _,
+    });
+    // SYNC POINT: the kernel compares `word` with `expected` atomically with queueing this
+    // thread, which pairs with the store that precedes every `wake` below.
+    match futex::wait(word, futex::Flags::empty(), expected, ts.as_ref()) {
+        Err(e) if e == rustix::io::Errno::TIMEDOUT => Wake::TimedOut,
+        _ => Wake::Woken,
+    }
+}
+
+/// Wakes up to `n` threads parked on `word`, in any process.
+pub fn wake(word: &AtomicU32, n: u32) {
+    // A failure here (EFAULT cannot happen on a live mapping) leaves waiters to their
+    // timeouts, which every wait in this crate has.
+    let _ = futex::wake(word, futex::Flags::empty(), n);
+}
+
+/// Wakes every thread parked on `word`.
+pub fn wake_all(word: &AtomicU32) {
+    wake(word, i32::MAX as u32);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_wait_on_a_changed_word_returns_at_once() {
+        let w = AtomicU32::new(5);
+        assert_eq!(wait(&w, 4, Some(Duration::from_secs(10))), Wake::Woken);
+    }
+
+    #[test]
+    fn a_wait_times_out() {
+        let w = AtomicU32::new(5);
+        assert_eq!(wait(&w, 5, Some(Duration::from_millis(5))), Wake::TimedOut);
+    }
+
+    #[test]
+    fn wake_reaches_a_parked_thread() {
+        let w = Arc::new(AtomicU32::new(0));
+        let w2 = Arc::clone(&w);
+        let t = std::thread::spawn(move || {
+            while w2.load(Ordering::Acquire) == 0 {
+                wait(&w2, 0, Some(Duration::from_secs(10)));
+            }
+        });
+        std::thread::sleep(Duration::from_millis(10));
+        w.store(1, Ordering::Release);
+        wake_all(&w);
+        t.join().unwrap();
+    }
+}

@@ -1,0 +1,592 @@
+//! share-object: Node.js processes sharing memory through a file mapped with `MAP_SHARED`.
+//!
+//! This file is the napi surface only: it converts arguments, calls the plain Rust modules
+//! that do the work, and maps their errors to JS errors with a stable `code` (in one place,
+//! [`to_js`]). The public API is `index.js`, which wraps these functions in the
+//! `SharedObject` class and adds promises, `AbortSignal`, watchers and argument checks.
+//!
+//! Open segments live in a per-thread [`registry::Registry`] and JS refers to them by
+//! number: a napi class unwrap costs more than a whole read.
+
+#![deny(clippy::all)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod error;
+pub mod futex;
+pub mod layout;
+pub mod lock;
+pub mod os;
+pub mod registry;
+pub mod segment;
+pub mod seqlock;
+pub mod value;
+
+#[cfg(test)]
+mod test_support;
+
+use std::cell::RefCell;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::path::Path;
+use std::ptr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use napi::bindgen_prelude::{Uint8ArraySlice, Unknown};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::{sys, Env, JsValue, Result};
+use napi_derive::napi;
+
+use crate::error::Error;
+use crate::lock::Acquired;
+use crate::registry::Registry;
+use crate::segment::{Mapping, OpenOptions};
+use crate::value::{ValueOptions, ValueSegment, Watcher};
+
+/// The `code` a JS error carries: `ERR_…` or an errno name.
+pub struct Code(String);
+
+impl AsRef<str> for Code {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<napi::Status> for Code {
+    fn from(status: napi::Status) -> Self {
+        Code(format!("ERR_NAPI_{}", status.as_ref()))
+    }
+}
+
+/// What native calls fail with: a JS error whose `code` is a [`Code`].
+type JsError = napi::Error<Code>;
+
+/// The one place core errors become JS errors: `err.code` is [`Error::code`], the message
+/// names the path and the cause.
+fn to_js(err: Error) -> JsError {
+    napi::Error::new(Code(err.code().to_owned()), err.to_string())
+}
+
+fn js_error(code: &str, message: String) -> JsError {
+    napi::Error::new(Code(code.to_owned()), message)
+}
+
+/// One open value segment of this thread.
+struct ValueEntry {
+    seg: ValueSegment,
+    /// Set to stop this entry's notifier thread.
+    notifier: Option<Arc<AtomicBool>>,
+}
+
+impl ValueEntry {
+    fn stop_notifier(&mut self) {
+        if let Some(stop) = self.notifier.take() {
+            // SYNC POINT: Release pairs with the Acquire load of the flag in
+            // `Watcher::wait_for_change`, which the wake below interrupts.
+            stop.store(true, Ordering::Release);
+            self.seg.watcher().wake_all();
+        }
+    }
+}
+
+impl Drop for ValueEntry {
+    fn drop(&mut self) {
+        self.stop_notifier();
+    }
+}
+
+thread_local! {
+    static VALUES: RefCell<Registry<ValueEntry>> = RefCell::new(Registry::default());
+    /// Reused for reads and string writes, so a hot loop does not allocate.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on the open value segment `id`.
+fn with_value<T>(id: u32, f: impl FnOnce(&mut ValueEntry) -> Result<T, Code>) -> Result<T, Code> {
+    VALUES.with(|values| {
+        let mut values = values.borrow_mut();
+        match values.get_mut(id) {
+            Some(entry) => f(entry),
+            None => Err(js_error(
+                "ERR_CLOSED",
+                format!("segment handle {id} is closed"),
+            )),
+        }
+    })
+}
+
+fn register(seg: ValueSegment) -> Result<u32, Code> {
+    VALUES.with(|values| {
+        values
+            .borrow_mut()
+            .insert(ValueEntry {
+                seg,
+                notifier: None,
+            })
+            .ok_or_else(|| js_error("ERR_OS", "this thread has opened 2^32 segments".into()))
+    })
+}
+
+/// Options accepted when opening a segment (checked again, with friendlier messages, in
+/// `index.js`).
+#[napi(object)]
+pub struct NativeOpenOptions {
+    /// Initial value capacity in bytes.
+    pub size: Option<f64>,
+    /// Largest value the segment may grow to hold, in bytes.
+    pub max_size: Option<f64>,
+    /// Create the file if missing.
+    pub create: Option<bool>,
+    /// Open read-only.
+    pub read_only: Option<bool>,
+    /// Permission bits of a new file.
+    pub mode: Option<u32>,
+}
+
+fn byte_count(name: &str, what: &str, v: Option<f64>, default: u64) -> Result<u64, Code> {
+    match v {
+        None => Ok(default),
+        Some(x)
+            if x.is_finite()
+                && x >= 0.0
+                && x.fract() == 0.0
+                && x <= layout::MAX_CAPACITY as f64 =>
+        {
+            Ok(x as u64)
+        }
+        Some(x) => Err(to_js(Error::invalid(
+            name,
+            format!(
+                "{what} must be a whole number of bytes from 0 to {}, got {x}",
+                layout::MAX_CAPACITY
+            ),
+        ))),
+    }
+}
+
+fn value_options(name: &str, o: Option<NativeOpenOptions>) -> Result<ValueOptions, Code> {
+    let o = o.unwrap_or(NativeOpenOptions {
+        size: None,
+        max_size: None,
+        create: None,
+        read_only: None,
+        mode: None,
+    });
+    // An explicit maxSize below the default size lowers the default size with it.
+    let given_max = byte_count(name, "maxSize", o.max_size, u64::MAX)?;
+    let capacity = byte_count(
+        name,
+        "size",
+        o.size,
+        layout::DEFAULT_CAPACITY.min(given_max),
+    )?;
+    let max_size = if o.max_size.is_some() {
+        given_max
+    } else {
+        layout::DEFAULT_MAX_SIZE.max(capacity)
+    };
+    let mode = o.mode.unwrap_or(0o600);
+    if mode & !0o777 != 0 {
+        return Err(to_js(Error::invalid(
+            name,
+            format!("mode 0o{mode:o} has bits beyond 0o777"),
+        )));
+    }
+    Ok(ValueOptions {
+        open: OpenOptions {
+            kind: layout::KIND_VALUE,
+            capacity,
+            create: o.create.unwrap_or(true),
+            read_only: o.read_only.unwrap_or(false),
+            mode,
+        },
+        max_size,
+    })
+}
+
+fn millis(ms: Option<f64>) -> Option<Duration> {
+    ms.map(|ms| Duration::from_secs_f64(if ms.is_finite() { ms.max(0.0) } else { 0.0 } / 1000.0))
+}
+
+/// Opens or creates the value segment at `path`; returns its handle number.
+#[napi]
+pub fn value_open(path: String, options: Option<NativeOpenOptions>) -> Result<u32, Code> {
+    let opts = value_options(&path, options)?;
+    register(ValueSegment::open(Path::new(&path), &opts).map_err(to_js)?)
+}
+
+/// Creates an anonymous (memfd) value segment; returns its handle number.
+#[napi]
+pub fn value_anonymous(options: Option<NativeOpenOptions>) -> Result<u32, Code> {
+    let opts = value_options("memfd", options)?;
+    register(ValueSegment::anonymous(&opts).map_err(to_js)?)
+}
+
+/// Opens the value segment behind an inherited descriptor (duplicated: the caller keeps
+/// its own); returns its handle number.
+#[napi]
+pub fn value_from_fd(fd: i32, options: Option<NativeOpenOptions>) -> Result<u32, Code> {
+    let name = format!("fd:{fd}");
+    let opts = value_options(&name, options)?;
+    // SAFETY: F_GETFD only inspects the descriptor table; a closed fd gives EBADF.
+    if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+        return Err(to_js(Error::os(
+            &name,
+            "fcntl",
+            std::io::Error::from_raw_os_error(libc::EBADF),
+        )));
+    }
+    // SAFETY: the descriptor was just checked to be open, and it is only used (duplicated)
+    // within this call, during which this thread closes nothing.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    register(ValueSegment::from_fd(borrowed, &opts).map_err(to_js)?)
+}
+
+/// Closes a handle: unmaps (unless zero-copy buffers still hold the mapping), closes the
+/// file and so releases the handle's locks. Closing twice is harmless.
+#[napi]
+pub fn value_close(id: u32) {
+    let entry = VALUES.with(|values| values.borrow_mut().remove(id));
+    drop(entry);
+}
+
+/// Removes a segment file (a symlink at the path is removed, never followed).
+#[napi]
+pub fn unlink(path: String) -> Result<(), Code> {
+    os::unlink(Path::new(&path)).map_err(|e| to_js(Error::os(&path, "unlink", e)))
+}
+
+/// Creates a JS string from UTF-8 bytes (invalid sequences become U+FFFD).
+fn js_string_from_utf8<'env>(env: &'env Env, bytes: &[u8]) -> Result<Unknown<'env>, Code> {
+    let mut value = ptr::null_mut();
+    // SAFETY: `bytes` is private memory valid for its length; V8 copies it.
+    let status = unsafe {
+        sys::napi_create_string_utf8(
+            env.raw(),
+            bytes.as_ptr().cast(),
+            bytes.len() as isize,
+            &mut value,
+        )
+    };
+    if status != sys::Status::napi_ok {
+        return Err(js_error(
+            "ERR_STRING_TOO_LONG",
+            format!(
+                "a value of {} bytes is too long for a JS string; use readBuffer()",
+                bytes.len()
+            ),
+        ));
+    }
+    // SAFETY: `value` is a live string created in this env just above.
+    Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value) })
+}
+
+/// The current value, decoded as UTF-8.
+#[napi]
+pub fn value_read<'env>(env: &'env Env, id: u32) -> Result<Unknown<'env>, Code> {
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        with_value(id, |e| e.seg.read_into(&mut scratch).map_err(to_js))?;
+        js_string_from_utf8(env, &scratch)
+    })
+}
+
+/// Copies the current value into `target` if it fits; returns the value's length either
+/// way (a length above `target.length` means nothing was copied: retry with more room).
+/// `index.js` builds `readBuffer()` on this: a pooled JS Buffer is much cheaper to allocate
+/// than one napi creates.
+#[napi]
+pub fn value_read_into(id: u32, mut target: Uint8ArraySlice<'_>) -> Result<f64, Code> {
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        with_value(id, |e| e.seg.read_into(&mut scratch).map_err(to_js))?;
+        // SAFETY: `target` is a live JS typed array owned by the JS heap (not shared memory)
+        // and no other reference to its bytes exists during this call.
+        let out: &mut [u8] = unsafe { target.as_mut() };
+        if let Some(dst) = out.get_mut(..scratch.len()) {
+            dst.copy_from_slice(&scratch);
+        }
+        Ok(scratch.len() as f64)
+    })
+}
+
+/// Copies a JS string's UTF-8 encoding into `out` with one conversion pass.
+fn string_utf8_into(env: &Env, value: &Unknown<'_>, out: &mut Vec<u8>) -> Result<(), Code> {
+    let raw = value.raw();
+    let mut units = 0usize;
+    // SAFETY: with a null buffer napi only reports the string's length in UTF-16 units.
+    let status =
+        unsafe { sys::napi_get_value_string_utf16(env.raw(), raw, ptr::null_mut(), 0, &mut units) };
+    if status != sys::Status::napi_ok {
+        return Err(js_error(
+            "ERR_INVALID_ARG_TYPE",
+            "the value must be a string".into(),
+        ));
+    }
+    // Each UTF-16 unit takes at most 3 UTF-8 bytes, plus napi's terminating NUL: the copy
+    // below can never be truncated.
+    let room = units * 3 + 1;
+    out.clear();
+    out.reserve(room);
+    let mut written = 0usize;
+    // SAFETY: `out` has capacity for `room` bytes and napi writes at most `room` (including
+    // the NUL); `written` excludes the NUL and is at most `room - 1`.
+    unsafe {
+        let status = sys::napi_get_value_string_utf8(
+            env.raw(),
+            raw,
+            out.as_mut_ptr().cast(),
+            room,
+            &mut written,
+        );
+        if status != sys::Status::napi_ok {
+            return Err(js_error(
+                "ERR_INVALID_ARG_TYPE",
+                "the value must be a string".into(),
+            ));
+        }
+        out.set_len(written);
+    }
+    Ok(())
+}
+
+/// Stores a string as UTF-8; returns the number of bytes written.
+#[napi]
+pub fn value_write_string(env: &Env, id: u32, value: Unknown<'_>) -> Result<f64, Code> {
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        string_utf8_into(env, &value, &mut scratch)?;
+        with_value(id, |e| e.seg.write(&scratch).map_err(to_js))?;
+        Ok(scratch.len() as f64)
+    })
+}
+
+/// Stores bytes; returns the number of bytes written.
+#[napi]
+pub fn value_write_bytes(id: u32, value: Uint8ArraySlice<'_>) -> Result<f64, Code> {
+    let bytes: &[u8] = &value;
+    with_value(id, |e| e.seg.write(bytes).map_err(to_js))?;
+    Ok(bytes.len() as f64)
+}
+
+/// Number of completed writes, the same in every process.
+#[napi]
+pub fn value_version(id: u32) -> Result<f64, Code> {
+    with_value(id, |e| Ok(e.seg.version() as f64))
+}
+
+/// Facts about an open handle.
+#[napi(object)]
+pub struct NativeValueInfo {
+    pub path: String,
+    pub capacity: f64,
+    pub max_size: f64,
+    pub read_only: bool,
+    pub fd: i32,
+}
+
+/// Path, capacity, size limit, mode and descriptor of a handle.
+#[napi]
+pub fn value_info(id: u32) -> Result<NativeValueInfo, Code> {
+    with_value(id, |e| {
+        Ok(NativeValueInfo {
+            path: e.seg.path().to_owned(),
+            capacity: e.seg.capacity() as f64,
+            max_size: e.seg.max_size() as f64,
+            read_only: e.seg.segment().read_only(),
+            fd: e.seg.segment().fd().as_raw_fd(),
+        })
+    })
+}
+
+/// Bytes the value may take before the segment grows.
+#[napi]
+pub fn value_capacity(id: u32) -> Result<f64, Code> {
+    with_value(id, |e| Ok(e.seg.capacity() as f64))
+}
+
+/// Blocks until the version differs from `since`; returns it, or null on timeout.
+#[napi]
+pub fn value_wait_sync(id: u32, since: f64, timeout_ms: Option<f64>) -> Result<Option<f64>, Code> {
+    // The wait runs outside the registry borrow, so nothing else on this thread is held.
+    let watcher = with_value(id, |e| Ok(e.seg.watcher()))?;
+    Ok(watcher
+        .wait_for_change(since as u64, millis(timeout_ms), value::WAIT_SPINS, None)
+        .map(|v| v as f64))
+}
+
+type NotifyFn = ThreadsafeFunction<(), (), (), Code, false, true, 1>;
+
+/// Starts a native thread that calls `callback()` after writes (coalesced: at most one
+/// call is queued; the callback reads the latest version itself). Does not keep the
+/// process alive on its own.
+#[napi]
+pub fn value_start_notifier(id: u32, callback: NotifyFn) -> Result<(), Code> {
+    with_value(id, |e| {
+        e.stop_notifier();
+        let watcher = e.seg.watcher();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        std::thread::Builder::new()
+            .name("share-object-notify".into())
+            .spawn(move || notify_loop(watcher, flag, callback))
+            .map_err(|err| to_js(Error::os(e.seg.path(), "spawn notifier thread", err)))?;
+        e.notifier = Some(stop);
+        Ok(())
+    })
+}
+
+/// Stops the notifier thread, if any.
+#[napi]
+pub fn value_stop_notifier(id: u32) {
+    let _ = with_value(id, |e| {
+        e.stop_notifier();
+        Ok(())
+    });
+}
+
+fn notify_loop(watcher: Watcher, stop: Arc<AtomicBool>, callback: NotifyFn) {
+    let mut last = watcher.version();
+    while let Some(v) = watcher.wait_for_change(last, None, 0, Some(&stop)) {
+        last = v;
+        // A full queue means a call is already pending; it reads the latest version when
+        // it runs, so this change is delivered with it (coalesced), not lost.
+        let _ = callback.call((), ThreadsafeFunctionCallMode::NonBlocking);
+    }
+}
+
+fn deadline_after(timeout_ms: Option<f64>) -> Option<Instant> {
+    millis(timeout_ms).map(|d| Instant::now() + d)
+}
+
+/// Takes the cross-process lock, blocking; returns true if its previous holder had died.
+#[napi]
+pub fn value_lock_sync(id: u32, timeout_ms: Option<f64>) -> Result<bool, Code> {
+    let locker = with_value(id, |e| Ok(e.seg.user_locker()))?;
+    let acquired = locker
+        .lock(deadline_after(timeout_ms), false)
+        .map_err(to_js)?;
+    Ok(acquired == Acquired::OwnerDied)
+}
+
+/// Takes the cross-process lock on a native thread, then calls `callback(err, ownerDied)`.
+/// The pending call keeps the process alive.
+#[napi]
+pub fn value_lock_async(
+    id: u32,
+    timeout_ms: Option<f64>,
+    callback: ThreadsafeFunction<bool, (), bool, Code, true>,
+) -> Result<(), Code> {
+    let locker = with_value(id, |e| Ok(e.seg.user_locker()))?;
+    let deadline = deadline_after(timeout_ms);
+    std::thread::Builder::new()
+        .name("share-object-lock".into())
+        .spawn(move || {
+            let result = locker
+                .lock(deadline, true)
+                .map(|a| a == Acquired::OwnerDied)
+                .map_err(to_js);
+            callback.call(result, ThreadsafeFunctionCallMode::Blocking);
+        })
+        .map_err(|err| js_error("ERR_OS", format!("cannot start a lock thread: {err}")))?;
+    Ok(())
+}
+
+/// Releases the cross-process lock held by this handle.
+#[napi]
+pub fn value_unlock(id: u32) -> Result<(), Code> {
+    with_value(id, |e| {
+        e.seg.unlock_user();
+        Ok(())
+    })
+}
+
+/// Whether a live handle in any process holds the lock.
+#[napi]
+pub fn value_locked(id: u32) -> Result<bool, Code> {
+    with_value(id, |e| Ok(e.seg.user_lock_held()))
+}
+
+unsafe extern "C" fn release_mapping(
+    _env: sys::napi_env,
+    _data: *mut std::ffi::c_void,
+    hint: *mut std::ffi::c_void,
+) {
+    // SAFETY: `hint` is the `Box<Arc<Mapping>>` leaked in `external_buffer` for exactly
+    // this buffer, and napi runs a finalizer once.
+    drop(unsafe { Box::from_raw(hint.cast::<Arc<Mapping>>()) });
+}
+
+/// A Buffer over `len` bytes at `offset` of `map`, owning a reference to the mapping.
+fn external_buffer<'env>(
+    env: &'env Env,
+    path: &str,
+    map: Arc<Mapping>,
+    offset: usize,
+    len: usize,
+) -> Result<Unknown<'env>, Code> {
+    assert!(offset + len <= map.len(), "buffer beyond the mapping");
+    // SAFETY: `offset + len <= map.len()` (asserted), so the pointer stays in the mapping.
+    let data = unsafe { map.base().add(offset) };
+    let hint = Box::into_raw(Box::new(map));
+    let mut value = ptr::null_mut();
+    // SAFETY: `data` is valid for `len` bytes for as long as the `Arc<Mapping>` in `hint`
+    // lives, and `release_mapping` drops it only when V8 collects the buffer.
+    let status = unsafe {
+        sys::napi_create_external_buffer(
+            env.raw(),
+            len,
+            data.cast(),
+            Some(release_mapping),
+            hint.cast(),
+            &mut value,
+        )
+    };
+    if status != sys::Status::napi_ok {
+        // SAFETY: no buffer was created, so the finalizer will never run: reclaim the box.
+        drop(unsafe { Box::from_raw(hint) });
+        if status == sys::Status::napi_no_external_buffers_allowed {
+            return Err(to_js(Error::ExternalBufferUnsupported {
+                path: path.to_owned(),
+            }));
+        }
+        return Err(js_error(
+            "ERR_OS",
+            format!("{path}: could not create an external buffer (napi status {status})"),
+        ));
+    }
+    // SAFETY: `value` is the live buffer created just above.
+    Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value) })
+}
+
+/// A zero-copy Buffer over the value area (the whole capacity). It keeps the mapping alive
+/// by itself, after `close()` too.
+#[napi]
+pub fn value_buffer<'env>(env: &'env Env, id: u32) -> Result<Unknown<'env>, Code> {
+    let (path, map, len) = with_value(id, |e| {
+        if e.seg.segment().read_only() {
+            return Err(to_js(Error::ReadOnly {
+                path: e.seg.path().to_owned(),
+            }));
+        }
+        Ok((
+            e.seg.path().to_owned(),
+            Arc::clone(e.seg.segment().mapping()),
+            e.seg.capacity() as usize,
+        ))
+    })?;
+    external_buffer(env, &path, map, layout::HEADER_SIZE, len)
+}
+
+/// A Buffer over the header, for `index.js` to read the version without a native call.
+/// Never written through (it may be a read-only mapping).
+#[napi]
+pub fn value_header<'env>(env: &'env Env, id: u32) -> Result<Unknown<'env>, Code> {
+    let (path, map) = with_value(id, |e| {
+        Ok((
+            e.seg.path().to_owned(),
+            Arc::clone(e.seg.segment().mapping()),
+        ))
+    })?;
+    external_buffer(env, &path, map, 0, layout::HEADER_SIZE)
+}

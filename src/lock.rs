@@ -1,0 +1,236 @@
+//! A cross-process lock on one 32-bit word that survives the death of its holder.
+//!
+//! The word holds the *token* of the holding handle (0 = free) and a [`CONTENDED`] bit set
+//! by anyone who parks, so the holder only makes a wake syscall when someone is waiting
+//! (Drepper, "Futexes Are Tricky", mutex #2). The uncontended path is one compare-and-swap
+//! to lock and one swap to unlock: no syscall.
+//!
+//! Every open handle holds a kernel lock on its own liveness byte (see `layout.rs`), which
+//! the kernel drops when the handle's process dies. A waiter that finds the word owned by a
+//! token whose liveness byte is free knows the holder is gone and takes the lock over,
+//! reporting [`Acquired::OwnerDied`] so the caller can repair what the holder left half-done.
+//! How to test liveness and how to park are passed in, so the algorithm is unit-tested here
+//! without processes.
+//!
+//! Invariant: the word is only ever changed by compare-and-swap from a value the changer
+//! read, except by its holder's release.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::layout::CONTENDED;
+
+/// How long a parked waiter sleeps before it re-checks whether the holder is alive.
+pub const LIVENESS_POLL: Duration = Duration::from_millis(20);
+
+/// Spins on a held lock before parking (bounded: on a busy 2-core machine the holder may
+/// need our core to finish).
+const SPINS: u32 = 100;
+
+/// How the lock was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acquired {
+    /// From a holder that released it.
+    Clean,
+    /// Taken over from a holder that died while holding it.
+    OwnerDied,
+}
+
+/// Why acquiring failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockError {
+    /// The deadline passed while a live holder kept the lock.
+    TimedOut,
+    /// This token already holds the lock (the caller keeps its own recursion count).
+    AlreadyHeld,
+}
+
+/// The token in a lock word, without the [`CONTENDED`] bit.
+pub fn owner(word_value: u32) -> u32 {
+    word_value & !CONTENDED
+}
+
+/// Acquires the lock for token `me` (non-zero, without the [`CONTENDED`] bit).
+///
+/// `is_alive(token)` says whether the handle with that token still lives; `park(word,
+/// expected, timeout)` sleeps while `word == expected` (a futex wait, or a test double).
+pub fn acquire(
+    word: &AtomicU32,
+    me: u32,
+    deadline: Option<Instant>,
+    is_alive: &dyn Fn(u32) -> bool,
+    park: &dyn Fn(&AtomicU32, u32, Duration),
+) -> Result<Acquired, LockError> {
+    debug_assert!(me != 0 && me & CONTENDED == 0);
+    // SYNC POINT: Acquire on success pairs with the Release swap in `release`, so the
+    // previous holder's writes to the protected data are visible to us.
+    if word
+        .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+        .is_ok()
+    {
+        return Ok(Acquired::Clean);
+    }
+    let mut spins = 0;
+    // Once we have parked, others may be parked too: keep CONTENDED when we take the lock
+    // so our release wakes the next one.
+    let mut mark = 0;
+    loop {
+        let current = word.load(Ordering::Relaxed);
+        if current == 0 {
+            // SYNC POINT: as above, Acquire pairs with `release`'s Release swap.
+            if word
+                .compare_exchange(0, me | mark, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Ok(Acquired::Clean);
+            }
+            continue;
+        }
+        let holder = owner(current);
+        if holder == me {
+            return Err(LockError::AlreadyHeld);
+        }
+        if spins < SPINS {
+            spins += 1;
+            std::hint::spin_loop();
+            continue;
+        }
+        if holder == 0 || !is_alive(holder) {
+            // The holder died (or the word holds a bare CONTENDED bit): take it over,
+            // keeping CONTENDED so parked waiters are woken by our release.
+            // SYNC POINT: Acquire pairs with whatever Release the dead holder managed;
+            // the caller treats the protected data as possibly half-written.
+            if word
+                .compare_exchange(
+                    current,
+                    me | (current & CONTENDED),
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                return Ok(if holder == 0 {
+                    Acquired::Clean
+                } else {
+                    Acquired::OwnerDied
+                });
+            }
+            continue;
+        }
+        if current & CONTENDED == 0
+            && word
+                .compare_exchange(
+                    current,
+                    current | CONTENDED,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+        {
+            continue;
+        }
+        let mut nap = LIVENESS_POLL;
+        if let Some(deadline) = deadline {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(LockError::TimedOut);
+            }
+            nap = nap.min(deadline - now);
+        }
+        park(word, current | CONTENDED, nap);
+        mark = CONTENDED;
+    }
+}
+
+/// Releases the lock held by `me`. Returns false if the word did not name `me` (someone
+/// declared us dead, or the word was overwritten): the lock is released all the same.
+pub fn release(word: &AtomicU32, me: u32, wake_one: &dyn Fn(&AtomicU32)) -> bool {
+    // SYNC POINT: Release pairs with the Acquire compare-and-swap in `acquire`.
+    let previous = word.swap(0, Ordering::Release);
+    if previous & CONTENDED != 0 {
+        wake_one(word);
+    }
+    owner(previous) == me
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+    use std::sync::{Arc, Mutex};
+
+    fn futex_park(w: &AtomicU32, expected: u32, d: Duration) {
+        crate::futex::wait(w, expected, Some(d));
+    }
+    fn futex_wake(w: &AtomicU32) {
+        crate::futex::wake(w, 1);
+    }
+
+    #[test]
+    fn uncontended_acquire_and_release() {
+        let w = AtomicU32::new(0);
+        let alive = |_| true;
+        assert_eq!(
+            acquire(&w, 7, None, &alive, &futex_park),
+            Ok(Acquired::Clean)
+        );
+        assert_eq!(w.load(Ordering::Relaxed), 7);
+        assert_eq!(
+            acquire(&w, 7, None, &alive, &futex_park),
+            Err(LockError::AlreadyHeld)
+        );
+        assert!(release(&w, 7, &futex_wake));
+        assert_eq!(w.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_dead_holder_is_taken_over_and_reported() {
+        let w = AtomicU32::new(42 | CONTENDED);
+        let dead: HashSet<u32> = [42].into();
+        let alive = |t| !dead.contains(&t);
+        assert_eq!(
+            acquire(&w, 9, None, &alive, &futex_park),
+            Ok(Acquired::OwnerDied)
+        );
+        assert_eq!(w.load(Ordering::Relaxed), 9 | CONTENDED);
+    }
+
+    #[test]
+    fn a_live_holder_makes_a_bounded_wait_time_out() {
+        let w = AtomicU32::new(42);
+        let alive = |_| true;
+        let deadline = Instant::now() + Duration::from_millis(30);
+        assert_eq!(
+            acquire(&w, 9, Some(deadline), &alive, &futex_park),
+            Err(LockError::TimedOut)
+        );
+        assert_eq!(owner(w.load(Ordering::Relaxed)), 42, "the holder keeps it");
+    }
+
+    #[test]
+    fn threads_exclude_each_other() {
+        let w = Arc::new(AtomicU32::new(0));
+        let inside = Arc::new(Mutex::new(0u64));
+        let counter = Arc::new(AtomicU32::new(0));
+        let threads: Vec<_> = (1..=4u32)
+            .map(|me| {
+                let (w, inside, counter) = (w.clone(), inside.clone(), counter.clone());
+                std::thread::spawn(move || {
+                    let alive = |_| true;
+                    for _ in 0..5_000 {
+                        acquire(&w, me, None, &alive, &futex_park).unwrap();
+                        // A non-atomic read-modify-write, safe only under the lock.
+                        let v = counter.load(Ordering::Relaxed);
+                        counter.store(v + 1, Ordering::Relaxed);
+                        *inside.lock().unwrap() += 1;
+                        assert!(release(&w, me, &futex_wake));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(counter.load(Ordering::Relaxed), 20_000);
+    }
+}

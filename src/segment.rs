@@ -1,0 +1,690 @@
+//! Open, create, validate, map and grow a segment file.
+//!
+//! Invariants this module keeps:
+//! - A file is only ever written by us if its header is ours, or if it is entirely zero
+//!   bytes (the article's pre-made `share-data`) and no one else has it open.
+//! - A new file is created under a temporary name, fully initialised, then renamed into
+//!   place without replacing anything, so no opener ever sees a half-written header.
+//! - Every opener holds a shared OFD lock on [`LOCK_OPEN`] for as long as it has the file
+//!   open, so nobody re-initialises a file that is in use; and an exclusive lock on its own
+//!   liveness byte, so lock words naming its token can be recognised as orphaned when it dies.
+//! - The library never shrinks a file; growth reserves the blocks first (`fallocate`).
+//! - Shared bytes are reached only through raw pointers into a [`memmap2::MmapRaw`].
+
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use memmap2::{MmapOptions, MmapRaw};
+
+use crate::error::{Error, Result};
+use crate::layout::{
+    self, kind_name, IdentityFields, FORMAT_VERSION, HEADER_SIZE, LIVENESS_BASE, LOCK_OPEN,
+    MAGIC_U64, MAX_CAPACITY,
+};
+use crate::os::{self, LockKind, OpenMode};
+
+/// How long an opener waits for another process to finish initialising a file in place.
+const INIT_WAIT: Duration = Duration::from_secs(5);
+
+/// What the caller asks of `Segment::open`.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// The kind of segment expected (and created): `layout::KIND_VALUE` or `KIND_CHANNEL`.
+    pub kind: u32,
+    /// Data-area bytes of a new segment.
+    pub capacity: u64,
+    /// Create the file if it does not exist.
+    pub create: bool,
+    /// Map read-only; writes are refused.
+    pub read_only: bool,
+    /// Permission bits of a new file (before the umask). Group or other bits here also
+    /// accept an existing file with those bits, and one owned by another user.
+    pub mode: u32,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            kind: layout::KIND_VALUE,
+            capacity: layout::DEFAULT_CAPACITY,
+            create: true,
+            read_only: false,
+            mode: 0o600,
+        }
+    }
+}
+
+/// One mapping of a segment file. Shared (`Arc`) so that zero-copy buffers and background
+/// threads keep it alive after the segment moved on to a larger mapping or was closed.
+pub struct Mapping {
+    raw: MmapRaw,
+}
+
+impl Mapping {
+    /// Start of the mapping (the header).
+    pub fn base(&self) -> *mut u8 {
+        self.raw.as_mut_ptr()
+    }
+
+    /// Bytes mapped.
+    pub fn len(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// Whether the mapping is empty (never, for a validated segment).
+    pub fn is_empty(&self) -> bool {
+        self.raw.len() == 0
+    }
+
+    /// Data-area bytes this mapping covers.
+    pub fn data_len(&self) -> usize {
+        self.raw.len().saturating_sub(HEADER_SIZE)
+    }
+
+    /// Start of the data area.
+    pub fn data(&self) -> *mut u8 {
+        // SAFETY: a validated mapping is at least HEADER_SIZE bytes long, so the offset stays
+        // inside the same allocation.
+        unsafe { self.base().add(HEADER_SIZE) }
+    }
+
+    /// The header, viewed as a `T` made only of atomics.
+    ///
+    /// # Safety
+    /// `T` must be a `#[repr(C)]` struct of atomics no larger than `HEADER_SIZE` and no
+    /// more aligned than a page.
+    pub unsafe fn header<T>(&self) -> &T {
+        debug_assert!(std::mem::size_of::<T>() <= HEADER_SIZE && self.len() >= HEADER_SIZE);
+        // SAFETY: the mapping is page-aligned and at least HEADER_SIZE long (checked at
+        // validation); `T` is all atomics (caller's contract), so a shared reference to it
+        // allows concurrent changes by other processes; it lives as long as `self`.
+        unsafe { &*(self.base() as *const T) }
+    }
+}
+
+/// An open segment: its file, its current mapping and this handle's liveness token.
+pub struct Segment {
+    path: String,
+    file: Arc<File>,
+    map: Arc<Mapping>,
+    token: u32,
+    read_only: bool,
+    kind: u32,
+}
+
+impl Segment {
+    /// Opens (and, with `create`, creates) the segment at `path`.
+    pub fn open(path: &Path, opts: &OpenOptions) -> Result<Segment> {
+        let name = path.display().to_string();
+        if path.as_os_str().as_encoded_bytes().contains(&0) {
+            return Err(Error::invalid(&name, "path contains a NUL byte"));
+        }
+        if path.as_os_str().is_empty() {
+            return Err(Error::invalid(&name, "path is empty"));
+        }
+        let file = match open_existing(path, &name, opts) {
+            Ok(file) => file,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) && opts.create => {
+                create_new(path, &name, opts)?
+            }
+            Err(e) => return Err(e),
+        };
+        check_file_safety(&file, &name, opts)?;
+        Segment::adopt(file, name, opts)
+    }
+
+    /// A new anonymous segment in memory (`memfd_create`), for sharing with children.
+    pub fn anonymous(opts: &OpenOptions) -> Result<Segment> {
+        let name = format!("memfd:share-object-{}", kind_name(opts.kind));
+        let file = os::memfd("share-object").map_err(|e| Error::os(&name, "memfd_create", e))?;
+        initialise(&file, &name, opts)?;
+        Segment::adopt(file, name, opts)
+    }
+
+    /// Adopts a descriptor another process passed us (it is duplicated; the caller keeps
+    /// its own).
+    pub fn from_fd(fd: BorrowedFd<'_>, opts: &OpenOptions) -> Result<Segment> {
+        let name = format!("fd:{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+        let owned: OwnedFd = os::dup_cloexec(fd).map_err(|e| Error::os(&name, "dup", e))?;
+        let file = File::from(owned);
+        let facts = os::facts(file.as_fd()).map_err(|e| Error::os(&name, "fstat", e))?;
+        if !facts.is_regular {
+            return Err(Error::NotASegment {
+                path: name,
+                reason: "descriptor is not a regular file or memfd".into(),
+            });
+        }
+        Segment::adopt(file, name, opts)
+    }
+
+    /// Takes the locks, validates (or initialises an all-zero file) and maps.
+    fn adopt(file: File, name: String, opts: &OpenOptions) -> Result<Segment> {
+        let writable = !opts.read_only;
+        let share = LockKind::Shared;
+        let started = Instant::now();
+        loop {
+            os::lock_byte(file.as_fd(), LOCK_OPEN, share, true)
+                .map_err(|e| Error::os(&name, "lock (open)", e))?;
+            match inspect(&file, &name, opts)? {
+                Inspection::Valid(fields) => {
+                    let map = map_file(&file, &name, writable, fields)?;
+                    let token = take_liveness(&file, &name, writable)?;
+                    return Ok(Segment {
+                        path: name,
+                        file: Arc::new(file),
+                        map: Arc::new(map),
+                        token,
+                        read_only: opts.read_only,
+                        kind: opts.kind,
+                    });
+                }
+                Inspection::AllZero => {
+                    if opts.read_only {
+                        return Err(Error::NotASegment {
+                            path: name,
+                            reason: "file is empty or all zero bytes and the segment is opened read-only, so it cannot be initialised".into(),
+                        });
+                    }
+                    // Initialise in place only as the sole opener: convert to exclusive
+                    // without waiting (two openers waiting on each other would deadlock).
+                    if os::lock_byte(file.as_fd(), LOCK_OPEN, LockKind::Exclusive, false)
+                        .map_err(|e| Error::os(&name, "lock (initialise)", e))?
+                    {
+                        if let Inspection::AllZero = inspect(&file, &name, opts)? {
+                            initialise(&file, &name, opts)?;
+                        }
+                        // Back to shared (atomic conversion) and validate as any opener.
+                        continue;
+                    }
+                    os::unlock_byte(file.as_fd(), LOCK_OPEN)
+                        .map_err(|e| Error::os(&name, "unlock (open)", e))?;
+                    if started.elapsed() > INIT_WAIT {
+                        return Err(Error::Timeout {
+                            path: name,
+                            what: "another process to initialise the file",
+                            ms: INIT_WAIT.as_millis() as u64,
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+    }
+
+    /// The path (or `memfd:`/`fd:` name) used in messages.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// This handle's liveness token (what it writes into lock words).
+    pub fn token(&self) -> u32 {
+        self.token
+    }
+
+    /// Whether writes are refused.
+    pub fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// The segment kind.
+    pub fn kind(&self) -> u32 {
+        self.kind
+    }
+
+    /// The file descriptor (for passing an anonymous segment to a child).
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+
+    /// The current mapping.
+    pub fn mapping(&self) -> &Arc<Mapping> {
+        &self.map
+    }
+
+    /// Whether the handle owning `token` is alive (holds its liveness byte). Our own token
+    /// is alive by definition.
+    pub fn is_alive(&self, token: u32) -> bool {
+        self.liveness().is_alive(token)
+    }
+
+    /// A `Send` handle for liveness checks from other threads (keeps the file open).
+    pub fn liveness(&self) -> Liveness {
+        Liveness {
+            file: Arc::clone(&self.file),
+            token: self.token,
+        }
+    }
+
+    /// Re-maps after another process grew the file. `capacity` is what the header says
+    /// now (untrusted); it must fit in the file.
+    pub fn remap(&mut self, capacity: u64) -> Result<()> {
+        let size = os::facts(self.file.as_fd())
+            .map_err(|e| Error::os(&self.path, "fstat", e))?
+            .size;
+        let needed = checked_total(capacity).ok_or_else(|| {
+            Error::corrupt(&self.path, format!("capacity {capacity} is out of range"))
+        })?;
+        if needed > size {
+            return Err(Error::corrupt(
+                &self.path,
+                format!("header claims {capacity} bytes of data but the file holds {size} bytes"),
+            ));
+        }
+        if needed as usize <= self.map.len() {
+            return Ok(());
+        }
+        let map = map_len(&self.file, &self.path, !self.read_only, size)?;
+        self.map = Arc::new(map);
+        Ok(())
+    }
+
+    /// Grows the file so the data area holds at least `capacity` bytes (blocks reserved),
+    /// and maps it. Call with the writer lock held; publishing the new capacity in the
+    /// header is the caller's job.
+    pub fn grow(&mut self, capacity: u64) -> Result<()> {
+        let needed = checked_total(capacity).ok_or_else(|| {
+            Error::invalid(&self.path, format!("capacity {capacity} is too large"))
+        })?;
+        os::reserve(self.file.as_fd(), needed)
+            .map_err(|e| Error::os(&self.path, "fallocate", e))?;
+        let size = os::facts(self.file.as_fd())
+            .map_err(|e| Error::os(&self.path, "fstat", e))?
+            .size;
+        let map = map_len(&self.file, &self.path, true, size)?;
+        self.map = Arc::new(map);
+        Ok(())
+    }
+}
+
+/// Tells whether the handle behind a token is alive, from any thread.
+#[derive(Clone)]
+pub struct Liveness {
+    file: Arc<File>,
+    token: u32,
+}
+
+impl Liveness {
+    /// This handle's own token.
+    pub fn token(&self) -> u32 {
+        self.token
+    }
+
+    /// Whether the handle owning `token` still holds its liveness byte.
+    pub fn is_alive(&self, token: u32) -> bool {
+        if token == self.token {
+            return true;
+        }
+        // An error here (it cannot happen on a live descriptor) counts as alive: the
+        // caller then waits on its deadline rather than stealing a live holder's lock.
+        os::byte_is_locked_by_other(self.file.as_fd(), LIVENESS_BASE + u64::from(token))
+            .unwrap_or(true)
+    }
+}
+
+/// `HEADER_SIZE + capacity`, if the capacity is within the format's limit.
+fn checked_total(capacity: u64) -> Option<u64> {
+    (capacity <= MAX_CAPACITY).then(|| HEADER_SIZE as u64 + capacity)
+}
+
+fn open_existing(path: &Path, name: &str, opts: &OpenOptions) -> Result<File> {
+    let how = OpenMode {
+        write: !opts.read_only,
+        create_exclusive: false,
+        mode: 0,
+    };
+    os::open(path, how).map_err(|e| match e.raw_os_error() {
+        Some(libc::ELOOP) => Error::UnsafePath {
+            path: name.to_owned(),
+            reason: "the path is a symbolic link, which is never followed".into(),
+        },
+        Some(libc::EISDIR) => Error::NotASegment {
+            path: name.to_owned(),
+            reason: "it is a directory".into(),
+        },
+        _ => Error::os(name, "open", e),
+    })
+}
+
+/// Creates the segment under a temporary name next to `path`, initialises it, and renames
+/// it into place unless something appeared there meanwhile (then opens that instead).
+fn create_new(path: &Path, name: &str, opts: &OpenOptions) -> Result<File> {
+    let temp = temp_sibling(path);
+    let how = OpenMode {
+        write: true,
+        create_exclusive: true,
+        mode: opts.mode & 0o777,
+    };
+    let file = os::open(&temp, how).map_err(|e| Error::os(name, "create", e))?;
+    let placed = initialise(&file, name, opts).and_then(|()| {
+        os::rename_noreplace(&temp, path).map_err(|e| Error::os(name, "rename into place", e))
+    });
+    match placed {
+        Ok(true) => Ok(file),
+        Ok(false) => {
+            // Another process created it first: use theirs.
+            let _ = os::unlink(&temp);
+            drop(file);
+            open_existing(path, name, opts)
+        }
+        Err(e) => {
+            let _ = os::unlink(&temp);
+            Err(e)
+        }
+    }
+}
+
+fn temp_sibling(path: &Path) -> PathBuf {
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "segment".into());
+    path.with_file_name(format!(
+        ".{}.{}-{:08x}.creating",
+        file_name,
+        std::process::id(),
+        os::random_token()
+    ))
+}
+
+/// Refuses files an attacker could have planted or could change under us.
+fn check_file_safety(file: &File, name: &str, opts: &OpenOptions) -> Result<()> {
+    let facts = os::facts(file.as_fd()).map_err(|e| Error::os(name, "fstat", e))?;
+    let refuse = |reason: String| {
+        Err(Error::UnsafePath {
+            path: name.to_owned(),
+            reason,
+        })
+    };
+    if facts.is_dir {
+        return Err(Error::NotASegment {
+            path: name.to_owned(),
+            reason: "it is a directory".into(),
+        });
+    }
+    if !facts.is_regular {
+        return Err(Error::NotASegment {
+            path: name.to_owned(),
+            reason: "it is not a regular file".into(),
+        });
+    }
+    if facts.nlink > 1 {
+        return refuse(format!(
+            "the file has {} hard links; a segment must have exactly one",
+            facts.nlink
+        ));
+    }
+    let shared_with_others = opts.mode & 0o077 != 0;
+    let me = os::euid();
+    if facts.uid != me && !shared_with_others {
+        return refuse(format!(
+            "the file is owned by uid {}, not by this process (uid {me}); pass a group/other `mode` to share across users",
+            facts.uid
+        ));
+    }
+    let loose = facts.mode & 0o022 & !opts.mode;
+    if loose != 0 {
+        return refuse(format!(
+            "the file is group- or world-writable (mode 0o{:o}) beyond the requested mode 0o{:o}",
+            facts.mode, opts.mode
+        ));
+    }
+    Ok(())
+}
+
+enum Inspection {
+    Valid(IdentityFields),
+    AllZero,
+}
+
+/// Reads and checks the header from a private copy of the file's first bytes.
+fn inspect(file: &File, name: &str, opts: &OpenOptions) -> Result<Inspection> {
+    let size = os::facts(file.as_fd())
+        .map_err(|e| Error::os(name, "fstat", e))?
+        .size;
+    let mut head = [0u8; HEADER_SIZE];
+    let got = os::read_at(file, &mut head, 0).map_err(|e| Error::os(name, "read", e))?;
+    if got == 0 || (head[..got].iter().all(|&b| b == 0) && all_zero(file, name, size)?) {
+        return Ok(Inspection::AllZero);
+    }
+    let mut line = [0u8; 64];
+    line.copy_from_slice(&head[..64]);
+    let fields = IdentityFields::parse(&line);
+    if got < 8 || fields.magic != MAGIC_U64 {
+        return Err(Error::NotASegment {
+            path: name.to_owned(),
+            reason: "its first bytes are not the share-object magic".into(),
+        });
+    }
+    if (got as u64) < HEADER_SIZE as u64 {
+        return Err(Error::corrupt(
+            name,
+            format!("the file is {size} bytes, shorter than the {HEADER_SIZE}-byte header"),
+        ));
+    }
+    if fields.format_version != FORMAT_VERSION {
+        return Err(Error::UnsupportedVersion {
+            path: name.to_owned(),
+            found: fields.format_version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    if fields.header_size as usize != HEADER_SIZE {
+        return Err(Error::corrupt(
+            name,
+            format!(
+                "header size {} (expected {HEADER_SIZE})",
+                fields.header_size
+            ),
+        ));
+    }
+    if fields.kind != opts.kind {
+        if fields.kind == layout::KIND_VALUE || fields.kind == layout::KIND_CHANNEL {
+            return Err(Error::WrongKind {
+                path: name.to_owned(),
+                found: kind_name(fields.kind),
+                expected: kind_name(opts.kind),
+            });
+        }
+        return Err(Error::corrupt(
+            name,
+            format!("unknown segment kind {}", fields.kind),
+        ));
+    }
+    match checked_total(fields.capacity) {
+        Some(total) if total <= size => Ok(Inspection::Valid(fields)),
+        _ => Err(Error::corrupt(
+            name,
+            format!(
+                "header claims {} bytes of data but the file holds only {size} bytes",
+                fields.capacity
+            ),
+        )),
+    }
+}
+
+/// Whether every byte of the file is zero (read in chunks through a private buffer).
+fn all_zero(file: &File, name: &str, size: u64) -> Result<bool> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut offset = 0u64;
+    while offset < size {
+        let n = os::read_at(file, &mut buf, offset).map_err(|e| Error::os(name, "read", e))?;
+        if n == 0 {
+            break;
+        }
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        offset += n as u64;
+    }
+    Ok(true)
+}
+
+/// Writes a fresh header and reserves the data area. The file is either not yet visible
+/// or held exclusively; the magic goes last all the same.
+fn initialise(file: &File, name: &str, opts: &OpenOptions) -> Result<()> {
+    let capacity = opts.capacity;
+    let total = checked_total(capacity)
+        .ok_or_else(|| Error::invalid(name, format!("size {capacity} is too large")))?;
+    os::reserve(file.as_fd(), total).map_err(|e| Error::os(name, "fallocate", e))?;
+    let mut head = [0u8; HEADER_SIZE];
+    head[layout::offsets::FORMAT_VERSION..][..4].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    head[layout::offsets::KIND..][..4].copy_from_slice(&opts.kind.to_le_bytes());
+    head[layout::offsets::HEADER_SIZE..][..4].copy_from_slice(&(HEADER_SIZE as u32).to_le_bytes());
+    head[layout::offsets::CAPACITY..][..8].copy_from_slice(&capacity.to_le_bytes());
+    os::write_at(file, &head[8..], 8).map_err(|e| Error::os(name, "write header", e))?;
+    os::write_at(file, &layout::MAGIC, 0).map_err(|e| Error::os(name, "write header", e))?;
+    Ok(())
+}
+
+fn map_file(file: &File, name: &str, writable: bool, fields: IdentityFields) -> Result<Mapping> {
+    // Map the whole file: the data area may already be larger than the header says if a
+    // writer is between growing the file and publishing the new capacity.
+    let size = os::facts(file.as_fd())
+        .map_err(|e| Error::os(name, "fstat", e))?
+        .size;
+    debug_assert!(HEADER_SIZE as u64 + fields.capacity <= size);
+    map_len(file, name, writable, size)
+}
+
+fn map_len(file: &File, name: &str, writable: bool, len: u64) -> Result<Mapping> {
+    let len = usize::try_from(len).map_err(|_| Error::corrupt(name, "file too large to map"))?;
+    let mut options = MmapOptions::new();
+    options.len(len);
+    let raw = if writable {
+        options.map_raw(file)
+    } else {
+        options.map_raw_read_only(file)
+    }
+    .map_err(|e| Error::os(name, "mmap", e))?;
+    Ok(Mapping { raw })
+}
+
+/// Picks a random token and holds its liveness byte for the life of the descriptor.
+fn take_liveness(file: &File, name: &str, writable: bool) -> Result<u32> {
+    // A read-only descriptor may only take read locks; either kind shows up in F_OFD_GETLK.
+    let kind = if writable {
+        LockKind::Exclusive
+    } else {
+        LockKind::Shared
+    };
+    for _ in 0..64 {
+        let token = os::random_token();
+        let byte = LIVENESS_BASE + u64::from(token);
+        // A token in use by another handle shows up as a held byte: pick another.
+        if os::byte_is_locked_by_other(file.as_fd(), byte)
+            .map_err(|e| Error::os(name, "lock (liveness)", e))?
+        {
+            continue;
+        }
+        if os::lock_byte(file.as_fd(), byte, kind, false)
+            .map_err(|e| Error::os(name, "lock (liveness)", e))?
+        {
+            return Ok(token);
+        }
+    }
+    Err(Error::corrupt(name, "could not find a free liveness token"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::TempDir;
+
+    #[test]
+    fn creates_a_missing_file_with_a_valid_header_and_mode_0600() {
+        let dir = TempDir::new("seg-create");
+        let path = dir.path().join("share-data");
+        let seg = Segment::open(&path, &OpenOptions::default()).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.len(), HEADER_SIZE as u64 + 1024);
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+            0o600
+        );
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(&bytes[..8], b"SHAREOBJ");
+        assert!(seg.mapping().len() >= HEADER_SIZE + 1024);
+        // No temporary file is left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn empty_and_all_zero_files_are_initialised() {
+        let dir = TempDir::new("seg-zero");
+        for (i, content) in [vec![], vec![0u8; 1024]].into_iter().enumerate() {
+            let path = dir.path().join(format!("z{i}"));
+            std::fs::write(&path, &content).unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+            Segment::open(&path, &OpenOptions::default()).unwrap();
+            assert_eq!(&std::fs::read(&path).unwrap()[..8], b"SHAREOBJ");
+        }
+    }
+
+    #[test]
+    fn foreign_files_are_refused_and_left_byte_for_byte_intact() {
+        let dir = TempDir::new("seg-foreign");
+        let path = dir.path().join("foreign");
+        let content: Vec<u8> = (0..4000u32).map(|i| (i * 7 + 1) as u8).collect();
+        std::fs::write(&path, &content).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let err = Segment::open(&path, &OpenOptions::default()).err().unwrap();
+        assert_eq!(err.code(), "ERR_NOT_A_SEGMENT");
+        assert_eq!(std::fs::read(&path).unwrap(), content);
+    }
+
+    #[test]
+    fn a_header_claiming_more_than_the_file_holds_is_corrupt() {
+        let dir = TempDir::new("seg-short");
+        let path = dir.path().join("s");
+        drop(Segment::open(&path, &OpenOptions::default()).unwrap());
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[24..32].copy_from_slice(&(1u64 << 30).to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let err = Segment::open(&path, &OpenOptions::default()).err().unwrap();
+        assert_eq!(err.code(), "ERR_CORRUPT");
+        assert!(err.to_string().contains(&path.display().to_string()));
+    }
+
+    #[test]
+    fn another_format_version_is_refused() {
+        let dir = TempDir::new("seg-version");
+        let path = dir.path().join("s");
+        drop(Segment::open(&path, &OpenOptions::default()).unwrap());
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[8..12].copy_from_slice(&99u32.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let err = Segment::open(&path, &OpenOptions::default()).err().unwrap();
+        assert_eq!(err.code(), "ERR_UNSUPPORTED_VERSION");
+    }
+
+    #[test]
+    fn liveness_tracks_open_handles() {
+        let dir = TempDir::new("seg-live");
+        let path = dir.path().join("s");
+        let a = Segment::open(&path, &OpenOptions::default()).unwrap();
+        let b = Segment::open(&path, &OpenOptions::default()).unwrap();
+        assert_ne!(a.token(), b.token());
+        assert!(b.is_alive(a.token()));
+        let gone = a.token();
+        drop(a);
+        assert!(!b.is_alive(gone));
+    }
+
+    #[test]
+    fn missing_file_without_create_is_enoent() {
+        let dir = TempDir::new("seg-nocreate");
+        let opts = OpenOptions {
+            create: false,
+            ..OpenOptions::default()
+        };
+        let err = Segment::open(&dir.path().join("nope"), &opts)
+            .err()
+            .unwrap();
+        assert_eq!(err.code(), "ENOENT");
+    }
+}

@@ -1,0 +1,611 @@
+//! A value segment: one byte string shared by every process that opens the file.
+//!
+//! Reads are torn-free copies (`seqlock.rs`); writers exclude each other with a lock word
+//! that survives their death (`lock.rs`); every completed write bumps a futex word that
+//! waiters park on (`futex.rs`); a value larger than the capacity grows the file, and
+//! every other process re-maps on its next access. Everything read from the header is
+//! untrusted: lengths are checked against the mapping, capacities against the file.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::futex;
+use crate::layout::{ValueHeader, DEFAULT_MAX_SIZE, HEADER_SIZE, KIND_VALUE, MAX_CAPACITY};
+use crate::lock::{self, Acquired, LockError};
+use crate::segment::{Liveness, Mapping, OpenOptions, Segment};
+use crate::seqlock::{self, ReadAttempt};
+
+/// How long a writer waits for the writer lock held by a live process before giving up.
+const WRITE_LOCK_WAIT: Duration = Duration::from_secs(10);
+/// How long a reader waits for a live writer that is mid-copy before giving up.
+const READ_WAIT: Duration = Duration::from_secs(10);
+/// Busy-wait iterations before a waiter parks (bounded, so a 2-core machine is not starved).
+pub const WAIT_SPINS: u32 = 2_000;
+
+/// Options for opening a value segment.
+#[derive(Debug, Clone)]
+pub struct ValueOptions {
+    pub open: OpenOptions,
+    /// Largest value the segment may grow to hold.
+    pub max_size: u64,
+}
+
+impl Default for ValueOptions {
+    fn default() -> Self {
+        ValueOptions {
+            open: OpenOptions::default(),
+            max_size: DEFAULT_MAX_SIZE,
+        }
+    }
+}
+
+/// An open value segment.
+pub struct ValueSegment {
+    seg: Segment,
+    max_size: u64,
+}
+
+impl ValueSegment {
+    /// Opens or creates the value segment at `path`.
+    pub fn open(path: &Path, opts: &ValueOptions) -> Result<Self> {
+        let name = path.display().to_string();
+        let open = checked_options(&name, opts)?;
+        Ok(ValueSegment {
+            seg: Segment::open(path, &open)?,
+            max_size: opts.max_size,
+        })
+    }
+
+    /// A new anonymous value segment (memfd) to hand to child processes by descriptor.
+    pub fn anonymous(opts: &ValueOptions) -> Result<Self> {
+        let open = checked_options("memfd", opts)?;
+        Ok(ValueSegment {
+            seg: Segment::anonymous(&open)?,
+            max_size: opts.max_size,
+        })
+    }
+
+    /// Opens the value segment behind an inherited descriptor (duplicated).
+    pub fn from_fd(fd: std::os::fd::BorrowedFd<'_>, opts: &ValueOptions) -> Result<Self> {
+        let open = checked_options("fd", opts)?;
+        Ok(ValueSegment {
+            seg: Segment::from_fd(fd, &open)?,
+            max_size: opts.max_size,
+        })
+    }
+
+    /// The segment underneath.
+    pub fn segment(&self) -> &Segment {
+        &self.seg
+    }
+
+    /// The path used in messages.
+    pub fn path(&self) -> &str {
+        self.seg.path()
+    }
+
+    fn header(&self) -> &ValueHeader {
+        // SAFETY: ValueHeader is a repr(C) struct of atomics of exactly HEADER_SIZE bytes,
+        // and the segment was validated as a value segment at least that long.
+        unsafe { self.seg.mapping().header::<ValueHeader>() }
+    }
+
+    /// A handle on the header for waiting from other threads; keeps the mapping alive.
+    pub fn watcher(&self) -> Watcher {
+        Watcher {
+            map: Arc::clone(self.seg.mapping()),
+        }
+    }
+
+    /// The number of completed writes, the same in every process.
+    pub fn version(&self) -> u64 {
+        version_of(self.header())
+    }
+
+    /// Bytes the value may take without growing the file.
+    pub fn capacity(&self) -> u64 {
+        let claimed = self.header().identity.capacity.load(Ordering::Acquire);
+        claimed.min(self.seg.mapping().data_len() as u64)
+    }
+
+    /// The largest value this handle will grow the segment for.
+    pub fn max_size(&self) -> u64 {
+        self.max_size
+    }
+
+    /// Copies the current value into `out` (replacing its contents); returns its version.
+    pub fn read_into(&mut self, out: &mut Vec<u8>) -> Result<u64> {
+        let mut waited_since: Option<Instant> = None;
+        let mut spins = 0u32;
+        loop {
+            let map = Arc::clone(self.seg.mapping());
+            // SAFETY: ValueHeader is all atomics and the mapping is a validated value segment.
+            let h = unsafe { map.header::<ValueHeader>() };
+            // SAFETY: `data()` is valid for `data_len()` bytes while `map` lives.
+            let attempt =
+                unsafe { seqlock::try_read(&h.seq, &h.len, map.data(), map.data_len(), out) };
+            match attempt {
+                ReadAttempt::Done { seq } => return Ok(seq / 2),
+                ReadAttempt::Raced => spins = 0,
+                ReadAttempt::TooLong { len, .. } => {
+                    let claimed = h.identity.capacity.load(Ordering::Acquire);
+                    if len > claimed || claimed <= map.data_len() as u64 {
+                        return Err(Error::corrupt(
+                            self.path(),
+                            format!("value length {len} exceeds the capacity of {claimed} bytes"),
+                        ));
+                    }
+                    // Another process grew the file: map the larger size and retry.
+                    self.seg.remap(claimed)?;
+                }
+                ReadAttempt::WriterActive { seq } => {
+                    if spins < WAIT_SPINS {
+                        spins += 1;
+                        std::hint::spin_loop();
+                        continue;
+                    }
+                    let since = *waited_since.get_or_insert_with(Instant::now);
+                    self.check_writer_alive(h, seq, since)?;
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+            }
+        }
+    }
+
+    /// A writer has held `seq` odd for a while: fail if it died, or if it takes too long.
+    fn check_writer_alive(&self, h: &ValueHeader, odd: u64, since: Instant) -> Result<()> {
+        // SYNC POINT: Acquire pairs with the writer's lock acquisition (its CAS) so a holder
+        // that locked before marking `seq` odd is seen here.
+        let holder = lock::owner(h.writer_lock.load(Ordering::Acquire));
+        if holder == 0 || !self.seg.is_alive(holder) {
+            // No live writer. If `seq` is still the same odd value, its writer died mid-copy;
+            // if it moved, a new writer took over and we retry.
+            if h.seq.load(Ordering::Acquire) == odd {
+                return Err(Error::WriterDied {
+                    path: self.path().to_owned(),
+                });
+            }
+            return Ok(());
+        }
+        if since.elapsed() > READ_WAIT {
+            return Err(Error::Timeout {
+                path: self.path().to_owned(),
+                what: "a writer to finish its write",
+                ms: READ_WAIT.as_millis() as u64,
+            });
+        }
+        Ok(())
+    }
+
+    /// Replaces the value; returns the new version. Grows the segment if needed (up to the
+    /// maximum size). On any error the previous value is intact.
+    pub fn write(&mut self, value: &[u8]) -> Result<u64> {
+        if self.seg.read_only() {
+            return Err(Error::ReadOnly {
+                path: self.path().to_owned(),
+            });
+        }
+        let len = value.len() as u64;
+        if len > self.max_size {
+            return Err(Error::ValueTooLarge {
+                path: self.path().to_owned(),
+                len,
+                max: self.max_size,
+            });
+        }
+        self.lock_writer()?;
+        let result = self.write_locked(value);
+        self.unlock_writer();
+        result
+    }
+
+    fn lock_writer(&self) -> Result<Acquired> {
+        let h = self.header();
+        let deadline = Instant::now() + WRITE_LOCK_WAIT;
+        lock::acquire(
+            &h.writer_lock,
+            self.seg.token(),
+            Some(deadline),
+            &|t| self.seg.is_alive(t),
+            &|w, v, d| {
+                futex::wait(w, v, Some(d));
+            },
+        )
+        .map_err(|e| match e {
+            LockError::TimedOut => Error::Timeout {
+                path: self.path().to_owned(),
+                what: "the writer lock",
+                ms: WRITE_LOCK_WAIT.as_millis() as u64,
+            },
+            LockError::AlreadyHeld => Error::corrupt(
+                self.path(),
+                "the writer lock already names this handle (overwritten by another process?)",
+            ),
+        })
+    }
+
+    fn unlock_writer(&self) {
+        lock::release(&self.header().writer_lock, self.seg.token(), &|w| {
+            futex::wake(w, 1)
+        });
+    }
+
+    fn write_locked(&mut self, value: &[u8]) -> Result<u64> {
+        let len = value.len() as u64;
+        self.ensure_capacity(len)?;
+        let map = Arc::clone(self.seg.mapping());
+        // SAFETY: ValueHeader is all atomics and the mapping is a validated value segment.
+        let h = unsafe { map.header::<ValueHeader>() };
+        let odd = seqlock::begin_write(&h.seq);
+        // SAFETY: `ensure_capacity` made the mapping's data area at least `len` bytes; the
+        // writer lock makes us the only writer; `ptr::copy` in `copy_in` tolerates a source
+        // that is itself a view of this segment.
+        unsafe { seqlock::copy_in(map.data(), value.as_ptr(), value.len()) };
+        let seq = seqlock::end_write(&h.seq, &h.len, len, odd);
+        notify_waiters(h);
+        Ok(seq / 2)
+    }
+
+    /// Makes the mapped data area hold `len` bytes: adopt a growth made by another process,
+    /// or grow the file ourselves. Called with the writer lock held.
+    fn ensure_capacity(&mut self, len: u64) -> Result<()> {
+        let claimed = self.header().identity.capacity.load(Ordering::Acquire);
+        if claimed > self.seg.mapping().data_len() as u64 {
+            self.seg.remap(claimed)?;
+        }
+        if len <= claimed.min(self.seg.mapping().data_len() as u64) {
+            return Ok(());
+        }
+        let target = len
+            .max(claimed.saturating_mul(2))
+            .min(self.max_size.max(len));
+        // Keep the file a whole number of pages.
+        let total = (HEADER_SIZE as u64 + target).next_multiple_of(4096);
+        let capacity = (total - HEADER_SIZE as u64).min(MAX_CAPACITY);
+        self.seg.grow(capacity)?;
+        // SYNC POINT: Release pairs with the Acquire load of `capacity` by readers in other
+        // processes, who then find the file already grown (fallocate came first).
+        self.header()
+            .identity
+            .capacity
+            .store(capacity, Ordering::Release);
+        Ok(())
+    }
+
+    /// Takes the cross-process lock behind `lock()`/`lockSync()` for this handle.
+    pub fn lock_user(&self, deadline: Option<Instant>) -> Result<Acquired> {
+        self.user_locker().lock(deadline, false)
+    }
+
+    /// What a background thread needs to take the `lock()` lock for this handle.
+    pub fn user_locker(&self) -> UserLocker {
+        UserLocker {
+            watcher: self.watcher(),
+            liveness: self.seg.liveness(),
+            path: self.path().to_owned(),
+        }
+    }
+
+    /// Releases the lock taken by `lock_user`.
+    pub fn unlock_user(&self) {
+        lock::release(&self.header().user_lock, self.seg.token(), &|w| {
+            futex::wake(w, 1)
+        });
+    }
+
+    /// Whether a live handle (in any process) holds the `lock()` lock.
+    pub fn user_lock_held(&self) -> bool {
+        let holder = lock::owner(self.header().user_lock.load(Ordering::Acquire));
+        holder != 0 && self.seg.is_alive(holder)
+    }
+
+    /// Blocks until the version differs from `since`, or the timeout passes (`None`).
+    pub fn wait_for_change(&self, since: u64, timeout: Option<Duration>) -> Option<u64> {
+        self.watcher()
+            .wait_for_change(since, timeout, WAIT_SPINS, None)
+    }
+}
+
+fn checked_options(name: &str, opts: &ValueOptions) -> Result<OpenOptions> {
+    let mut open = opts.open.clone();
+    open.kind = KIND_VALUE;
+    if open.capacity > MAX_CAPACITY || opts.max_size > MAX_CAPACITY {
+        return Err(Error::invalid(
+            name,
+            format!("size must be at most {MAX_CAPACITY} bytes"),
+        ));
+    }
+    if open.capacity > opts.max_size {
+        return Err(Error::invalid(
+            name,
+            format!(
+                "size {} is larger than maxSize {}",
+                open.capacity, opts.max_size
+            ),
+        ));
+    }
+    Ok(open)
+}
+
+fn version_of(h: &ValueHeader) -> u64 {
+    // SYNC POINT: Acquire pairs with the Release store of the even `seq` in `end_write`.
+    h.seq.load(Ordering::Acquire) / 2
+}
+
+/// Wakes waiters after a completed write, with a syscall only if someone is parked.
+fn notify_waiters(h: &ValueHeader) {
+    // SYNC POINT: these two SeqCst operations pair with the SeqCst increment of
+    // `notify_waiters` and the kernel's re-check of `notify` in `Watcher::park` (Dekker):
+    // either we see the waiter and wake it, or it sees the new `notify` and does not sleep.
+    h.notify.fetch_add(1, Ordering::SeqCst);
+    if h.notify_waiters.load(Ordering::SeqCst) != 0 {
+        futex::wake_all(&h.notify);
+    }
+}
+
+/// The part of a value segment other threads need to wait on it. Holds the mapping alive.
+#[derive(Clone)]
+pub struct Watcher {
+    map: Arc<Mapping>,
+}
+
+impl Watcher {
+    fn header(&self) -> &ValueHeader {
+        // SAFETY: built from a validated value segment's mapping, which `self` keeps alive.
+        unsafe { self.map.header::<ValueHeader>() }
+    }
+
+    /// The current version.
+    pub fn version(&self) -> u64 {
+        version_of(self.header())
+    }
+
+    /// Blocks until the version differs from `since` (returns it), the timeout passes or
+    /// `cancel` is set (`None`). Spins `spins` times before parking on the futex.
+    pub fn wait_for_change(
+        &self,
+        since: u64,
+        timeout: Option<Duration>,
+        spins: u32,
+        cancel: Option<&AtomicBool>,
+    ) -> Option<u64> {
+        let h = self.header();
+        let deadline = timeout.map(|t| Instant::now() + t);
+        for _ in 0..spins {
+            let v = version_of(h);
+            if v != since {
+                return Some(v);
+            }
+            std::hint::spin_loop();
+        }
+        loop {
+            // Read the futex word before the version: a write completing in between
+            // changes the word, and the park below returns at once.
+            let observed = h.notify.load(Ordering::Acquire);
+            let v = version_of(h);
+            if v != since {
+                return Some(v);
+            }
+            if cancel.is_some_and(|c| c.load(Ordering::Acquire)) {
+                return None;
+            }
+            let mut nap = None;
+            if let Some(deadline) = deadline {
+                let now = Instant::now();
+                if now >= deadline {
+                    return None;
+                }
+                nap = Some(deadline - now);
+            }
+            if cancel.is_some() {
+                // Cancellation is a local flag the futex cannot see: poll it.
+                nap = Some(nap.map_or(CANCEL_POLL, |n: Duration| n.min(CANCEL_POLL)));
+            }
+            self.park(observed, nap);
+        }
+    }
+
+    fn park(&self, observed: u32, nap: Option<Duration>) {
+        let h = self.header();
+        // SYNC POINT: pairs with `notify_waiters` (see there).
+        h.notify_waiters.fetch_add(1, Ordering::SeqCst);
+        futex::wait(&h.notify, observed, nap);
+        h.notify_waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Wakes every thread parked on this segment's futex word (used to cancel a wait).
+    pub fn wake_all(&self) {
+        futex::wake_all(&self.header().notify);
+    }
+}
+
+/// Takes a value segment's `lock()` lock, from any thread.
+pub struct UserLocker {
+    watcher: Watcher,
+    liveness: Liveness,
+    path: String,
+}
+
+impl UserLocker {
+    /// Blocks until the lock is ours (or `deadline` passes). If this same handle holds it
+    /// already, fails with `ERR_LOCK_HELD`, or with `wait_for_self` waits for that section
+    /// to end (for a background thread, whose wait cannot block the section's thread).
+    pub fn lock(&self, deadline: Option<Instant>, wait_for_self: bool) -> Result<Acquired> {
+        loop {
+            match self.lock_once(deadline) {
+                Err(Error::LockHeld { .. }) if wait_for_self => {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(Error::Timeout {
+                            path: self.path.clone(),
+                            what: "the lock",
+                            ms: 0,
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn lock_once(&self, deadline: Option<Instant>) -> Result<Acquired> {
+        let started = Instant::now();
+        lock::acquire(
+            &self.watcher.header().user_lock,
+            self.liveness.token(),
+            deadline,
+            &|t| self.liveness.is_alive(t),
+            &|w, v, d| {
+                futex::wait(w, v, Some(d));
+            },
+        )
+        .map_err(|e| match e {
+            LockError::TimedOut => Error::Timeout {
+                path: self.path.clone(),
+                what: "the lock",
+                ms: started.elapsed().as_millis() as u64,
+            },
+            LockError::AlreadyHeld => Error::LockHeld {
+                path: self.path.clone(),
+            },
+        })
+    }
+}
+
+/// How often a cancellable wait re-checks its flag.
+const CANCEL_POLL: Duration = Duration::from_millis(100);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::TempDir;
+
+    fn open(dir: &TempDir, name: &str) -> ValueSegment {
+        ValueSegment::open(&dir.path().join(name), &ValueOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn a_new_segment_reads_empty_at_version_zero() {
+        let dir = TempDir::new("val-new");
+        let mut v = open(&dir, "s");
+        let mut out = vec![9];
+        assert_eq!(v.read_into(&mut out).unwrap(), 0);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_write_is_read_back_exactly_by_another_handle() {
+        let dir = TempDir::new("val-rt");
+        let mut a = open(&dir, "s");
+        let mut b = open(&dir, "s");
+        let value = "héllo\0wörld 你好 🎉".as_bytes();
+        assert_eq!(a.write(value).unwrap(), 1);
+        let mut out = vec![];
+        assert_eq!(b.read_into(&mut out).unwrap(), 1);
+        assert_eq!(out, value);
+        assert_eq!(b.version(), 1);
+    }
+
+    #[test]
+    fn growth_is_adopted_by_other_handles() {
+        let dir = TempDir::new("val-grow");
+        let mut a = open(&dir, "s");
+        let mut b = open(&dir, "s");
+        let big = vec![7u8; 100_000];
+        a.write(&big).unwrap();
+        assert!(a.capacity() >= 100_000);
+        let mut out = vec![];
+        b.read_into(&mut out).unwrap();
+        assert_eq!(out, big);
+        b.write(&vec![8u8; 150_000]).unwrap();
+        a.read_into(&mut out).unwrap();
+        assert_eq!(out.len(), 150_000);
+    }
+
+    #[test]
+    fn a_value_beyond_max_size_is_refused_and_the_old_value_kept() {
+        let dir = TempDir::new("val-max");
+        let opts = ValueOptions {
+            max_size: 4096,
+            ..ValueOptions::default()
+        };
+        let mut v = ValueSegment::open(&dir.path().join("s"), &opts).unwrap();
+        v.write(b"old").unwrap();
+        let err = v.write(&[1u8; 4097]).unwrap_err();
+        assert_eq!(err.code(), "ERR_VALUE_TOO_LARGE");
+        let mut out = vec![];
+        v.read_into(&mut out).unwrap();
+        assert_eq!(out, b"old");
+    }
+
+    #[test]
+    fn a_garbage_length_is_corrupt_not_followed() {
+        let dir = TempDir::new("val-len");
+        let mut v = open(&dir, "s");
+        v.header().len.store(u64::MAX, Ordering::Relaxed);
+        let err = v.read_into(&mut vec![]).unwrap_err();
+        assert_eq!(err.code(), "ERR_CORRUPT");
+    }
+
+    #[test]
+    fn a_writer_that_died_mid_write_is_reported_and_the_next_writer_recovers() {
+        let dir = TempDir::new("val-dead");
+        let mut reader = open(&dir, "s");
+        {
+            let writer = open(&dir, "s");
+            let h = writer.header();
+            h.writer_lock
+                .store(writer.segment().token(), Ordering::Release);
+            seqlock::begin_write(&h.seq);
+            // `writer` is dropped here holding the lock mid-write: its liveness byte goes.
+        }
+        let err = reader.read_into(&mut vec![]).unwrap_err();
+        assert_eq!(err.code(), "ERR_WRITER_DIED");
+        let mut next = open(&dir, "s");
+        next.write(b"fresh").unwrap();
+        let mut out = vec![];
+        reader.read_into(&mut out).unwrap();
+        assert_eq!(out, b"fresh");
+    }
+
+    #[test]
+    fn read_only_handles_refuse_writes() {
+        let dir = TempDir::new("val-ro");
+        let path = dir.path().join("s");
+        drop(open(&dir, "s"));
+        let mut opts = ValueOptions::default();
+        opts.open.read_only = true;
+        let mut ro = ValueSegment::open(&path, &opts).unwrap();
+        assert_eq!(ro.write(b"x").unwrap_err().code(), "ERR_READ_ONLY");
+    }
+
+    #[test]
+    fn a_waiter_in_another_thread_wakes_on_write() {
+        let dir = TempDir::new("val-wait");
+        let mut a = open(&dir, "s");
+        let w = a.watcher();
+        let t = std::thread::spawn(move || {
+            w.wait_for_change(0, Some(Duration::from_secs(10)), 0, None)
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        a.write(b"x").unwrap();
+        assert_eq!(t.join().unwrap(), Some(1));
+        assert_eq!(a.wait_for_change(1, Some(Duration::from_millis(10))), None);
+    }
+
+    #[test]
+    fn the_user_lock_is_taken_over_from_a_dead_handle() {
+        let dir = TempDir::new("val-userlock");
+        let a = open(&dir, "s");
+        let b = open(&dir, "s");
+        assert_eq!(a.lock_user(None).unwrap(), Acquired::Clean);
+        assert!(b.user_lock_held());
+        drop(a);
+        assert!(!b.user_lock_held());
+        assert_eq!(b.lock_user(None).unwrap(), Acquired::OwnerDied);
+        b.unlock_user();
+    }
+}
