@@ -1,0 +1,337 @@
+'use strict'
+// SharedObject: notification, locks, growth, zero-copy buffers, anonymous segments,
+// worker threads, and the coded errors around them.
+
+const test = require('node:test')
+const assert = require('node:assert/strict')
+const fs = require('node:fs')
+const path = require('node:path')
+const { spawn, execFileSync } = require('node:child_process')
+const { Worker } = require('node:worker_threads')
+const { SharedObject } = require('..')
+const { tempDir, spawnFixture, waitFor, exitOf, FIXTURES } = require('./helpers.js')
+
+function forceGc() {
+  require('node:v8').setFlagsFromString('--expose-gc')
+  return require('node:vm').runInNewContext('gc')
+}
+
+function segment(t, options) {
+  const dir = tempDir(t)
+  const file = path.join(dir, 'seg')
+  const obj = SharedObject.open(file, options)
+  t.after(() => obj.close())
+  return { dir, file, obj }
+}
+
+for (const mode of ['promise', 'sync', 'watch', 'iterator']) {
+  test(`a write in one process wakes a ${mode} waiter in another`, async (t) => {
+    const { file, obj } = segment(t)
+    const child = spawnFixture(t, 'wait-change.js', [file, mode])
+    await waitFor(() => child.lines.includes('"waiting"'), 10_000, 'the waiter to start')
+    obj.write(`hello ${mode}`)
+    const { code } = await exitOf(child, 20_000, `the ${mode} waiter`)
+    assert.equal(code, 0, child.stderrText)
+    assert.deepEqual(JSON.parse(child.lines.at(-1)), { version: 1, value: `hello ${mode}` })
+  })
+}
+
+test('waitForChange rejects with ERR_TIMEOUT when nothing changes', async (t) => {
+  const { file } = segment(t)
+  const child = spawnFixture(t, 'wait-change.js', [file, 'timeout'])
+  await exitOf(child, 20_000)
+  assert.deepEqual(JSON.parse(child.lines.at(-1)), { code: 'ERR_TIMEOUT' })
+})
+
+test('waitForChange rejects with an AbortError when its signal aborts', async (t) => {
+  const { file } = segment(t)
+  const child = spawnFixture(t, 'wait-change.js', [file, 'abort'])
+  await exitOf(child, 20_000)
+  assert.deepEqual(JSON.parse(child.lines.at(-1)), { name: 'AbortError', code: 'ABORT_ERR' })
+})
+
+test('waitForChange resolves at once when the version already differs', async (t) => {
+  const { obj } = segment(t)
+  obj.write('a')
+  assert.equal(await obj.waitForChange(0), 1)
+  assert.equal(obj.waitForChangeSync(0), 1)
+  assert.throws(() => obj.waitForChangeSync(1, 10), { code: 'ERR_TIMEOUT' })
+  const ac = new AbortController()
+  ac.abort()
+  await assert.rejects(obj.waitForChange(1, { signal: ac.signal }), { name: 'AbortError' })
+})
+
+test('20 pending waits do not hold up fs.readFile (they run on threads of their own)', async (t) => {
+  const objs = []
+  const dir = tempDir(t)
+  for (let i = 0; i < 20; i++) {
+    const obj = SharedObject.open(path.join(dir, `seg${i}`))
+    objs.push(obj)
+  }
+  t.after(() => objs.forEach((o) => o.close()))
+  const waits = objs.map((o) => o.waitForChange(undefined, { timeout: 30_000 }))
+  // libuv's pool has 4 threads by default: 20 waits there would starve this read.
+  const text = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('fs.readFile did not complete within 10 s')), 10_000)
+    fs.readFile(__filename, 'utf8', (err, data) => {
+      clearTimeout(timer)
+      if (err) reject(err)
+      else resolve(data)
+    })
+  })
+  assert.match(text, /20 pending waits/)
+  objs.forEach((o, i) => o.write(`wake ${i}`))
+  assert.deepEqual(await Promise.all(waits), Array(20).fill(1))
+})
+
+for (const mode of ['sync', 'async']) {
+  test(`4 processes × 1,000 ${mode} locked increments give exactly 4,000`, async (t) => {
+    const { file, obj } = segment(t)
+    obj.write('0')
+    const children = [0, 1, 2, 3].map(() => spawnFixture(t, 'lock-increment.js', [file, 1000, mode]))
+    for (const child of children) {
+      const { code } = await exitOf(child, 120_000, 'an incrementer')
+      assert.equal(code, 0, child.stderrText)
+    }
+    assert.equal(obj.read(), '4000')
+  })
+}
+
+test('a lock holder killed with SIGKILL: the next locker proceeds', async (t) => {
+  const { file, obj } = segment(t)
+  const holder = spawnFixture(t, 'lock-hold.js', [file])
+  await waitFor(() => holder.lines.includes('locked'), 10_000, 'the holder to lock')
+  assert.equal(obj.locked, true)
+  assert.throws(() => obj.lockSync(() => {}, { timeout: 50 }), { code: 'ERR_TIMEOUT' })
+  holder.kill('SIGKILL')
+  await exitOf(holder, 10_000)
+  const result = await obj.lock(() => 'got it', { timeout: 5_000 })
+  assert.equal(result, 'got it')
+  assert.equal(obj.locked, false, 'released after fn returned')
+})
+
+test('lock() releases on throw, and write() inside it neither deadlocks nor unlocks', async (t) => {
+  const { obj } = segment(t)
+  await assert.rejects(obj.lock(() => { throw new Error('boom') }), /boom/)
+  assert.equal(obj.locked, false)
+  const v = await obj.lock(async () => {
+    obj.write('inside')
+    assert.equal(obj.locked, true, 'still held after write()')
+    // Re-entrant: nested sections on the same handle run at once.
+    obj.lockSync(() => obj.write('nested'))
+    await obj.lock(() => obj.write('nested async'))
+    return obj.read()
+  })
+  assert.equal(v, 'nested async')
+  assert.equal(obj.locked, false)
+  assert.equal(obj.lockSync(() => 42), 42)
+})
+
+test('lock() sections of one handle run one at a time', async (t) => {
+  const { obj } = segment(t)
+  const order = []
+  await Promise.all([1, 2, 3].map((i) => obj.lock(async () => {
+    order.push(`start ${i}`)
+    await new Promise((resolve) => setTimeout(resolve, 5))
+    order.push(`end ${i}`)
+  })))
+  assert.deepEqual(order, ['start 1', 'end 1', 'start 2', 'end 2', 'start 3', 'end 3'])
+})
+
+test('growth while readers in other processes read continuously: nothing torn or lost', async (t) => {
+  const { file, obj } = segment(t, { size: 1024 })
+  const writes = 3_000
+  const readers = [0, 1].map(() => spawnFixture(t, 'grow-reader.js', [file, writes]))
+  for (const r of readers) await waitFor(() => r.lines.includes('ready'), 10_000, 'a reader to start')
+  // Values grow from 100 bytes to ~1 MiB, so the file grows many times.
+  const { make } = require('./fixtures/checked-value.js')
+  for (let i = 0; i < writes; i++) obj.write(make(i, 100 + Math.floor((i / writes) * 1_000_000)))
+  assert.ok(obj.capacity >= 1_000_000)
+  for (const r of readers) {
+    const { code } = await exitOf(r, 60_000, 'a reader')
+    const summary = JSON.parse(r.lines.at(-1))
+    assert.equal(code, 0, `torn: ${summary.torn}`)
+    assert.equal(summary.last, writes - 1, 'the last value was seen')
+    assert.ok(summary.capacity >= 1_000_000, 'the reader adopted the new capacity')
+  }
+  assert.equal(fs.statSync(file).size >= 1_000_000, true)
+})
+
+test('growth beyond maxSize is ERR_VALUE_TOO_LARGE and the file never shrinks', (t) => {
+  const { file, obj } = segment(t, { size: 100, maxSize: 10_000 })
+  obj.write('x'.repeat(5_000))
+  const grown = fs.statSync(file).size
+  assert.throws(() => obj.write('y'.repeat(10_001)), { code: 'ERR_VALUE_TOO_LARGE' })
+  assert.equal(obj.read(), 'x'.repeat(5_000))
+  obj.write('small')
+  assert.equal(fs.statSync(file).size, grown)
+})
+
+test('a zero-copy buffer written in one process is read in another, with Atomics', async (t) => {
+  const { file, obj } = segment(t)
+  const ints = new Int32Array(obj.buffer.buffer, obj.buffer.byteOffset, 4)
+  const children = [0, 1].map(() => spawnFixture(t, 'buffer-atomics.js', [file, 50_000]))
+  for (let i = 0; i < 50_000; i++) Atomics.add(ints, 0, 1)
+  for (const child of children) assert.equal((await exitOf(child, 60_000)).code, 0, child.stderrText)
+  assert.equal(Atomics.load(ints, 0), 150_000)
+  assert.equal(Atomics.compareExchange(ints, 1, 0, 7), 0)
+  assert.equal(Atomics.load(ints, 1), 7)
+})
+
+test('a zero-copy buffer stays valid after close() and after its SharedObject is collected', async (t) => {
+  const dir = tempDir(t)
+  const file = path.join(dir, 'seg')
+  const closed = SharedObject.open(file)
+  const afterClose = closed.buffer
+  closed.close()
+  let collectedBuffer
+  let collected = new WeakRef((() => {
+    const obj = SharedObject.open(file) // dropped without close()
+    collectedBuffer = obj.buffer
+    return obj
+  })())
+  const gc = forceGc()
+  await waitFor(() => {
+    gc()
+    return collected.deref() === undefined
+  }, 10_000, 'the SharedObject to be collected')
+  collected = null
+  gc()
+  await new Promise((resolve) => setImmediate(resolve))
+  afterClose.write('after close', 0)
+  assert.equal(afterClose.toString('utf8', 0, 11), 'after close')
+  collectedBuffer.write('after GC!!!', 0)
+  const other = SharedObject.open(file)
+  t.after(() => other.close())
+  assert.equal(other.buffer.toString('utf8', 0, 11), 'after GC!!!', 'writes through both reach the file')
+})
+
+test('an anonymous (memfd) segment is shared with a child through stdio', async (t) => {
+  const obj = SharedObject.anonymous(4096)
+  t.after(() => obj.close())
+  obj.write('from parent')
+  const out = execFileSync(process.execPath, [path.join(FIXTURES, 'memfd-child.js')], {
+    stdio: ['ignore', 'pipe', 'pipe', obj.fd],
+    encoding: 'utf8',
+    timeout: 20_000,
+  })
+  assert.equal(JSON.parse(out).got, 'from parent')
+  assert.equal(obj.read(), 'child saw: from parent')
+})
+
+test('worker threads open the same segment, and a write in one wakes a waiter in another', async (t) => {
+  const { file, obj } = segment(t)
+  const worker = new Worker(`
+    const { parentPort, workerData } = require('node:worker_threads')
+    const { SharedObject } = require(${JSON.stringify(path.join(__dirname, '..'))})
+    const obj = SharedObject.open(workerData)
+    parentPort.postMessage('ready')
+    obj.waitForChange(0, { timeout: 20000 }).then((v) => {
+      parentPort.postMessage({ v, value: obj.read() })
+      obj.write('from worker')
+      obj.close()
+    })
+  `, { eval: true, workerData: file })
+  t.after(() => worker.terminate())
+  const messages = []
+  worker.on('message', (m) => messages.push(m))
+  await waitFor(() => messages.includes('ready'), 10_000, 'the worker to start')
+  const next = obj.waitForChange(0, { timeout: 20_000 })
+  obj.write('from main')
+  await waitFor(() => messages.length === 2, 20_000, 'the worker to see the write')
+  assert.deepEqual(messages[1], { v: 1, value: 'from main' })
+  await waitFor(() => obj.version === 2, 10_000, 'the worker to write')
+  assert.ok((await next) >= 1, 'the main thread waiter woke too')
+  assert.equal(obj.read(), 'from worker')
+})
+
+test('an active watcher keeps the process alive; { ref: false } does not', async (t) => {
+  const { file, obj } = segment(t)
+  const kept = spawnFixture(t, 'watch-forever.js', [file])
+  const loose = spawnFixture(t, 'watch-forever.js', [file, 'unref'])
+  const { code } = await exitOf(loose, 10_000, 'the unref watcher to exit')
+  assert.equal(code, 0)
+  assert.ok(loose.lines.includes('exiting'))
+  await waitFor(() => kept.lines.includes('watching'), 10_000, 'the watcher to start')
+  obj.write('seen by the watcher')
+  await waitFor(() => kept.lines.some((l) => l.includes('seen by the watcher')), 10_000, 'the watcher to print')
+  assert.equal(kept.exitCode, null, 'still running')
+})
+
+test('a read-only handle refuses writes with ERR_READ_ONLY', (t) => {
+  const { file, obj } = segment(t)
+  obj.write('fixed')
+  const ro = SharedObject.open(file, { readOnly: true })
+  t.after(() => ro.close())
+  assert.equal(ro.readOnly, true)
+  assert.equal(ro.read(), 'fixed')
+  assert.throws(() => ro.write('no'), { code: 'ERR_READ_ONLY' })
+  assert.throws(() => ro.buffer, { code: 'ERR_READ_ONLY' })
+  assert.equal(obj.read(), 'fixed')
+})
+
+test('another format version is ERR_UNSUPPORTED_VERSION', (t) => {
+  const dir = tempDir(t)
+  const file = path.join(dir, 'seg')
+  SharedObject.open(file).close()
+  const bytes = fs.readFileSync(file)
+  bytes.writeUInt32LE(2, 8)
+  fs.writeFileSync(file, bytes)
+  assert.throws(() => SharedObject.open(file), (err) => err.code === 'ERR_UNSUPPORTED_VERSION' && err.message.includes(file))
+})
+
+test('use after close() is ERR_CLOSED and pending waits reject with it', async (t) => {
+  const { obj } = segment(t)
+  const pending = obj.waitForChange()
+  obj.close()
+  await assert.rejects(pending, { code: 'ERR_CLOSED' })
+  assert.throws(() => obj.read(), { code: 'ERR_CLOSED' })
+  assert.throws(() => obj.write('x'), { code: 'ERR_CLOSED' })
+  assert.throws(() => obj.version, { code: 'ERR_CLOSED' })
+  obj.close()
+})
+
+test('options are validated with coded errors', (t) => {
+  const dir = tempDir(t)
+  const file = path.join(dir, 'seg')
+  assert.throws(() => SharedObject.open(42), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' })
+  assert.throws(() => SharedObject.open(''), { code: 'ERR_INVALID_ARG_VALUE' })
+  assert.throws(() => SharedObject.open('a\0b'), { code: 'ERR_INVALID_ARG_VALUE' })
+  assert.throws(() => SharedObject.open(file, { size: -1 }), { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' })
+  assert.throws(() => SharedObject.open(file, { size: 'big' }), { code: 'ERR_INVALID_ARG_TYPE' })
+  assert.throws(() => SharedObject.open(file, { create: 'yes' }), { code: 'ERR_INVALID_ARG_TYPE' })
+  assert.throws(() => SharedObject.open(file, { size: 10, maxSize: 5 }), { code: 'ERR_OUT_OF_RANGE' })
+  assert.throws(() => SharedObject.open(file, { create: false }), { code: 'ENOENT' })
+  assert.equal(fs.existsSync(file), false)
+})
+
+test('ENOSPC on a tiny tmpfs is a coded error at create or grow time, never a bus error', async (t) => {
+  const probe = spawn('unshare', ['-m', '--propagation', 'private', 'true'])
+  const probeExit = await new Promise((resolve) => {
+    probe.on('error', () => resolve(-1))
+    probe.on('exit', (code) => resolve(code))
+  })
+  if (probeExit !== 0) {
+    t.skip('unshare -m is not available here (needs root or user namespaces)')
+    return
+  }
+  const dir = tempDir(t)
+  const script = path.join(dir, 'enospc.js')
+  fs.writeFileSync(script, `
+    const { SharedObject } = require(${JSON.stringify(path.join(__dirname, '..'))})
+    const mnt = ${JSON.stringify(path.join(dir, 'mnt'))}
+    const out = {}
+    try { SharedObject.open(mnt + '/big', { size: 1 << 20 }); out.create = 'ok' } catch (e) { out.create = e.code }
+    const small = SharedObject.open(mnt + '/small', { size: 1024 })
+    small.write('kept')
+    try { small.write('x'.repeat(300 * 1024)); out.grow = 'ok' } catch (e) { out.grow = e.code }
+    out.after = small.read()
+    out.files = require('fs').readdirSync(mnt).sort()
+    console.log(JSON.stringify(out))
+  `)
+  const mnt = path.join(dir, 'mnt')
+  fs.mkdirSync(mnt)
+  const out = execFileSync('unshare', ['-m', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs -o size=256k tmpfs "$1" && exec "$2" "$3"', 'sh', mnt, process.execPath, script], { encoding: 'utf8', timeout: 30_000 })
+  const result = JSON.parse(out.trim().split('\n').at(-1))
+  assert.deepEqual(result, { create: 'ENOSPC', grow: 'ENOSPC', after: 'kept', files: ['small'] })
+})
