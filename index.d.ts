@@ -203,3 +203,140 @@ export declare function read(): string
  * written. A non-string is a `TypeError` with code `ERR_INVALID_ARG_TYPE`.
  */
 export declare function write(value: string): number
+
+/** Options for {@link Channel.open}, {@link Channel.anonymous} and {@link Channel.fromFd}. */
+export interface ChannelOptions {
+  /** Ring size in bytes, a power of two from 1024 to 2^30 (default 1 MiB). Used when creating. */
+  capacity?: number
+  /** Create the file if it does not exist (default `true`). */
+  create?: boolean
+  /** Permission bits of a new file (default `0o600`), as for {@link OpenOptions.mode}. */
+  mode?: number
+}
+
+/** Options for receiving: `encoding` turns messages into strings. */
+export interface ReceiveOptions {
+  /** A Buffer encoding such as `'utf8'`: messages come as strings. Default: Buffers. */
+  encoding?: BufferEncoding
+}
+
+/** Options for {@link Channel.recv}. */
+export interface RecvOptions extends ReceiveOptions {
+  /** Reject with `ERR_TIMEOUT` after this many milliseconds. */
+  timeout?: number
+  /** Reject with an `AbortError` when this signal aborts. */
+  signal?: AbortSignal
+}
+
+/** Options for {@link Channel.sendAsync}. */
+export interface SendOptions {
+  /** Reject with `ERR_TIMEOUT` if no room appears within this many milliseconds. */
+  timeout?: number
+  /** Reject with an `AbortError` when this signal aborts. */
+  signal?: AbortSignal
+}
+
+/** Options for {@link Channel.claimConsumer}. */
+export interface ClaimOptions {
+  /** Wait for the current consumer to close or die instead of failing with `ERR_CONSUMER_BUSY`. */
+  wait?: boolean
+  /** With `wait`, give up with `ERR_TIMEOUT` after this many milliseconds. */
+  timeout?: number
+}
+
+/** A message: a Buffer, or a string when an `encoding` was given. */
+export type Message = Buffer | string
+
+/**
+ * A bounded message queue in a shared segment: any number of processes send, one receives
+ * (the consumer; another takes over when it closes or dies). Every message arrives once,
+ * whole, in the order each producer sent it. A producer killed mid-send does not wedge the
+ * channel. Messages are at most {@link Channel.maxMessage} bytes (an eighth of the capacity).
+ *
+ * @example
+ * const { Channel } = require('share-object')
+ * const jobs = Channel.open('/dev/shm/jobs')
+ * jobs.send(JSON.stringify({ id: 1 }))        // in any process
+ * for await (const msg of jobs) handle(msg)  // in the consumer
+ */
+export declare class Channel implements Disposable, AsyncIterable<Buffer> {
+  private constructor()
+
+  /** Opens or creates the channel at `path`. A symlink at the path is never followed. */
+  static open(path: string, options?: ChannelOptions): Channel
+  /** A new unnamed channel (memfd); pass {@link Channel.fd} to a child, which calls {@link Channel.fromFd}. */
+  static anonymous(capacityOrOptions?: number | ChannelOptions): Channel
+  /** Opens the channel behind an inherited file descriptor (it is duplicated). */
+  static fromFd(fd: number, options?: ChannelOptions): Channel
+
+  /** The channel's absolute path (`memfd:…` or `fd:N` for anonymous channels). */
+  readonly path: string
+  /** Ring size in bytes. */
+  readonly capacity: number
+  /** The largest message accepted, in bytes (an eighth of the capacity). */
+  readonly maxMessage: number
+  /** Bytes sent and not yet received. */
+  readonly queued: number
+  /** Whether this handle is the consumer. */
+  readonly isConsumer: boolean
+  /** Whether some live process is the consumer. */
+  readonly hasConsumer: boolean
+  /** The file descriptor (to pass an anonymous channel to a child). */
+  readonly fd: number
+  /** Whether {@link Channel.close} was called. */
+  readonly closed: boolean
+
+  /**
+   * Sends one message; `false` when the channel is full right now (it never blocks). A
+   * string is sent as UTF-8. Over {@link Channel.maxMessage}: `RangeError`
+   * `ERR_MESSAGE_TOO_LARGE`.
+   */
+  send(msg: string | Buffer | Uint8Array): boolean
+  /**
+   * Sends messages in order with one native call until one does not fit; returns how many
+   * were sent (resend the rest later). The fastest way to send many small messages.
+   */
+  sendBatch(msgs: ReadonlyArray<string | Buffer | Uint8Array>): number
+  /** Sends one message, waiting for room when the channel is full. */
+  sendAsync(msg: string | Buffer | Uint8Array, options?: SendOptions): Promise<void>
+
+  /**
+   * The next message, or `null` if none waits (never blocks). The first receive makes this
+   * handle the consumer; if another live handle is, it throws `ERR_CONSUMER_BUSY`.
+   */
+  receive(options?: ReceiveOptions & { encoding?: undefined }): Buffer | null
+  receive(options: ReceiveOptions): Message | null
+  /** The next message decoded as UTF-8, or `null`. */
+  receiveString(): string | null
+  /**
+   * Up to `max` waiting messages (default: all, at most 4096) with one native call; an empty
+   * array when none wait. The fastest way to receive many small messages.
+   */
+  receiveBatch(max?: number, options?: ReceiveOptions & { encoding?: undefined }): Buffer[]
+  receiveBatch(max: number | undefined, options: ReceiveOptions): Message[]
+  /**
+   * Blocks the thread until a message arrives (spins briefly, then sleeps on a futex):
+   * the lowest-latency receive. `null` after `timeoutMs`.
+   */
+  receiveSync(timeoutMs?: number, options?: ReceiveOptions & { encoding?: undefined }): Buffer | null
+  receiveSync(timeoutMs: number | undefined, options: ReceiveOptions): Message | null
+  /** Resolves with the next message; rejects with `ERR_TIMEOUT` or an `AbortError`. */
+  recv(options?: RecvOptions & { encoding?: undefined }): Promise<Buffer>
+  recv(options: RecvOptions): Promise<Message>
+  /** `for await (const msg of channel)`: messages until the channel is closed. */
+  [Symbol.asyncIterator](): AsyncIterator<Buffer>
+  /** An async iterator of messages with options. */
+  messages(options?: RecvOptions): AsyncIterableIterator<Message>
+
+  /**
+   * Becomes the consumer. Rejects with `ERR_CONSUMER_BUSY` if another live handle is,
+   * unless `{ wait: true }`: then resolves when that consumer closes or dies (SIGKILL too).
+   */
+  claimConsumer(options?: ClaimOptions): Promise<void>
+  /** Gives up the consumer role so another handle can take it. */
+  releaseConsumer(): void
+
+  /** Closes the handle (giving up the consumer role); pending calls reject with `ERR_CLOSED`. */
+  close(): void
+  [Symbol.dispose](): void
+}

@@ -4,5 +4,6 @@
 // The public API; see index.d.ts for its documentation and README.md for a tour.
 
 const { SharedObject, read, write } = require('./lib/shared-object.js')
+const { Channel } = require('./lib/channel.js')
 
-module.exports = { read, write, SharedObject }
+module.exports = { read, write, SharedObject, Channel }

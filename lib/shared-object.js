@@ -8,17 +8,9 @@
 const path = require('node:path')
 const { AsyncLocalStorage } = require('node:async_hooks')
 const native = require('../binding.js')
-const {
-  coded,
-  fromNative,
-  invalidArgType,
-  invalidArgValue,
-  timeoutError,
-  closedError,
-  abortError,
-} = require('./errors.js')
+const { coded, fromNative, invalidArgType, invalidArgValue, timeoutError, closedError, abortError } = require('./errors.js')
+const { INTERNAL, call, checkPath, checkBytes, checkTimeout, checkSignal, checkObject, checkFunction } = require('./common.js')
 
-const INTERNAL = Symbol('share-object.internal')
 // Index of `seq` in a BigUint64Array over the header (byte offset 64, see src/layout.rs).
 const SEQ_INDEX = 8
 // How long an idle notifier thread lingers before it is stopped (a ping-pong would
@@ -31,46 +23,6 @@ const MAX_TIMER_MS = 2 ** 31 - 1
 const finalizer = new FinalizationRegistry((id) => native.valueClose(id))
 // Which lock() section (if any) the current async context runs inside.
 const lockContext = new AsyncLocalStorage()
-
-function checkPath(p) {
-  if (typeof p !== 'string') throw invalidArgType('path', 'a string', p)
-  if (p.length === 0) throw coded(TypeError, 'ERR_INVALID_ARG_VALUE', 'The "path" argument must not be empty')
-  if (p.includes('\0')) throw coded(TypeError, 'ERR_INVALID_ARG_VALUE', `The "path" argument must not contain a NUL byte. Received ${JSON.stringify(p)}`)
-  return p
-}
-
-function checkBytes(name, v) {
-  if (v === undefined) return undefined
-  if (typeof v !== 'number') throw invalidArgType(name, 'a number', v)
-  if (!Number.isSafeInteger(v) || v < 0) throw invalidArgValue(name, 'must be a non-negative integer', v)
-  return v
-}
-
-function checkTimeout(name, v) {
-  if (v === undefined || v === null || v === Infinity) return undefined
-  if (typeof v !== 'number') throw invalidArgType(name, 'a number', v)
-  if (Number.isNaN(v) || v < 0) throw invalidArgValue(name, 'must be a non-negative number of milliseconds', v)
-  return v
-}
-
-function checkSignal(signal) {
-  if (signal === undefined) return undefined
-  if (signal === null || typeof signal !== 'object' || typeof signal.aborted !== 'boolean' || typeof signal.addEventListener !== 'function') {
-    throw invalidArgType('options.signal', 'an AbortSignal', signal)
-  }
-  return signal
-}
-
-function checkObject(name, v) {
-  if (v === undefined) return {}
-  if (v === null || typeof v !== 'object') throw invalidArgType(name, 'an object', v)
-  return v
-}
-
-function checkFunction(name, v) {
-  if (typeof v !== 'function') throw invalidArgType(name, 'a function', v)
-  return v
-}
 
 function openOptions(options) {
   const o = checkObject('options', options)
@@ -91,14 +43,6 @@ function openOptions(options) {
     throw invalidArgValue('options.size', `must not exceed options.maxSize (${out.maxSize})`, out.size)
   }
   return out
-}
-
-function call(fn) {
-  try {
-    return fn()
-  } catch (err) {
-    throw fromNative(err)
-  }
 }
 
 class SharedObject {

@@ -31,8 +31,26 @@
 //! 256   capacity bytes
 //! ```
 //!
-//! A channel segment (kind 2) shares line 0 and puts its ring-buffer indices in lines 1–3;
-//! see `channel.rs`.
+//! A channel segment (kind 2) shares line 0; `capacity` is the ring size (a power of two)
+//! and the rest of the header holds the ring's positions, one writer side per line:
+//!
+//! ```text
+//! ---- line 1: producers ----
+//!  64    8   tail             bytes ever claimed by producers (position, not index)
+//!  72   56   reserved, 0
+//! ---- line 2: consumer ----
+//! 128    8   head             bytes ever consumed (position); head <= tail <= head + capacity
+//! 136    4   consumer_lock    token of the consuming handle | CONTENDED, 0 = none
+//! 140    4   space_notify     futex word: bumped when the consumer frees space
+//! 144    4   space_waiters    producers parked on `space_notify`
+//! 148   44   reserved, 0
+//! ---- line 3: data notification ----
+//! 192    4   data_notify      futex word: bumped when a producer commits and someone waits
+//! 196    4   data_waiters     consumers parked on `data_notify`
+//! 200   56   reserved, 0
+//! ---- ring ----
+//! 256   capacity bytes of records (see `ring.rs`)
+//! ```
 //!
 //! Beyond the file's bytes, the segment uses open-file-description (OFD) byte-range locks on
 //! offsets past any real data, which the kernel drops when the holder dies:
@@ -113,6 +131,29 @@ pub struct ValueHeader {
     pub reserved3: [AtomicU64; 8],
 }
 
+/// The header of a channel segment (kind 2).
+#[repr(C, align(64))]
+pub struct ChannelHeader {
+    pub identity: Identity,
+    /// Bytes ever claimed by producers (a position: index = tail % capacity).
+    pub tail: AtomicU64,
+    pub reserved1: [AtomicU64; 7],
+    /// Bytes ever consumed.
+    pub head: AtomicU64,
+    /// Token of the consuming handle | [`CONTENDED`], 0 = none.
+    pub consumer_lock: AtomicU32,
+    /// Futex word bumped when the consumer frees space and producers wait.
+    pub space_notify: AtomicU32,
+    /// Producers parked on `space_notify`.
+    pub space_waiters: AtomicU32,
+    pub reserved2: [AtomicU32; 11],
+    /// Futex word bumped when a producer commits and a consumer waits.
+    pub data_notify: AtomicU32,
+    /// Consumers parked on `data_notify`.
+    pub data_waiters: AtomicU32,
+    pub reserved3: [AtomicU32; 14],
+}
+
 // The format is fixed: these fail the build if a field moves.
 const _: () = {
     use std::mem::{offset_of, size_of};
@@ -129,6 +170,14 @@ const _: () = {
     assert!(offset_of!(ValueHeader, user_lock) == 132);
     assert!(offset_of!(ValueHeader, notify) == 136);
     assert!(offset_of!(ValueHeader, notify_waiters) == 140);
+    assert!(size_of::<ChannelHeader>() == HEADER_SIZE);
+    assert!(offset_of!(ChannelHeader, tail) == 64);
+    assert!(offset_of!(ChannelHeader, head) == 128);
+    assert!(offset_of!(ChannelHeader, consumer_lock) == 136);
+    assert!(offset_of!(ChannelHeader, space_notify) == 140);
+    assert!(offset_of!(ChannelHeader, space_waiters) == 144);
+    assert!(offset_of!(ChannelHeader, data_notify) == 192);
+    assert!(offset_of!(ChannelHeader, data_waiters) == 196);
     // Lock bytes lie beyond any data a segment can hold, and liveness bytes beyond those.
     assert!(LOCK_OPEN >= HEADER_SIZE as u64 + MAX_CAPACITY);
     assert!(LIVENESS_BASE > LOCK_OPEN && LIVENESS_BASE < i64::MAX as u64 - u32::MAX as u64);

@@ -11,12 +11,14 @@
 #![deny(clippy::all)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod channel;
 pub mod error;
 pub mod futex;
 pub mod layout;
 pub mod lock;
 pub mod os;
 pub mod registry;
+pub mod ring;
 pub mod segment;
 pub mod seqlock;
 pub mod value;
@@ -32,11 +34,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use napi::bindgen_prelude::{Uint8ArraySlice, Unknown};
+use napi::bindgen_prelude::{Uint32Array, Uint8ArraySlice, Unknown};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{sys, Env, JsValue, Result};
 use napi_derive::napi;
 
+use crate::channel::{Accept, ChannelSegment};
 use crate::error::Error;
 use crate::lock::Acquired;
 use crate::registry::Registry;
@@ -447,6 +450,9 @@ pub fn value_stop_notifier(id: u32) {
 
 fn notify_loop(watcher: Watcher, stop: Arc<AtomicBool>, callback: NotifyFn) {
     let mut last = watcher.version();
+    // A write may have landed between the JS side's last look and this thread's first:
+    // one call now lets JS compare against the current version.
+    let _ = callback.call((), ThreadsafeFunctionCallMode::NonBlocking);
     while let Some(v) = watcher.wait_for_change(last, None, 0, Some(&stop)) {
         last = v;
         // A full queue means a call is already pending; it reads the latest version when
@@ -589,4 +595,378 @@ pub fn value_header<'env>(env: &'env Env, id: u32) -> Result<Unknown<'env>, Code
         ))
     })?;
     external_buffer(env, &path, map, 0, layout::HEADER_SIZE)
+}
+
+// ---- channels ----------------------------------------------------------------------
+
+/// One open channel of this thread.
+struct ChannelEntry {
+    chan: ChannelSegment,
+    /// Stop flags of the data and space notifier threads.
+    notifiers: [Option<Arc<AtomicBool>>; 2],
+}
+
+impl ChannelEntry {
+    fn stop_notifier(&mut self, which: usize) {
+        if let Some(stop) = self.notifiers[which].take() {
+            // SYNC POINT: Release pairs with the Acquire load of the flag in
+            // `ChannelWatcher::wait`, which the wake below interrupts.
+            stop.store(true, Ordering::Release);
+            self.chan.watcher().wake_all();
+        }
+    }
+}
+
+impl Drop for ChannelEntry {
+    fn drop(&mut self) {
+        self.stop_notifier(0);
+        self.stop_notifier(1);
+        self.chan.release_consumer();
+    }
+}
+
+thread_local! {
+    static CHANNELS: RefCell<Registry<ChannelEntry>> = RefCell::new(Registry::default());
+}
+
+fn with_channel<T>(
+    id: u32,
+    f: impl FnOnce(&mut ChannelEntry) -> Result<T, Code>,
+) -> Result<T, Code> {
+    CHANNELS.with(|channels| {
+        let mut channels = channels.borrow_mut();
+        match channels.get_mut(id) {
+            Some(entry) => f(entry),
+            None => Err(js_error(
+                "ERR_CLOSED",
+                format!("channel handle {id} is closed"),
+            )),
+        }
+    })
+}
+
+fn register_channel(chan: ChannelSegment) -> Result<u32, Code> {
+    CHANNELS.with(|channels| {
+        channels
+            .borrow_mut()
+            .insert(ChannelEntry {
+                chan,
+                notifiers: [None, None],
+            })
+            .ok_or_else(|| js_error("ERR_OS", "this thread has opened 2^32 channels".into()))
+    })
+}
+
+/// Options accepted when opening a channel.
+#[napi(object)]
+pub struct NativeChannelOptions {
+    /// Ring size in bytes (a power of two; used when creating).
+    pub capacity: Option<f64>,
+    /// Create the file if missing.
+    pub create: Option<bool>,
+    /// Permission bits of a new file.
+    pub mode: Option<u32>,
+}
+
+fn channel_options(name: &str, o: Option<NativeChannelOptions>) -> Result<OpenOptions, Code> {
+    let o = o.unwrap_or(NativeChannelOptions {
+        capacity: None,
+        create: None,
+        mode: None,
+    });
+    let capacity = byte_count(name, "capacity", o.capacity, channel::DEFAULT_CAPACITY)?;
+    let mode = o.mode.unwrap_or(0o600);
+    if mode & !0o777 != 0 {
+        return Err(to_js(Error::invalid(
+            name,
+            format!("mode 0o{mode:o} has bits beyond 0o777"),
+        )));
+    }
+    Ok(OpenOptions {
+        kind: layout::KIND_CHANNEL,
+        capacity,
+        create: o.create.unwrap_or(true),
+        read_only: false,
+        mode,
+    })
+}
+
+/// Opens or creates the channel at `path`; returns its handle number.
+#[napi]
+pub fn channel_open(path: String, options: Option<NativeChannelOptions>) -> Result<u32, Code> {
+    let opts = channel_options(&path, options)?;
+    register_channel(ChannelSegment::open(Path::new(&path), &opts).map_err(to_js)?)
+}
+
+/// Creates an anonymous (memfd) channel; returns its handle number.
+#[napi]
+pub fn channel_anonymous(options: Option<NativeChannelOptions>) -> Result<u32, Code> {
+    let opts = channel_options("memfd", options)?;
+    register_channel(ChannelSegment::anonymous(&opts).map_err(to_js)?)
+}
+
+/// Opens the channel behind an inherited descriptor (duplicated).
+#[napi]
+pub fn channel_from_fd(fd: i32, options: Option<NativeChannelOptions>) -> Result<u32, Code> {
+    let name = format!("fd:{fd}");
+    let opts = channel_options(&name, options)?;
+    // SAFETY: F_GETFD only inspects the descriptor table; a closed fd gives EBADF.
+    if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+        return Err(to_js(Error::os(
+            &name,
+            "fcntl",
+            std::io::Error::from_raw_os_error(libc::EBADF),
+        )));
+    }
+    // SAFETY: the descriptor was just checked to be open and is only duplicated here.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    register_channel(ChannelSegment::from_fd(borrowed, &opts).map_err(to_js)?)
+}
+
+/// Closes a channel handle (giving up the consumer role). Closing twice is harmless.
+#[napi]
+pub fn channel_close(id: u32) {
+    let entry = CHANNELS.with(|channels| channels.borrow_mut().remove(id));
+    drop(entry);
+}
+
+/// Facts about an open channel handle.
+#[napi(object)]
+pub struct NativeChannelInfo {
+    pub path: String,
+    pub capacity: f64,
+    pub max_message: f64,
+    pub fd: i32,
+    pub queued: f64,
+    pub is_consumer: bool,
+    pub consumer_held: bool,
+}
+
+/// Path, sizes, queue depth and consumer state of a channel handle.
+#[napi]
+pub fn channel_info(id: u32) -> Result<NativeChannelInfo, Code> {
+    with_channel(id, |e| {
+        let c = &e.chan;
+        Ok(NativeChannelInfo {
+            path: c.path().to_owned(),
+            capacity: c.capacity() as f64,
+            max_message: c.max_message() as f64,
+            fd: c.segment().fd().as_raw_fd(),
+            queued: c.queued().map_err(to_js)? as f64,
+            is_consumer: c.is_consumer(),
+            consumer_held: c.consumer_held(),
+        })
+    })
+}
+
+/// Sends bytes; false if the ring is full.
+#[napi]
+pub fn channel_send(id: u32, msg: Uint8ArraySlice<'_>) -> Result<bool, Code> {
+    let bytes: &[u8] = &msg;
+    with_channel(id, |e| e.chan.send(bytes).map_err(to_js))
+}
+
+/// Sends a string as UTF-8; false if the ring is full.
+#[napi]
+pub fn channel_send_string(env: &Env, id: u32, msg: Unknown<'_>) -> Result<bool, Code> {
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        string_utf8_into(env, &msg, &mut scratch)?;
+        with_channel(id, |e| e.chan.send(&scratch).map_err(to_js))
+    })
+}
+
+/// Sends messages packed as `[u32 length (LE)][bytes]…` (`count` of them), in order, until
+/// one does not fit; returns how many were sent.
+#[napi]
+pub fn channel_send_packed(id: u32, packed: Uint8ArraySlice<'_>, count: u32) -> Result<u32, Code> {
+    let bytes: &[u8] = &packed;
+    with_channel(id, |e| {
+        let path = e.chan.path().to_owned();
+        let mut msgs = Vec::with_capacity(count as usize);
+        let mut at = 0usize;
+        for _ in 0..count {
+            let len = bytes
+                .get(at..at + 4)
+                .map(|b| u32::from_le_bytes(b.try_into().unwrap()) as usize)
+                .ok_or_else(|| to_js(Error::invalid(&path, "packed batch is truncated")))?;
+            let msg = bytes
+                .get(at + 4..at + 4 + len)
+                .ok_or_else(|| to_js(Error::invalid(&path, "packed batch is truncated")))?;
+            msgs.push(msg);
+            at += 4 + len;
+        }
+        e.chan.send_many(msgs).map(|n| n as u32).map_err(to_js)
+    })
+}
+
+/// Receives up to `max` messages into `target` (concatenated) with their lengths in
+/// `lens`; returns how many. If the first waiting message does not fit in `target`, returns
+/// `-(its length)` and leaves it queued.
+#[napi]
+pub fn channel_receive_into(
+    id: u32,
+    mut target: Uint8ArraySlice<'_>,
+    mut lens: Uint32Array,
+    max: u32,
+) -> Result<f64, Code> {
+    // SAFETY: `target` and `lens` are live JS typed arrays (private memory, not the segment)
+    // and nothing else references their bytes during this call.
+    let (out, lens) = unsafe { (target.as_mut(), lens.as_mut()) };
+    let max = (max as usize).min(lens.len());
+    with_channel(id, |e| receive_into(&mut e.chan, out, lens, max))
+}
+
+fn receive_into(
+    chan: &mut ChannelSegment,
+    out: &mut [u8],
+    lens: &mut [u32],
+    max: usize,
+) -> Result<f64, Code> {
+    let mut used = 0usize;
+    let mut taken = 0usize;
+    let mut too_big = 0usize;
+    chan.receive(max, &mut |ptr, len| {
+        if used + len > out.len() {
+            if taken == 0 {
+                too_big = len;
+            }
+            return Accept::NoRoom;
+        }
+        // SAFETY: `ptr` is valid for `len` bytes of the ring (`receive`'s contract) and the
+        // destination range is inside `out` (checked above); the two never overlap.
+        unsafe { ptr::copy_nonoverlapping(ptr, out.as_mut_ptr().add(used), len) };
+        used += len;
+        lens[taken] = len as u32;
+        taken += 1;
+        Accept::Taken
+    })
+    .map_err(to_js)?;
+    if taken == 0 && too_big > 0 {
+        return Ok(-(too_big as f64));
+    }
+    Ok(taken as f64)
+}
+
+/// Blocks until a message arrives (or `timeout_ms` passes), then receives like
+/// `channel_receive_into`. Returns 0 on timeout.
+#[napi]
+pub fn channel_receive_sync(
+    id: u32,
+    mut target: Uint8ArraySlice<'_>,
+    mut lens: Uint32Array,
+    max: u32,
+    timeout_ms: Option<f64>,
+) -> Result<f64, Code> {
+    // SAFETY: as in `channel_receive_into`.
+    let (out, lens) = unsafe { (target.as_mut(), lens.as_mut()) };
+    let max = (max as usize).min(lens.len());
+    let deadline = deadline_after(timeout_ms);
+    loop {
+        let (got, watcher) = with_channel(id, |e| {
+            Ok((receive_into(&mut e.chan, out, lens, max)?, e.chan.watcher()))
+        })?;
+        if got != 0.0 {
+            return Ok(got);
+        }
+        if !watcher.wait_data(deadline, channel::WAIT_SPINS, None) {
+            return Ok(0.0);
+        }
+    }
+}
+
+/// Becomes the consumer now, or fails with ERR_CONSUMER_BUSY.
+#[napi]
+pub fn channel_claim_consumer(id: u32) -> Result<(), Code> {
+    with_channel(id, |e| e.chan.claim_consumer(false, None).map_err(to_js))
+}
+
+/// Waits on a native thread to become the consumer, then calls `callback(err)`.
+#[napi]
+pub fn channel_claim_consumer_async(
+    id: u32,
+    timeout_ms: Option<f64>,
+    callback: ThreadsafeFunction<bool, (), bool, Code, true>,
+) -> Result<(), Code> {
+    let claimer = with_channel(id, |e| Ok(e.chan.consumer_claimer()))?;
+    let deadline = deadline_after(timeout_ms);
+    std::thread::Builder::new()
+        .name("share-object-consumer".into())
+        .spawn(move || {
+            let result = claimer
+                .claim(true, deadline, None)
+                .map(|()| true)
+                .map_err(to_js);
+            callback.call(result, ThreadsafeFunctionCallMode::Blocking);
+        })
+        .map_err(|err| js_error("ERR_OS", format!("cannot start a thread: {err}")))?;
+    Ok(())
+}
+
+/// Records that a background claim made this handle the consumer.
+#[napi]
+pub fn channel_set_consumer(id: u32) -> Result<(), Code> {
+    with_channel(id, |e| {
+        e.chan.set_consumer();
+        Ok(())
+    })
+}
+
+/// Gives up the consumer role.
+#[napi]
+pub fn channel_release_consumer(id: u32) -> Result<(), Code> {
+    with_channel(id, |e| {
+        e.chan.release_consumer();
+        Ok(())
+    })
+}
+
+/// Starts a native thread that calls `callback()` (coalesced) whenever there is data for
+/// the consumer (`space == false`) or room for `bytes` more (`space == true`).
+#[napi]
+pub fn channel_start_notifier(
+    id: u32,
+    space: bool,
+    bytes: f64,
+    callback: NotifyFn,
+) -> Result<(), Code> {
+    with_channel(id, |e| {
+        let which = usize::from(space);
+        e.stop_notifier(which);
+        let watcher = e.chan.watcher();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let bytes = bytes.max(0.0) as u64;
+        std::thread::Builder::new()
+            .name("share-object-channel".into())
+            .spawn(move || loop {
+                let ready = if space {
+                    watcher.wait_space(bytes, None, Some(&flag))
+                } else {
+                    watcher.wait_data(None, 0, Some(&flag))
+                };
+                if flag.load(Ordering::Acquire) {
+                    return;
+                }
+                if ready {
+                    // Call JS, then let it act (consume, or send) before looking again, so a
+                    // state JS leaves as it is does not turn into a busy loop.
+                    let before = watcher.position(space);
+                    let _ = callback.call((), ThreadsafeFunctionCallMode::NonBlocking);
+                    watcher.wait_moved(space, before, &flag);
+                }
+            })
+            .map_err(|err| js_error("ERR_OS", format!("cannot start a thread: {err}")))?;
+        e.notifiers[which] = Some(stop);
+        Ok(())
+    })
+}
+
+/// Stops a notifier thread started by `channel_start_notifier`.
+#[napi]
+pub fn channel_stop_notifier(id: u32, space: bool) {
+    let _ = with_channel(id, |e| {
+        e.stop_notifier(usize::from(space));
+        Ok(())
+    });
 }

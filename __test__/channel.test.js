@@ -1,0 +1,217 @@
+'use strict'
+// Channel: exactly-once delivery in per-producer order across processes, backpressure,
+// dead producers, consumer take-over, and coded errors.
+
+const test = require('node:test')
+const assert = require('node:assert/strict')
+const fs = require('node:fs')
+const path = require('node:path')
+const { execFileSync } = require('node:child_process')
+const { Channel, SharedObject } = require('..')
+const { tempDir, spawnFixture, waitFor, exitOf } = require('./helpers.js')
+const { check } = require('./fixtures/chan-message.js')
+
+function channel(t, options) {
+  const dir = tempDir(t)
+  const file = path.join(dir, 'chan')
+  const ch = Channel.open(file, options)
+  t.after(() => ch.close())
+  return { dir, file, ch }
+}
+
+test('4 producer processes × 250,000 messages: each arrives exactly once, in per-producer order', async (t) => {
+  const { file } = channel(t)
+  const per = 250_000
+  const consumer = spawnFixture(t, 'chan-consumer.js', [file, 4 * per])
+  await waitFor(() => consumer.lines.includes('ready'), 10_000, 'the consumer to start')
+  const producers = [1, 2, 3, 4].map((id) => spawnFixture(t, 'chan-producer.js', [file, id, per]))
+  for (const p of producers) {
+    const { code } = await exitOf(p, 180_000, 'a producer')
+    assert.equal(code, 0, p.stderrText)
+  }
+  const { code } = await exitOf(consumer, 180_000, 'the consumer')
+  const summary = JSON.parse(consumer.lines.at(-1))
+  assert.equal(code, 0, summary.error)
+  assert.deepEqual(summary, { received: 4 * per, perProducer: { 1: per, 2: per, 3: per, 4: per } })
+})
+
+test('a full channel: send() returns false and sendAsync() resumes once it drains', async (t) => {
+  const { file, ch } = channel(t, { capacity: 1024 })
+  const consumer = Channel.open(file)
+  t.after(() => consumer.close())
+  const msg = Buffer.alloc(120, 1) // 128-byte records: 8 fill the ring
+  let sent = 0
+  while (ch.send(msg)) sent++
+  assert.equal(sent, 8)
+  assert.equal(ch.send(msg), false)
+  let resolved = false
+  const pending = ch.sendAsync(Buffer.alloc(120, 2), { timeout: 10_000 }).then(() => {
+    resolved = true
+  })
+  await new Promise((resolve) => setTimeout(resolve, 30))
+  assert.equal(resolved, false, 'still waiting while full')
+  assert.equal(consumer.receiveBatch().length, 8)
+  await pending
+  assert.deepEqual(consumer.receive(), Buffer.alloc(120, 2))
+})
+
+test('sendAsync() on a full channel rejects with ERR_TIMEOUT or an AbortError', async (t) => {
+  const { ch } = channel(t, { capacity: 1024 })
+  const msg = Buffer.alloc(100)
+  while (ch.send(msg));
+  await assert.rejects(ch.sendAsync(msg, { timeout: 20 }), { code: 'ERR_TIMEOUT' })
+  const ac = new AbortController()
+  const p = ch.sendAsync(msg, { signal: ac.signal })
+  ac.abort()
+  await assert.rejects(p, { name: 'AbortError' })
+})
+
+test('producers SIGKILLed mid-stream, 100 times: the consumer keeps receiving the others', async (t) => {
+  const { file, ch } = channel(t, { capacity: 1 << 16 })
+  const steady = spawnFixture(t, 'chan-producer.js', [file, 1, 'forever'])
+  const next = new Map()
+  let steadyCount = 0
+  let victimsSeen = 0
+  const drain = () => {
+    for (const msg of ch.receiveBatch()) {
+      const m = check(msg) // throws on a damaged message
+      const expected = next.get(m.producer) ?? 0
+      // A victim's messages may stop anywhere, but never arrive out of order or twice.
+      assert.ok(m.seq === expected, `producer ${m.producer}: seq ${m.seq} after ${expected - 1}`)
+      next.set(m.producer, expected + 1)
+      if (m.producer === 1) steadyCount++
+      else victimsSeen++
+    }
+  }
+  await waitFor(() => (drain(), steadyCount > 0), 10_000, 'the steady producer')
+  for (let round = 0; round < 100; round++) {
+    const victim = spawnFixture(t, 'chan-producer.js', [file, 100 + round, 'forever'])
+    const before = steadyCount
+    await waitFor(() => (drain(), victim.lines.includes('ready')), 20_000, 'a victim to start')
+    // Kill it at a moment that varies from round to round, while it sends.
+    await new Promise((resolve) => setTimeout(resolve, round % 7))
+    victim.kill('SIGKILL')
+    await exitOf(victim, 10_000)
+    await waitFor(() => (drain(), steadyCount > before + 10), 20_000, 'the steady producer to keep flowing')
+  }
+  steady.kill('SIGKILL')
+  t.diagnostic(`steady messages: ${steadyCount}; messages from killed producers: ${victimsSeen}`)
+})
+
+test('a consumer killed with SIGKILL is taken over by one waiting with { wait: true }', async (t) => {
+  const { file, ch } = channel(t)
+  const first = spawnFixture(t, 'chan-consumer.js', [file, 1_000_000_000])
+  await waitFor(() => first.lines.includes('ready'), 10_000, 'the first consumer')
+  assert.equal(ch.hasConsumer, true)
+  await assert.rejects(ch.claimConsumer(), { code: 'ERR_CONSUMER_BUSY' })
+  assert.throws(() => ch.receive(), { code: 'ERR_CONSUMER_BUSY' })
+  const takeover = ch.claimConsumer({ wait: true, timeout: 20_000 })
+  first.kill('SIGKILL')
+  await takeover
+  assert.equal(ch.isConsumer, true)
+  ch.send('for the new consumer')
+  assert.equal(ch.receiveString(), 'for the new consumer')
+})
+
+test('async iteration and recv() with AbortSignal and timeout', async (t) => {
+  const { file, ch } = channel(t)
+  const producer = Channel.open(file)
+  t.after(() => producer.close())
+  setTimeout(() => producer.sendBatch(['a', 'b', 'c']), 10)
+  const got = []
+  for await (const msg of ch) {
+    got.push(msg.toString())
+    if (got.length === 3) break
+  }
+  assert.deepEqual(got, ['a', 'b', 'c'])
+  await assert.rejects(ch.recv({ timeout: 20 }), { code: 'ERR_TIMEOUT' })
+  const ac = new AbortController()
+  const pending = ch.recv({ signal: ac.signal })
+  ac.abort()
+  await assert.rejects(pending, { name: 'AbortError' })
+  setTimeout(() => producer.send('text'), 10)
+  assert.equal(await ch.recv({ encoding: 'utf8', timeout: 10_000 }), 'text')
+})
+
+test('100 KiB messages pass through a 1 MiB channel between processes', async (t) => {
+  const { file, ch } = channel(t, { capacity: 1 << 20 })
+  assert.ok(ch.maxMessage >= 100 * 1024)
+  const max = 100 * 1024
+  const producer = spawnFixture(t, 'chan-producer.js', [file, 7, 300, max])
+  const next = { seq: 0 }
+  const deadline = Date.now() + 60_000
+  while (next.seq < 300 && Date.now() < deadline) {
+    const msg = ch.receiveSync(1000)
+    if (msg === null) continue
+    const m = check(msg, max)
+    assert.equal(m.seq, next.seq++)
+  }
+  assert.equal(next.seq, 300)
+  assert.equal((await exitOf(producer, 30_000)).code, 0)
+})
+
+test('oversize messages are a RangeError ERR_MESSAGE_TOO_LARGE', (t) => {
+  const { ch } = channel(t, { capacity: 1024 })
+  assert.equal(ch.maxMessage, 128)
+  assert.throws(() => ch.send(Buffer.alloc(129)), { name: 'RangeError', code: 'ERR_MESSAGE_TOO_LARGE' })
+  assert.throws(() => ch.sendBatch(['ok', 'x'.repeat(129)]), { code: 'ERR_MESSAGE_TOO_LARGE' })
+  assert.equal(ch.send(Buffer.alloc(128)), true)
+})
+
+test('a corrupted record or position is ERR_CORRUPT, never a crash or a hang', (t) => {
+  const { file, ch } = channel(t, { capacity: 4096 })
+  ch.send('fine')
+  const fd = fs.openSync(file, 'r+')
+  t.after(() => fs.closeSync(fd))
+  const word = Buffer.alloc(8)
+  word.writeUInt32LE(1_000_000, 0) // a length far beyond the ring
+  word.writeUInt32LE(0x8000_0001, 4) // committed
+  fs.writeSync(fd, word, 0, 8, 256) // the first record's header
+  assert.throws(() => ch.receive(), { code: 'ERR_CORRUPT' })
+  const tail = Buffer.alloc(8)
+  tail.writeBigUInt64LE(1n << 40n)
+  fs.writeSync(fd, tail, 0, 8, 64) // tail far beyond head + capacity
+  assert.throws(() => ch.send('more'), { code: 'ERR_CORRUPT' })
+  assert.throws(() => ch.receive(), { code: 'ERR_CORRUPT' })
+})
+
+test('batch forms: sendBatch() returns how many fit; receiveBatch() takes up to max', (t) => {
+  const { ch } = channel(t, { capacity: 1024 })
+  const msgs = Array.from({ length: 20 }, (_, i) => `message ${i}`.padEnd(60, '.'))
+  const sent = ch.sendBatch(msgs)
+  assert.ok(sent > 0 && sent < 20, `sent ${sent}`)
+  assert.deepEqual(ch.receiveBatch(3, { encoding: 'utf8' }), msgs.slice(0, 3))
+  assert.deepEqual(ch.receiveBatch().map(String), msgs.slice(3, sent))
+  assert.deepEqual(ch.receiveBatch(), [])
+  assert.equal(ch.receive(), null)
+})
+
+test('a channel is not a value segment, and the other way round', (t) => {
+  const { file } = channel(t)
+  assert.throws(() => SharedObject.open(file), { code: 'ERR_WRONG_KIND' })
+  const dir = tempDir(t)
+  const value = path.join(dir, 'value')
+  SharedObject.open(value).close()
+  assert.throws(() => Channel.open(value), { code: 'ERR_WRONG_KIND' })
+})
+
+test('an anonymous channel is shared with a child through stdio', (t) => {
+  const ch = Channel.anonymous(1 << 16)
+  t.after(() => ch.close())
+  const script = `
+    const { Channel } = require(${JSON.stringify(path.join(__dirname, '..'))})
+    const ch = Channel.fromFd(3)
+    ch.send('from child')
+  `
+  execFileSync(process.execPath, ['-e', script], { stdio: ['ignore', 'inherit', 'inherit', ch.fd], timeout: 20_000 })
+  assert.equal(ch.receiveString(), 'from child')
+})
+
+test('use after close() is ERR_CLOSED and pending recv() rejects with it', async (t) => {
+  const { ch } = channel(t)
+  const pending = ch.recv()
+  ch.close()
+  await assert.rejects(pending, { code: 'ERR_CLOSED' })
+  assert.throws(() => ch.send('x'), { code: 'ERR_CLOSED' })
+  assert.throws(() => ch.receive(), { code: 'ERR_CLOSED' })
+})

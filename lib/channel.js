@@ -1,0 +1,477 @@
+'use strict'
+
+// Channel: a bounded message queue in a shared segment (many producers, one consumer).
+// The native side moves bytes through the ring; this file adds batching, promises with
+// timeouts and AbortSignal, async iteration and the consumer hand-over.
+
+const path = require('node:path')
+const native = require('../binding.js')
+const { coded, fromNative, invalidArgType, invalidArgValue, closedError, abortError, timeoutError } = require('./errors.js')
+const { checkPath, checkObject, checkTimeout, checkSignal, checkBytes, call, INTERNAL } = require('./common.js')
+
+const finalizer = new FinalizationRegistry((id) => native.channelClose(id))
+const MAX_TIMER_MS = 2 ** 31 - 1
+const NOTIFIER_LINGER_MS = 250
+// Messages a receive call takes at most (the lengths array size).
+const MAX_BATCH = 4096
+const DATA = false
+const SPACE = true
+
+function channelOptions(options) {
+  const o = checkObject('options', options)
+  const out = { capacity: checkBytes('options.capacity', o.capacity), create: o.create, mode: o.mode }
+  if (out.capacity !== undefined && (out.capacity < 1024 || out.capacity > 2 ** 30 || (out.capacity & (out.capacity - 1)) !== 0)) {
+    throw invalidArgValue('options.capacity', 'must be a power of two from 1024 to 2^30', out.capacity)
+  }
+  if (out.create !== undefined && typeof out.create !== 'boolean') throw invalidArgType('options.create', 'a boolean', out.create)
+  if (out.mode !== undefined && (!Number.isInteger(out.mode) || out.mode < 0 || out.mode > 0o777)) {
+    throw invalidArgValue('options.mode', 'must be an integer from 0 to 0o777', out.mode)
+  }
+  return out
+}
+
+function checkEncoding(encoding) {
+  if (encoding === undefined || encoding === null || encoding === 'buffer') return undefined
+  if (!Buffer.isEncoding(encoding)) throw invalidArgValue('options.encoding', 'must be a Buffer encoding', encoding)
+  return encoding
+}
+
+class Channel {
+  #id
+  #path
+  #capacity
+  #maxMessage
+  #closed = false
+  #rx // receive area: at least the largest message
+  #lens = new Uint32Array(MAX_BATCH)
+  #pack = Buffer.allocUnsafeSlow(64 * 1024) // sendBatch packing area
+  #recvs = [] // pending recv() calls, oldest first
+  #sends = [] // pending sendAsync() calls, oldest first
+  #notifiers = [false, false]
+  #lingers = [null, null]
+  #keepAlive = null
+  #consumerTail = Promise.resolve()
+
+  constructor(key, id) {
+    if (key !== INTERNAL) throw coded(TypeError, 'ERR_ILLEGAL_CONSTRUCTOR', 'Use Channel.open(path), Channel.anonymous() or Channel.fromFd(fd)')
+    this.#id = id
+    const info = native.channelInfo(id)
+    this.#path = info.path
+    this.#capacity = info.capacity
+    this.#maxMessage = info.maxMessage
+    this.#rx = Buffer.allocUnsafeSlow(Math.max(64 * 1024, info.maxMessage))
+    finalizer.register(this, id, this)
+  }
+
+  /** Opens or creates the channel at `path`. */
+  static open(file, options) {
+    checkPath(file)
+    const opts = channelOptions(options)
+    return new Channel(INTERNAL, call(() => native.channelOpen(path.resolve(file), opts)))
+  }
+
+  /** A new unnamed channel (memfd); pass `fd` to a child, which opens it with `fromFd`. */
+  static anonymous(capacityOrOptions) {
+    const options = typeof capacityOrOptions === 'number' ? { capacity: capacityOrOptions } : capacityOrOptions
+    return new Channel(INTERNAL, call(() => native.channelAnonymous(channelOptions(options))))
+  }
+
+  /** Opens the channel behind an inherited file descriptor (it is duplicated). */
+  static fromFd(fd, options) {
+    if (!Number.isInteger(fd)) throw invalidArgType('fd', 'an integer', fd)
+    return new Channel(INTERNAL, call(() => native.channelFromFd(fd, channelOptions(options))))
+  }
+
+  #check() {
+    if (this.#closed) throw closedError(this.#path)
+  }
+
+  get path() {
+    return this.#path
+  }
+
+  /** Ring size in bytes. */
+  get capacity() {
+    return this.#capacity
+  }
+
+  /** The largest message accepted, in bytes (an eighth of the capacity). */
+  get maxMessage() {
+    return this.#maxMessage
+  }
+
+  /** Bytes queued in the ring (sent, not yet received). */
+  get queued() {
+    this.#check()
+    return native.channelInfo(this.#id).queued
+  }
+
+  /** Whether this handle is the consumer. */
+  get isConsumer() {
+    this.#check()
+    return native.channelInfo(this.#id).isConsumer
+  }
+
+  /** Whether some live process is the consumer. */
+  get hasConsumer() {
+    this.#check()
+    return native.channelInfo(this.#id).consumerHeld
+  }
+
+  get fd() {
+    this.#check()
+    return native.channelInfo(this.#id).fd
+  }
+
+  get closed() {
+    return this.#closed
+  }
+
+  /** Sends one message; returns false if the channel is full right now (never blocks). */
+  send(msg) {
+    this.#check()
+    if (typeof msg === 'string') return call(() => native.channelSendString(this.#id, msg))
+    if (msg instanceof Uint8Array) return call(() => native.channelSend(this.#id, msg))
+    throw invalidArgType('msg', 'a string, Buffer or Uint8Array', msg)
+  }
+
+  /**
+   * Sends messages in order until one does not fit; returns how many were sent (the rest
+   * were not). One native call for the whole batch.
+   */
+  sendBatch(msgs) {
+    this.#check()
+    if (!Array.isArray(msgs)) throw invalidArgType('msgs', 'an array', msgs)
+    let total = 0
+    let sent = 0
+    let count = 0
+    let pack = this.#pack
+    let at = 0
+    const flush = () => {
+      if (count === 0) return true
+      const n = call(() => native.channelSendPacked(this.#id, pack, count))
+      sent += n
+      const complete = n === count
+      count = 0
+      at = 0
+      return complete
+    }
+    for (let i = 0; i < msgs.length; i++) {
+      const msg = msgs[i]
+      let length
+      if (typeof msg === 'string') length = Buffer.byteLength(msg)
+      else if (msg instanceof Uint8Array) length = msg.byteLength
+      else throw invalidArgType(`msgs[${i}]`, 'a string, Buffer or Uint8Array', msg)
+      if (length > this.#maxMessage) throw coded(RangeError, 'ERR_MESSAGE_TOO_LARGE', `${this.#path}: message ${i} of ${length} bytes exceeds the channel's limit of ${this.#maxMessage} bytes`)
+      if (at + 4 + length > pack.length) {
+        if (!flush()) return sent
+        if (4 + length > pack.length) pack = this.#pack = Buffer.allocUnsafeSlow(Math.max(4 + length, pack.length * 2))
+      }
+      pack.writeUInt32LE(length, at)
+      if (typeof msg === 'string') pack.write(msg, at + 4, 'utf8')
+      else pack.set(msg, at + 4)
+      at += 4 + length
+      count++
+      total += length
+    }
+    flush()
+    return sent
+  }
+
+  /** Sends one message, waiting for room when the channel is full. */
+  sendAsync(msg, options) {
+    try {
+      this.#check()
+      const o = checkObject('options', options)
+      const timeout = checkTimeout('options.timeout', o.timeout)
+      const signal = checkSignal(o.signal)
+      if (this.send(msg)) return Promise.resolve()
+      if (signal?.aborted) return Promise.reject(abortError(signal))
+      const bytes = typeof msg === 'string' ? Buffer.byteLength(msg) : msg.byteLength
+      return this.#pend(this.#sends, SPACE, { msg, bytes }, timeout, signal, 'room in the channel')
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  // Copies received messages out of the receive area; `n` from the native call.
+  #take(n, encoding) {
+    const lens = this.#lens
+    let bytes = 0
+    for (let i = 0; i < n; i++) bytes += lens[i]
+    const out = new Array(n)
+    if (encoding) {
+      let at = 0
+      for (let i = 0; i < n; i++) {
+        out[i] = this.#rx.toString(encoding, at, at + lens[i])
+        at += lens[i]
+      }
+      return out
+    }
+    const copy = Buffer.allocUnsafe(bytes)
+    this.#rx.copy(copy, 0, 0, bytes)
+    let at = 0
+    for (let i = 0; i < n; i++) {
+      out[i] = copy.subarray(at, at + lens[i])
+      at += lens[i]
+    }
+    return out
+  }
+
+  #receiveNative(max, encoding, timeout) {
+    for (;;) {
+      const n = timeout === false
+        ? call(() => native.channelReceiveInto(this.#id, this.#rx, this.#lens, max))
+        : call(() => native.channelReceiveSync(this.#id, this.#rx, this.#lens, max, timeout))
+      if (n >= 0) return this.#take(n, encoding)
+      this.#rx = Buffer.allocUnsafeSlow(Math.max(-n, this.#rx.length * 2)) // never happens for max <= maxMessage
+    }
+  }
+
+  /**
+   * Takes up to `max` waiting messages (default all, up to 4096) without blocking; an empty
+   * array when none wait. The first call makes this handle the consumer
+   * (`ERR_CONSUMER_BUSY` if another live one is). Messages are Buffers, or strings with
+   * `{ encoding }`.
+   */
+  receiveBatch(max = MAX_BATCH, options) {
+    this.#check()
+    if (!Number.isInteger(max) || max < 1) throw invalidArgValue('max', 'must be a positive integer', max)
+    const encoding = checkEncoding(checkObject('options', options).encoding)
+    return this.#receiveNative(Math.min(max, MAX_BATCH), encoding, false)
+  }
+
+  /** The next message, or null if none waits (never blocks). */
+  receive(options) {
+    this.#check()
+    const encoding = checkEncoding(checkObject('options', options).encoding)
+    return this.#receiveNative(1, encoding, false)[0] ?? null
+  }
+
+  /** The next message as a string (UTF-8), or null. */
+  receiveString() {
+    return this.receive({ encoding: 'utf8' })
+  }
+
+  /**
+   * Blocks the thread until a message arrives (spins briefly, then sleeps on a futex);
+   * null after `timeoutMs`. The lowest-latency receive.
+   */
+  receiveSync(timeoutMs, options) {
+    this.#check()
+    const timeout = checkTimeout('timeoutMs', timeoutMs)
+    const encoding = checkEncoding(checkObject('options', options).encoding)
+    return this.#receiveNative(1, encoding, timeout ?? null)[0] ?? null
+  }
+
+  /** Resolves with the next message (rejects with ERR_TIMEOUT / AbortError). */
+  recv(options) {
+    try {
+      this.#check()
+      const o = checkObject('options', options)
+      const timeout = checkTimeout('options.timeout', o.timeout)
+      const signal = checkSignal(o.signal)
+      const encoding = checkEncoding(o.encoding)
+      if (this.#recvs.length === 0) {
+        const [msg] = this.#receiveNative(1, encoding, false)
+        if (msg !== undefined) return Promise.resolve(msg)
+      }
+      if (signal?.aborted) return Promise.reject(abortError(signal))
+      return this.#pend(this.#recvs, DATA, { encoding }, timeout, signal, 'a message')
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  /** `for await (const msg of channel)`: receives until the channel is closed. */
+  async *[Symbol.asyncIterator]() {
+    for (;;) {
+      try {
+        yield await this.recv()
+      } catch (err) {
+        if (err.code === 'ERR_CLOSED') return
+        throw err
+      }
+    }
+  }
+
+  /** An async iterator of messages with options (`encoding`, `signal`). */
+  async *messages(options) {
+    const o = checkObject('options', options)
+    for (;;) yield await this.recv({ encoding: o.encoding, signal: o.signal })
+  }
+
+  /**
+   * Becomes the consumer. Rejects with `ERR_CONSUMER_BUSY` if another live handle is,
+   * unless `wait: true`: then resolves when that consumer closes or dies.
+   */
+  claimConsumer(options) {
+    try {
+      this.#check()
+      const o = checkObject('options', options)
+      const timeout = checkTimeout('options.timeout', o.timeout)
+      if (!o.wait) {
+        call(() => native.channelClaimConsumer(this.#id))
+        return Promise.resolve()
+      }
+      return new Promise((resolve, reject) => {
+        call(() => native.channelClaimConsumerAsync(this.#id, timeout, (err) => {
+          if (err) return reject(fromNative(err))
+          if (this.#closed) return reject(closedError(this.#path))
+          native.channelSetConsumer(this.#id)
+          resolve()
+        }))
+      })
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  /** Gives up the consumer role so another handle can take it. */
+  releaseConsumer() {
+    this.#check()
+    native.channelReleaseConsumer(this.#id)
+  }
+
+  #pend(queue, which, extra, timeout, signal, what) {
+    return new Promise((resolve, reject) => {
+      const waiter = { ...extra, resolve, reject, timer: null, signal, onAbort: null }
+      if (timeout !== undefined) {
+        waiter.timer = setTimeout(() => {
+          this.#drop(queue, which, waiter)
+          reject(timeoutError(this.#path, timeout, what))
+        }, Math.min(timeout, MAX_TIMER_MS))
+      }
+      if (signal) {
+        waiter.onAbort = () => {
+          this.#drop(queue, which, waiter)
+          reject(abortError(signal))
+        }
+        signal.addEventListener('abort', waiter.onAbort, { once: true })
+      }
+      queue.push(waiter)
+      this.#waitersChanged(which)
+    })
+  }
+
+  #settle(waiter) {
+    if (waiter.timer) clearTimeout(waiter.timer)
+    if (waiter.onAbort) waiter.signal.removeEventListener('abort', waiter.onAbort)
+  }
+
+  #drop(queue, which, waiter) {
+    const i = queue.indexOf(waiter)
+    if (i < 0) return
+    queue.splice(i, 1)
+    this.#settle(waiter)
+    this.#waitersChanged(which)
+  }
+
+  #waitersChanged(which) {
+    if (this.#closed) return
+    const queue = which === SPACE ? this.#sends : this.#recvs
+    const index = which === SPACE ? 1 : 0
+    const pending = this.#recvs.length + this.#sends.length > 0
+    if (pending && !this.#keepAlive) this.#keepAlive = setInterval(() => {}, MAX_TIMER_MS)
+    else if (!pending && this.#keepAlive) {
+      clearInterval(this.#keepAlive)
+      this.#keepAlive = null
+    }
+    if (queue.length > 0) {
+      if (this.#lingers[index]) {
+        clearTimeout(this.#lingers[index])
+        this.#lingers[index] = null
+      }
+      if (!this.#notifiers[index]) {
+        const bytes = which === SPACE ? queue[0].bytes : 0
+        call(() => native.channelStartNotifier(this.#id, which, bytes, () => this.#onNotify(which)))
+        this.#notifiers[index] = true
+      }
+    } else if (this.#notifiers[index] && !this.#lingers[index]) {
+      this.#lingers[index] = setTimeout(() => {
+        this.#lingers[index] = null
+        const q = which === SPACE ? this.#sends : this.#recvs
+        if (!this.#closed && q.length === 0) {
+          native.channelStopNotifier(this.#id, which)
+          this.#notifiers[index] = false
+        }
+      }, NOTIFIER_LINGER_MS)
+      this.#lingers[index].unref()
+    }
+  }
+
+  #onNotify(which) {
+    if (this.#closed) return
+    try {
+      if (which === DATA) this.#serveRecvs()
+      else this.#serveSends()
+    } finally {
+      this.#waitersChanged(which)
+    }
+  }
+
+  #serveRecvs() {
+    while (this.#recvs.length > 0) {
+      const waiter = this.#recvs[0]
+      let msg
+      try {
+        ;[msg] = this.#receiveNative(1, waiter.encoding, false)
+      } catch (err) {
+        this.#recvs.shift()
+        this.#settle(waiter)
+        waiter.reject(err)
+        continue
+      }
+      if (msg === undefined) return
+      this.#recvs.shift()
+      this.#settle(waiter)
+      waiter.resolve(msg)
+    }
+  }
+
+  #serveSends() {
+    while (this.#sends.length > 0) {
+      const waiter = this.#sends[0]
+      let sent
+      try {
+        sent = this.send(waiter.msg)
+      } catch (err) {
+        this.#sends.shift()
+        this.#settle(waiter)
+        waiter.reject(err)
+        continue
+      }
+      if (!sent) return
+      this.#sends.shift()
+      this.#settle(waiter)
+      waiter.resolve()
+    }
+  }
+
+  /** Closes the handle (giving up the consumer role); pending calls reject with ERR_CLOSED. */
+  close() {
+    if (this.#closed) return
+    this.#closed = true
+    finalizer.unregister(this)
+    const err = closedError(this.#path)
+    for (const waiter of [...this.#recvs, ...this.#sends]) {
+      this.#settle(waiter)
+      waiter.reject(err)
+    }
+    this.#recvs = []
+    this.#sends = []
+    if (this.#keepAlive) clearInterval(this.#keepAlive)
+    for (const t of this.#lingers) if (t) clearTimeout(t)
+    native.channelClose(this.#id)
+  }
+
+  [Symbol.dispose]() {
+    this.close()
+  }
+
+  get [Symbol.toStringTag]() {
+    return 'Channel'
+  }
+}
+
+module.exports = { Channel }

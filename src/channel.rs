@@ -1,0 +1,693 @@
+//! A channel segment: a bounded message queue between processes (many producers, one
+//! consumer at a time) over the ring in `ring.rs`.
+//!
+//! Invariants kept here:
+//! - Only the handle holding the consumer lock (`lock.rs`, taken over when its holder dies)
+//!   moves `head`.
+//! - A producer never blocks: a full ring is reported, and waiting for room is a separate,
+//!   bounded call.
+//! - Producers wake a parked consumer (and the consumer parked producers) only when the
+//!   other side has announced that it waits, with a SeqCst fence between publishing and
+//!   checking (an event count), so the fast path makes no syscall.
+//! - A record whose producer died mid-write is skipped once the producer's liveness byte
+//!   is gone; claimed space left unwritten is revoked after [`UNBLOCK_AFTER`].
+
+use std::path::Path;
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::futex;
+use crate::layout::{ChannelHeader, KIND_CHANNEL};
+use crate::lock::{self, LockError};
+use crate::ring::{self, Next, Ring, RingError};
+use crate::segment::{Liveness, Mapping, OpenOptions, Segment};
+
+/// Default ring size.
+pub const DEFAULT_CAPACITY: u64 = 1 << 20;
+/// How long claimed space may stay unwritten before the consumer revokes it.
+pub const UNBLOCK_AFTER: Duration = Duration::from_millis(100);
+/// How often a parked waiter re-checks conditions no futex announces (a dead producer, an
+/// unwritten claim, cancellation).
+const POLL: Duration = Duration::from_millis(20);
+/// Busy-wait iterations before parking.
+pub const WAIT_SPINS: u32 = 2_000;
+
+/// A receive sink's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accept {
+    /// The message was copied; take the next.
+    Taken,
+    /// No room for this message: leave it queued and stop.
+    NoRoom,
+}
+
+/// An open channel segment.
+pub struct ChannelSegment {
+    seg: Segment,
+    capacity: u64,
+    consumer: bool,
+    /// Where and since when the consumer has faced unwritten space at head.
+    unwritten: Option<(u64, Instant)>,
+}
+
+impl ChannelSegment {
+    /// Opens or creates the channel at `path` (`capacity` is used when creating).
+    pub fn open(path: &Path, opts: &OpenOptions) -> Result<Self> {
+        let name = path.display().to_string();
+        let open = channel_options(&name, opts)?;
+        Self::adopt(Segment::open(path, &open)?)
+    }
+
+    /// A new anonymous channel (memfd) to hand to child processes by descriptor.
+    pub fn anonymous(opts: &OpenOptions) -> Result<Self> {
+        let open = channel_options("memfd", opts)?;
+        Self::adopt(Segment::anonymous(&open)?)
+    }
+
+    /// Opens the channel behind an inherited descriptor (duplicated).
+    pub fn from_fd(fd: std::os::fd::BorrowedFd<'_>, opts: &OpenOptions) -> Result<Self> {
+        let open = channel_options("fd", opts)?;
+        Self::adopt(Segment::from_fd(fd, &open)?)
+    }
+
+    fn adopt(seg: Segment) -> Result<Self> {
+        // SAFETY: ChannelHeader is a repr(C) struct of atomics of HEADER_SIZE bytes and the
+        // segment was validated as a channel at least that long.
+        let h = unsafe { seg.mapping().header::<ChannelHeader>() };
+        let capacity = h.identity.capacity.load(Ordering::Acquire);
+        if !valid_capacity(capacity) || capacity > seg.mapping().data_len() as u64 {
+            return Err(Error::corrupt(
+                seg.path(),
+                format!("channel capacity {capacity} is not a power of two within the file"),
+            ));
+        }
+        Ok(ChannelSegment {
+            seg,
+            capacity,
+            consumer: false,
+            unwritten: None,
+        })
+    }
+
+    /// The segment underneath.
+    pub fn segment(&self) -> &Segment {
+        &self.seg
+    }
+
+    /// The path used in messages.
+    pub fn path(&self) -> &str {
+        self.seg.path()
+    }
+
+    /// Ring size in bytes.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// The largest message accepted.
+    pub fn max_message(&self) -> u64 {
+        ring::max_message(self.capacity)
+    }
+
+    fn header(&self) -> &ChannelHeader {
+        // SAFETY: see `adopt`.
+        unsafe { self.seg.mapping().header::<ChannelHeader>() }
+    }
+
+    fn ring(&self) -> Ring<'_> {
+        ring_of(self.seg.mapping(), self.header(), self.capacity)
+    }
+
+    fn ring_error(&self, e: RingError) -> Error {
+        match e {
+            RingError::Corrupt(reason) => Error::corrupt(self.path(), reason),
+        }
+    }
+
+    /// Bytes queued (claimed and not yet consumed).
+    pub fn queued(&self) -> Result<u64> {
+        self.ring().used().map_err(|e| self.ring_error(e))
+    }
+
+    /// Sends one message; `Ok(false)` if the ring has no room for it now.
+    pub fn send(&self, msg: &[u8]) -> Result<bool> {
+        let sent = self.put(msg)?;
+        if sent {
+            self.announce_data();
+        }
+        Ok(sent)
+    }
+
+    /// Sends messages in order until one does not fit; returns how many were sent.
+    pub fn send_many<'m>(&self, msgs: impl IntoIterator<Item = &'m [u8]>) -> Result<usize> {
+        let mut sent = 0;
+        let mut result = Ok(());
+        for msg in msgs {
+            match self.put(msg) {
+                Ok(true) => sent += 1,
+                Ok(false) => break,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        if sent > 0 {
+            self.announce_data();
+        }
+        result.map(|()| sent)
+    }
+
+    fn put(&self, msg: &[u8]) -> Result<bool> {
+        if self.seg.read_only() {
+            return Err(Error::ReadOnly {
+                path: self.path().to_owned(),
+            });
+        }
+        let len = msg.len() as u64;
+        if len > self.max_message() {
+            return Err(Error::MessageTooLarge {
+                path: self.path().to_owned(),
+                len,
+                max: self.max_message(),
+            });
+        }
+        let ring = self.ring();
+        let Some(claim) = ring
+            .claim(len, self.seg.token())
+            .map_err(|e| self.ring_error(e))?
+        else {
+            return Ok(false);
+        };
+        // SAFETY: the claim reserved `len` bytes at `payload` for us alone; `msg` is private
+        // memory (a JS buffer or our scratch), so the regions do not overlap.
+        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), ring.payload(&claim), msg.len()) };
+        ring.commit(&claim);
+        Ok(true)
+    }
+
+    /// Wakes a parked consumer, if one announced itself.
+    fn announce_data(&self) {
+        let h = self.header();
+        // SYNC POINT: this SeqCst fence orders our commits before the load of
+        // `data_waiters`; it pairs with the SeqCst increment in `wait_data` (event count):
+        // either the consumer sees our record, or we see it waiting and wake it.
+        fence(Ordering::SeqCst);
+        if h.data_waiters.load(Ordering::SeqCst) != 0 {
+            h.data_notify.fetch_add(1, Ordering::SeqCst);
+            futex::wake_all(&h.data_notify);
+        }
+    }
+
+    /// Wakes parked producers, if any announced themselves.
+    fn announce_space(&self) {
+        let h = self.header();
+        // SYNC POINT: pairs with the SeqCst increment in `wait_space`, as in `announce_data`.
+        fence(Ordering::SeqCst);
+        if h.space_waiters.load(Ordering::SeqCst) != 0 {
+            h.space_notify.fetch_add(1, Ordering::SeqCst);
+            futex::wake_all(&h.space_notify);
+        }
+    }
+
+    /// Becomes the consumer. With `wait`, blocks until the current consumer closes or dies
+    /// (or `deadline` passes); without, fails with `ERR_CONSUMER_BUSY` if a live one exists.
+    pub fn claim_consumer(&mut self, wait: bool, deadline: Option<Instant>) -> Result<()> {
+        if self.consumer {
+            return Ok(());
+        }
+        self.consumer_claimer().claim(wait, deadline, None)?;
+        self.consumer = true;
+        Ok(())
+    }
+
+    /// What a background thread needs to become this handle's consumer.
+    pub fn consumer_claimer(&self) -> ConsumerClaimer {
+        ConsumerClaimer {
+            map: Arc::clone(self.seg.mapping()),
+            liveness: self.seg.liveness(),
+            path: self.path().to_owned(),
+        }
+    }
+
+    /// Records that a background claim succeeded.
+    pub fn set_consumer(&mut self) {
+        self.consumer = true;
+    }
+
+    /// Whether this handle is the consumer.
+    pub fn is_consumer(&self) -> bool {
+        self.consumer
+    }
+
+    /// Whether a live handle (any process) is the consumer.
+    pub fn consumer_held(&self) -> bool {
+        let holder = lock::owner(self.header().consumer_lock.load(Ordering::Acquire));
+        holder != 0 && self.seg.is_alive(holder)
+    }
+
+    /// Gives up the consumer role.
+    pub fn release_consumer(&mut self) {
+        if self.consumer {
+            self.consumer = false;
+            lock::release(&self.header().consumer_lock, self.seg.token(), &|w| {
+                futex::wake(w, 1)
+            });
+        }
+    }
+
+    /// Hands up to `max_msgs` committed messages, in order, to `sink(ptr, len)`, which must
+    /// copy the `len` bytes at `ptr` (shared memory: copy with raw pointers, never a slice)
+    /// or return [`Accept::NoRoom`] to leave that message queued. Returns how many were
+    /// taken. Claims the consumer role first if this handle does not hold it.
+    pub fn receive(
+        &mut self,
+        max_msgs: usize,
+        sink: &mut dyn FnMut(*const u8, usize) -> Accept,
+    ) -> Result<usize> {
+        if !self.consumer {
+            self.claim_consumer(false, None)?;
+        }
+        let h = self.header();
+        let ring = self.ring();
+        let mut unwritten = self.unwritten;
+        let start = h.head.load(Ordering::Relaxed);
+        let mut head = start;
+        let mut count = 0;
+        let mut result = Ok(());
+        while count < max_msgs {
+            let next = match ring.peek(head) {
+                Ok(next) => next,
+                Err(e) => {
+                    result = Err(self.ring_error(e));
+                    break;
+                }
+            };
+            match next {
+                Next::Message {
+                    payload,
+                    len,
+                    record,
+                } => {
+                    if sink(ring.payload_at(payload, len), len as usize) == Accept::NoRoom {
+                        break;
+                    }
+                    ring.clear(head, record);
+                    head += record;
+                    count += 1;
+                }
+                Next::Skip { record } => {
+                    ring.clear(head, record);
+                    head += record;
+                }
+                Next::InProgress { token, record } => {
+                    if self.seg.is_alive(token) {
+                        break;
+                    }
+                    // Its producer died mid-write: the record will never be committed.
+                    ring.clear(head, record);
+                    head += record;
+                }
+                Next::Unwritten => {
+                    let since = match unwritten {
+                        Some((at, since)) if at == head => since,
+                        _ => {
+                            unwritten = Some((head, Instant::now()));
+                            break;
+                        }
+                    };
+                    if since.elapsed() < UNBLOCK_AFTER {
+                        break;
+                    }
+                    match ring.unblock(head) {
+                        Ok(0) => {}
+                        Ok(_) => unwritten = None,
+                        Err(e) => {
+                            result = Err(self.ring_error(e));
+                            break;
+                        }
+                    }
+                }
+                Next::Empty => break,
+            }
+        }
+        if head != start {
+            ring.consume(head);
+            self.announce_space();
+        }
+        self.unwritten = unwritten;
+        result.map(|()| count)
+    }
+
+    /// A handle for waiting on this channel from other threads.
+    pub fn watcher(&self) -> ChannelWatcher {
+        ChannelWatcher {
+            map: Arc::clone(self.seg.mapping()),
+            liveness: self.seg.liveness(),
+            capacity: self.capacity,
+        }
+    }
+}
+
+fn valid_capacity(capacity: u64) -> bool {
+    capacity.is_power_of_two() && (ring::MIN_CAPACITY..=ring::MAX_CAPACITY).contains(&capacity)
+}
+
+fn channel_options(name: &str, opts: &OpenOptions) -> Result<OpenOptions> {
+    let mut open = opts.clone();
+    open.kind = KIND_CHANNEL;
+    if !valid_capacity(open.capacity) {
+        return Err(Error::invalid(
+            name,
+            format!(
+                "capacity {} must be a power of two from {} to {}",
+                open.capacity,
+                ring::MIN_CAPACITY,
+                ring::MAX_CAPACITY
+            ),
+        ));
+    }
+    Ok(open)
+}
+
+fn ring_of<'a>(map: &'a Mapping, h: &'a ChannelHeader, capacity: u64) -> Ring<'a> {
+    // SAFETY: the data area starts 256 bytes into a page-aligned mapping (8-aligned) and
+    // holds at least `capacity` bytes (checked in `adopt`); `capacity` is a valid power of
+    // two; the mapping outlives the borrow.
+    unsafe { Ring::new(&h.head, &h.tail, map.data(), capacity) }
+}
+
+/// Takes a channel's consumer role from any thread.
+pub struct ConsumerClaimer {
+    map: Arc<Mapping>,
+    liveness: Liveness,
+    path: String,
+}
+
+impl ConsumerClaimer {
+    /// Takes the consumer lock (see [`ChannelSegment::claim_consumer`]); `cancel` ends a
+    /// wait early.
+    pub fn claim(
+        &self,
+        wait: bool,
+        deadline: Option<Instant>,
+        cancel: Option<&AtomicBool>,
+    ) -> Result<()> {
+        // SAFETY: the mapping is a validated channel segment, kept alive by `self`.
+        let h = unsafe { self.map.header::<ChannelHeader>() };
+        let deadline = if wait { deadline } else { Some(Instant::now()) };
+        let cancelled = || cancel.is_some_and(|c| c.load(Ordering::Acquire));
+        let outcome = lock::acquire(
+            &h.consumer_lock,
+            self.liveness.token(),
+            deadline,
+            &|t| self.liveness.is_alive(t),
+            &|w, v, d| {
+                if !cancelled() {
+                    futex::wait(w, v, Some(d.min(POLL)));
+                }
+            },
+        );
+        match outcome {
+            Ok(_) | Err(LockError::AlreadyHeld) => Ok(()),
+            Err(LockError::TimedOut) if !wait => Err(Error::ConsumerBusy {
+                path: self.path.clone(),
+            }),
+            Err(LockError::TimedOut) => Err(Error::Timeout {
+                path: self.path.clone(),
+                what: "the consumer role",
+                ms: 0,
+            }),
+        }
+    }
+}
+
+/// Waits on a channel from any thread. Keeps the mapping alive.
+#[derive(Clone)]
+pub struct ChannelWatcher {
+    map: Arc<Mapping>,
+    liveness: Liveness,
+    capacity: u64,
+}
+
+/// What a consumer-side wait found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataState {
+    /// A committed record (or padding, or a dead producer's record to skip) at head.
+    Ready,
+    /// Nothing at head, or a record still being written.
+    NotYet,
+}
+
+impl ChannelWatcher {
+    fn header(&self) -> &ChannelHeader {
+        // SAFETY: built from a validated channel segment's mapping, which `self` keeps alive.
+        unsafe { self.map.header::<ChannelHeader>() }
+    }
+
+    /// Whether the consumer would make progress at head now.
+    pub fn data_state(&self) -> DataState {
+        let h = self.header();
+        let ring = ring_of(&self.map, h, self.capacity);
+        match ring.peek(h.head.load(Ordering::Acquire)) {
+            Ok(Next::Empty) | Ok(Next::Unwritten) => DataState::NotYet,
+            Ok(Next::InProgress { token, .. }) if self.liveness.is_alive(token) => {
+                DataState::NotYet
+            }
+            // Messages, padding, dead producers' records and corruption all need the
+            // consumer to act (corruption so that it reports the error).
+            _ => DataState::Ready,
+        }
+    }
+
+    /// Blocks until there is something for the consumer, `deadline` passes or `cancel` is
+    /// set. Returns whether there is.
+    pub fn wait_data(
+        &self,
+        deadline: Option<Instant>,
+        spins: u32,
+        cancel: Option<&AtomicBool>,
+    ) -> bool {
+        let h = self.header();
+        self.wait(
+            &h.data_notify,
+            &h.data_waiters,
+            deadline,
+            spins,
+            cancel,
+            &|| self.data_state() == DataState::Ready,
+        )
+    }
+
+    /// Blocks until `bytes` of payload would fit, `deadline` passes or `cancel` is set.
+    pub fn wait_space(
+        &self,
+        bytes: u64,
+        deadline: Option<Instant>,
+        cancel: Option<&AtomicBool>,
+    ) -> bool {
+        let h = self.header();
+        let needed = ring::record_len(bytes) * 2; // room even if the claim must pad the wrap
+        self.wait(
+            &h.space_notify,
+            &h.space_waiters,
+            deadline,
+            0,
+            cancel,
+            &|| {
+                let ring = ring_of(&self.map, h, self.capacity);
+                match ring.used() {
+                    Ok(used) => self.capacity - used >= needed.min(self.capacity),
+                    Err(_) => true, // let the sender report the corruption
+                }
+            },
+        )
+    }
+
+    fn wait(
+        &self,
+        word: &AtomicU32,
+        waiters: &AtomicU32,
+        deadline: Option<Instant>,
+        spins: u32,
+        cancel: Option<&AtomicBool>,
+        ready: &dyn Fn() -> bool,
+    ) -> bool {
+        for _ in 0..spins {
+            if ready() {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        loop {
+            let observed = word.load(Ordering::Acquire);
+            // SYNC POINT: SeqCst increment pairs with the SeqCst fence in `announce_*`.
+            waiters.fetch_add(1, Ordering::SeqCst);
+            let now_ready = ready();
+            let mut nap = POLL;
+            let mut expired = false;
+            if let Some(deadline) = deadline {
+                let now = Instant::now();
+                expired = now >= deadline;
+                nap = nap.min(deadline.saturating_duration_since(now));
+            }
+            let stop = cancel.is_some_and(|c| c.load(Ordering::Acquire));
+            if !now_ready && !expired && !stop {
+                futex::wait(word, observed, Some(nap));
+            }
+            waiters.fetch_sub(1, Ordering::SeqCst);
+            if now_ready || ready() {
+                return true;
+            }
+            if expired || stop {
+                return false;
+            }
+        }
+    }
+
+    /// The position that moves when the JS side acts on a notification: head (the consumer
+    /// took data) for data waits, tail (a producer sent) for space waits.
+    pub fn position(&self, space: bool) -> u64 {
+        let h = self.header();
+        if space {
+            h.tail.load(Ordering::Acquire)
+        } else {
+            h.head.load(Ordering::Acquire)
+        }
+    }
+
+    /// Polls (with backoff up to `POLL`) until [`position`](Self::position) moves from
+    /// `from` or `cancel` is set.
+    pub fn wait_moved(&self, space: bool, from: u64, cancel: &AtomicBool) {
+        let mut nap = Duration::from_micros(20);
+        while self.position(space) == from && !cancel.load(Ordering::Acquire) {
+            std::thread::sleep(nap);
+            nap = (nap * 2).min(POLL);
+        }
+    }
+
+    /// Wakes every thread parked on this channel (used to cancel a wait).
+    pub fn wake_all(&self) {
+        let h = self.header();
+        futex::wake_all(&h.data_notify);
+        futex::wake_all(&h.space_notify);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::TempDir;
+
+    fn opts(capacity: u64) -> OpenOptions {
+        OpenOptions {
+            capacity,
+            ..OpenOptions::default()
+        }
+    }
+
+    fn recv_all(c: &mut ChannelSegment) -> Vec<Vec<u8>> {
+        let mut got = vec![];
+        c.receive(usize::MAX, &mut |ptr, len| {
+            let mut m = vec![0u8; len];
+            // SAFETY: `receive` passes a pointer valid for `len` bytes.
+            unsafe { std::ptr::copy_nonoverlapping(ptr, m.as_mut_ptr(), len) };
+            got.push(m);
+            Accept::Taken
+        })
+        .unwrap();
+        got
+    }
+
+    #[test]
+    fn messages_cross_handles_in_order() {
+        let dir = TempDir::new("chan-basic");
+        let path = dir.path().join("c");
+        let producer = ChannelSegment::open(&path, &opts(4096)).unwrap();
+        let mut consumer = ChannelSegment::open(&path, &opts(4096)).unwrap();
+        assert!(producer.send(b"one").unwrap());
+        assert_eq!(producer.send_many([&b"two"[..], b"", b"four"]).unwrap(), 3);
+        assert_eq!(
+            recv_all(&mut consumer),
+            vec![b"one".to_vec(), b"two".to_vec(), vec![], b"four".to_vec()]
+        );
+        assert!(recv_all(&mut consumer).is_empty());
+    }
+
+    #[test]
+    fn a_second_consumer_is_busy_until_the_first_is_gone() {
+        let dir = TempDir::new("chan-consumer");
+        let path = dir.path().join("c");
+        let mut a = ChannelSegment::open(&path, &opts(4096)).unwrap();
+        let mut b = ChannelSegment::open(&path, &opts(4096)).unwrap();
+        a.claim_consumer(false, None).unwrap();
+        assert_eq!(
+            b.claim_consumer(false, None).unwrap_err().code(),
+            "ERR_CONSUMER_BUSY"
+        );
+        drop(a);
+        b.claim_consumer(false, None).unwrap();
+    }
+
+    #[test]
+    fn oversize_messages_and_full_rings() {
+        let dir = TempDir::new("chan-size");
+        let path = dir.path().join("c");
+        let c = ChannelSegment::open(&path, &opts(1024)).unwrap();
+        assert_eq!(c.max_message(), 128);
+        assert_eq!(
+            c.send(&[0u8; 129]).unwrap_err().code(),
+            "ERR_MESSAGE_TOO_LARGE"
+        );
+        let mut n = 0;
+        while c.send(&[1u8; 120]).unwrap() {
+            n += 1;
+        }
+        assert_eq!(n, 8);
+    }
+
+    #[test]
+    fn a_dead_producers_record_is_skipped() {
+        let dir = TempDir::new("chan-dead");
+        let path = dir.path().join("c");
+        let mut consumer = ChannelSegment::open(&path, &opts(4096)).unwrap();
+        {
+            let dying = ChannelSegment::open(&path, &opts(4096)).unwrap();
+            dying.ring().claim(10, dying.seg.token()).unwrap().unwrap(); // never committed
+        }
+        let producer = ChannelSegment::open(&path, &opts(4096)).unwrap();
+        producer.send(b"alive").unwrap();
+        assert_eq!(recv_all(&mut consumer), vec![b"alive".to_vec()]);
+    }
+
+    #[test]
+    fn unwritten_space_is_revoked_after_the_bound() {
+        let dir = TempDir::new("chan-unwritten");
+        let path = dir.path().join("c");
+        let mut consumer = ChannelSegment::open(&path, &opts(4096)).unwrap();
+        consumer.header().tail.store(32, Ordering::Release); // a claim whose producer vanished
+        consumer.send(b"behind").unwrap();
+        assert!(recv_all(&mut consumer).is_empty());
+        std::thread::sleep(UNBLOCK_AFTER + Duration::from_millis(10));
+        assert_eq!(recv_all(&mut consumer), vec![b"behind".to_vec()]);
+    }
+
+    #[test]
+    fn a_waiting_consumer_is_woken_by_a_send() {
+        let dir = TempDir::new("chan-wake");
+        let path = dir.path().join("c");
+        let consumer = ChannelSegment::open(&path, &opts(4096)).unwrap();
+        let w = consumer.watcher();
+        let t = std::thread::spawn(move || {
+            w.wait_data(Some(Instant::now() + Duration::from_secs(10)), 0, None)
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        ChannelSegment::open(&path, &opts(4096))
+            .unwrap()
+            .send(b"x")
+            .unwrap();
+        assert!(t.join().unwrap());
+    }
+}

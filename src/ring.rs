@@ -1,0 +1,587 @@
+//! A many-producer, one-consumer ring of variable-length records in shared memory.
+//!
+//! Follows Agrona's `ManyToOneRingBuffer` (Real Logic; `org.agrona.concurrent.ringbuffer`):
+//! producers claim space by compare-and-swap on a shared `tail` position, write the record,
+//! then publish it by storing its header; the single consumer reads committed records from
+//! `head`, zeroes the bytes it consumed (so every free byte is zero) and advances `head`.
+//! A record that would straddle the end of the buffer is preceded by a padding record.
+//!
+//! Two changes make it safe against producers that die, which Agrona leaves to a timeout:
+//! - A claimed record's header is written by compare-and-swap from zero, carrying the
+//!   producer's liveness token while the record is being written. A consumer that finds a
+//!   record in progress skips it only once its producer is dead (`Next::InProgress`).
+//! - A record whose header is still zero (its producer is between claiming and writing the
+//!   header, or died there) is "unblocked" by the consumer after a bounded time: it revokes
+//!   every zero word of the gap by compare-and-swap and turns the gap into padding. A live
+//!   producer whose header CAS then fails knows its claim was revoked and claims again, so
+//!   nothing is lost or overwritten.
+//!
+//! Record layout (8-byte aligned; positions only grow, index = position % capacity):
+//!
+//! ```text
+//! header: u64 = len (low 32 bits) | state (high 32 bits)
+//!   state = producer token (1..2^31)  record being written, `len` payload bytes
+//!         = MSG                        committed message of `len` bytes
+//!         = PAD                        padding: skip `len` bytes after the header
+//!         = REVOKED                    consumer's marker while unblocking
+//!   word 0                             free space
+//! payload: len bytes, then zero padding to the next multiple of 8
+//! ```
+//!
+//! Everything read from the ring is untrusted: positions, lengths and states are checked
+//! before use and any inconsistency is [`RingError::Corrupt`], never an access outside the
+//! buffer.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Bytes of a record header.
+pub const HEADER: u64 = 8;
+/// Records start at multiples of this.
+pub const ALIGN: u64 = 8;
+/// State of a committed message.
+pub const MSG: u32 = 0x8000_0001;
+/// State of a padding record.
+pub const PAD: u32 = 0x8000_0002;
+/// State the consumer writes while revoking an unwritten claim.
+pub const REVOKED: u32 = 0x8000_0003;
+
+/// Smallest and largest ring capacities accepted.
+pub const MIN_CAPACITY: u64 = 1024;
+pub const MAX_CAPACITY: u64 = 1 << 30;
+
+/// The largest payload a ring of `capacity` bytes accepts (an eighth of it, as Agrona).
+pub fn max_message(capacity: u64) -> u64 {
+    capacity / 8
+}
+
+/// Bytes a record of `len` payload bytes takes.
+pub fn record_len(len: u64) -> u64 {
+    (HEADER + len).next_multiple_of(ALIGN)
+}
+
+fn word_of(len: u64, state: u32) -> u64 {
+    len | (u64::from(state) << 32)
+}
+
+fn split(word: u64) -> (u64, u32) {
+    (word & 0xFFFF_FFFF, (word >> 32) as u32)
+}
+
+/// Why a ring operation failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RingError {
+    /// A position, length or record state that cannot be right.
+    Corrupt(String),
+}
+
+/// A space reserved by [`Ring::claim`]: write `len` bytes at [`Ring::payload`], then
+/// [`Ring::commit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    pub pos: u64,
+    pub len: u64,
+    token: u32,
+}
+
+/// What the consumer finds at `head`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Nothing to read.
+    Empty,
+    /// A committed message: `len` bytes at index `payload`; the record takes `record` bytes.
+    Message { payload: u64, len: u64, record: u64 },
+    /// Padding of `record` bytes to skip.
+    Skip { record: u64 },
+    /// A record still being written by the producer with `token` (`record` bytes).
+    InProgress { token: u32, record: u64 },
+    /// Claimed space whose header is not written yet.
+    Unwritten,
+}
+
+/// A ring over `capacity` bytes at `data`, with its positions elsewhere in shared memory.
+pub struct Ring<'a> {
+    head: &'a AtomicU64,
+    tail: &'a AtomicU64,
+    data: *mut u8,
+    capacity: u64,
+}
+
+impl<'a> Ring<'a> {
+    /// # Safety
+    /// `data` must be 8-aligned and valid for reads and writes of `capacity` bytes for `'a`,
+    /// and used only through rings (all bytes are accessed as `AtomicU64` words or by raw
+    /// copies into claimed space). `capacity` must be a power of two within
+    /// [`MIN_CAPACITY`]..=[`MAX_CAPACITY`].
+    pub unsafe fn new(
+        head: &'a AtomicU64,
+        tail: &'a AtomicU64,
+        data: *mut u8,
+        capacity: u64,
+    ) -> Self {
+        debug_assert!(
+            capacity.is_power_of_two() && (MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity)
+        );
+        debug_assert!(data as usize % 8 == 0);
+        Ring {
+            head,
+            tail,
+            data,
+            capacity,
+        }
+    }
+
+    /// The ring size in bytes.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    fn word(&self, index: u64) -> &AtomicU64 {
+        assert!(
+            index % ALIGN == 0 && index + 8 <= self.capacity,
+            "ring word out of range"
+        );
+        // SAFETY: the index is 8-aligned and inside the buffer (asserted); `data` is 8-aligned
+        // and valid for `capacity` bytes for 'a (constructor contract); the memory is only
+        // accessed atomically or by raw copies into space nobody else uses.
+        unsafe { AtomicU64::from_ptr(self.data.add(index as usize).cast()) }
+    }
+
+    fn index(&self, pos: u64) -> u64 {
+        pos & (self.capacity - 1)
+    }
+
+    fn corrupt<T>(&self, what: String) -> Result<T, RingError> {
+        Err(RingError::Corrupt(what))
+    }
+
+    /// Reads and checks head and tail.
+    fn positions(&self) -> Result<(u64, u64), RingError> {
+        // SYNC POINT: Acquire on head pairs with the consumer's Release store in `consume`:
+        // the zeroed bytes behind it are visible before we write into them.
+        let head = self.head.load(Ordering::Acquire);
+        // SYNC POINT: Acquire on tail pairs with producers' AcqRel claims.
+        let tail = self.tail.load(Ordering::Acquire);
+        if tail < head || tail - head > self.capacity || head % ALIGN != 0 || tail % ALIGN != 0 {
+            return self.corrupt(format!(
+                "ring positions head {head} and tail {tail} are inconsistent"
+            ));
+        }
+        Ok((head, tail))
+    }
+
+    /// Bytes claimed but not yet consumed.
+    pub fn used(&self) -> Result<u64, RingError> {
+        let (head, tail) = self.positions()?;
+        Ok(tail - head)
+    }
+
+    /// Reserves room for a `len`-byte message for the producer `token`; `None` when full.
+    pub fn claim(&self, len: u64, token: u32) -> Result<Option<Claim>, RingError> {
+        debug_assert!(len <= max_message(self.capacity) && token != 0 && token < 1 << 31);
+        let record = record_len(len);
+        loop {
+            let (head, tail) = self.positions()?;
+            let index = self.index(tail);
+            let to_end = self.capacity - index;
+            let pad = if record > to_end { to_end } else { 0 };
+            if tail - head + pad + record > self.capacity {
+                return Ok(None);
+            }
+            // SYNC POINT: AcqRel pairs with other producers' claims and with the
+            // consumer's Acquire load of tail in `peek`.
+            if self
+                .tail
+                .compare_exchange_weak(
+                    tail,
+                    tail + pad + record,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+            {
+                continue;
+            }
+            if pad > 0 {
+                // The padding is committed at once. If the consumer revoked it meanwhile, its
+                // own padding covers the same bytes: nothing to do.
+                // SYNC POINT: Release pairs with the consumer's Acquire load in `peek`.
+                let _ = self.word(index).compare_exchange(
+                    0,
+                    word_of(pad - HEADER, PAD),
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                );
+            }
+            let pos = tail + pad;
+            let header = self.word(self.index(pos));
+            let in_progress = word_of(len, token);
+            // SYNC POINT: this CAS from zero races only with the consumer's revoking CAS in
+            // `unblock`; exactly one wins.
+            if header
+                .compare_exchange(0, in_progress, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+            {
+                continue; // revoked: the consumer turned our space into padding
+            }
+            if self.head.load(Ordering::Acquire) > pos {
+                // The consumer passed over this space while we were suspended (it revoked and
+                // consumed it): undo our header in what is now free space, and claim again.
+                let _ =
+                    header.compare_exchange(in_progress, 0, Ordering::AcqRel, Ordering::Relaxed);
+                continue;
+            }
+            return Ok(Some(Claim { pos, len, token }));
+        }
+    }
+
+    /// Where to write a claim's payload.
+    pub fn payload(&self, claim: &Claim) -> *mut u8 {
+        let index = self.index(claim.pos) + HEADER;
+        assert!(index + claim.len <= self.capacity, "claim beyond the ring");
+        // SAFETY: `index + len <= capacity` (asserted) keeps the pointer inside the buffer.
+        unsafe { self.data.add(index as usize) }
+    }
+
+    /// Publishes a claimed record: the consumer may read it from now on.
+    pub fn commit(&self, claim: &Claim) {
+        let header = self.word(self.index(claim.pos));
+        // SYNC POINT: Release pairs with the consumer's Acquire load of the header in `peek`:
+        // the payload written before this store is visible to it.
+        let _ = header.compare_exchange(
+            word_of(claim.len, claim.token),
+            word_of(claim.len, MSG),
+            Ordering::Release,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// What the consumer finds at `head` (the consumer's own position).
+    pub fn peek(&self, head: u64) -> Result<Next, RingError> {
+        // SYNC POINT: Acquire pairs with producers' AcqRel claims of tail.
+        let tail = self.tail.load(Ordering::Acquire);
+        if tail < head || tail - head > self.capacity || head % ALIGN != 0 {
+            return self.corrupt(format!(
+                "ring positions head {head} and tail {tail} are inconsistent"
+            ));
+        }
+        if tail == head {
+            return Ok(Next::Empty);
+        }
+        let index = self.index(head);
+        // SYNC POINT: Acquire pairs with the Release commit in `commit` (and in `claim` for
+        // padding): the payload is visible once the header says MSG.
+        let (len, state) = split(self.word(index).load(Ordering::Acquire));
+        if len == 0 && state == 0 {
+            return Ok(Next::Unwritten);
+        }
+        let record = record_len(len);
+        let fits = index + record <= self.capacity && head + record <= tail;
+        let limit = match state {
+            PAD => self.capacity,
+            _ => max_message(self.capacity),
+        };
+        if len > limit || !fits {
+            return self.corrupt(format!(
+                "record at position {head} claims {len} bytes (state {state:#x}), beyond the ring"
+            ));
+        }
+        match state {
+            MSG => Ok(Next::Message {
+                payload: index + HEADER,
+                len,
+                record,
+            }),
+            PAD => Ok(Next::Skip { record }),
+            token if token != 0 && token < 1 << 31 => Ok(Next::InProgress { token, record }),
+            other => self.corrupt(format!(
+                "record at position {head} has unknown state {other:#x}"
+            )),
+        }
+    }
+
+    /// Pointer to `len` payload bytes at `index` (from [`Next::Message`]).
+    pub fn payload_at(&self, index: u64, len: u64) -> *const u8 {
+        assert!(index + len <= self.capacity, "payload beyond the ring");
+        // SAFETY: inside the buffer (asserted).
+        unsafe { self.data.add(index as usize) }
+    }
+
+    /// Zeroes one consumed record at `pos` (`record` bytes, not crossing the end).
+    pub fn clear(&self, pos: u64, record: u64) {
+        let index = self.index(pos);
+        assert!(index + record <= self.capacity, "record beyond the ring");
+        // Payload first, header last, so the header word stays non-zero until the bytes
+        // after it are free again.
+        // SAFETY: the range is inside the buffer (asserted) and is consumed space that only
+        // the consumer touches until `consume` advances head past it.
+        unsafe {
+            std::ptr::write_bytes(
+                self.data.add((index + HEADER) as usize),
+                0,
+                (record - HEADER) as usize,
+            )
+        };
+        self.word(index).store(0, Ordering::Relaxed);
+    }
+
+    /// Advances head to `to` after the records before it were cleared.
+    pub fn consume(&self, to: u64) {
+        // SYNC POINT: Release pairs with the Acquire load of head in `positions` (producers):
+        // the zeroes written by `clear` are visible before the space is reused.
+        self.head.store(to, Ordering::Release);
+    }
+
+    /// Turns unwritten claimed space at `head` into padding, up to the next record or the
+    /// end of the buffer. Returns the bytes revoked (0 if a producer wrote its header first).
+    pub fn unblock(&self, head: u64) -> Result<u64, RingError> {
+        let tail = self.tail.load(Ordering::Acquire);
+        if tail < head || tail - head > self.capacity {
+            return self.corrupt(format!(
+                "ring positions head {head} and tail {tail} are inconsistent"
+            ));
+        }
+        let index = self.index(head);
+        let limit = (tail - head).min(self.capacity - index);
+        let mut gap = 0;
+        while gap < limit {
+            // SYNC POINT: races only with a producer's CAS from zero in `claim`.
+            if self
+                .word(index + gap)
+                .compare_exchange(0, word_of(0, REVOKED), Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+            {
+                break;
+            }
+            gap += ALIGN;
+        }
+        if gap > 0 {
+            // SYNC POINT: Release pairs with our own later Acquire in `peek`.
+            self.word(index)
+                .store(word_of(gap - HEADER, PAD), Ordering::Release);
+        }
+        Ok(gap)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    /// A heap stand-in for the shared mapping.
+    struct Mem {
+        head: AtomicU64,
+        tail: AtomicU64,
+        words: Vec<AtomicU64>,
+    }
+    // SAFETY: the words are only touched through `Ring`, which uses atomics and raw copies
+    // into claimed space exactly as on shared memory.
+    unsafe impl Sync for Mem {}
+
+    impl Mem {
+        fn new(capacity: u64) -> Arc<Mem> {
+            Arc::new(Mem {
+                head: AtomicU64::new(0),
+                tail: AtomicU64::new(0),
+                words: (0..capacity / 8).map(|_| AtomicU64::new(0)).collect(),
+            })
+        }
+        fn ring(&self) -> Ring<'_> {
+            // SAFETY: `words` is 8-aligned and `capacity` bytes long, a power of two.
+            unsafe {
+                Ring::new(
+                    &self.head,
+                    &self.tail,
+                    self.words.as_ptr() as *mut u8,
+                    self.words.len() as u64 * 8,
+                )
+            }
+        }
+    }
+
+    fn send(ring: &Ring<'_>, token: u32, msg: &[u8]) -> bool {
+        match ring.claim(msg.len() as u64, token).unwrap() {
+            None => false,
+            Some(c) => {
+                // SAFETY: the claim reserved `len` bytes at `payload`.
+                unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), ring.payload(&c), msg.len()) };
+                ring.commit(&c);
+                true
+            }
+        }
+    }
+
+    /// Consumes what is committed; returns the messages and how many waits were seen.
+    fn drain(ring: &Ring<'_>, head: &mut u64, out: &mut Vec<Vec<u8>>) -> Next {
+        loop {
+            match ring.peek(*head).unwrap() {
+                Next::Message {
+                    payload,
+                    len,
+                    record,
+                } => {
+                    let mut v = vec![0u8; len as usize];
+                    // SAFETY: `peek` checked the payload lies inside the ring.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            ring.payload_at(payload, len),
+                            v.as_mut_ptr(),
+                            len as usize,
+                        )
+                    };
+                    out.push(v);
+                    ring.clear(*head, record);
+                    *head += record;
+                    ring.consume(*head);
+                }
+                Next::Skip { record } => {
+                    ring.clear(*head, record);
+                    *head += record;
+                    ring.consume(*head);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    #[test]
+    fn messages_come_out_in_order_and_whole_across_the_wrap() {
+        let mem = Mem::new(1024);
+        let ring = mem.ring();
+        let mut head = 0;
+        let mut out = vec![];
+        for round in 0..200u32 {
+            let msg: Vec<u8> = (0..(round % 97) as u8).collect();
+            assert!(send(&ring, 5, &msg));
+            assert_eq!(drain(&ring, &mut head, &mut out), Next::Empty);
+            assert_eq!(out.pop().unwrap(), msg);
+        }
+        assert!(
+            mem.words.iter().all(|w| w.load(Ordering::Relaxed) == 0),
+            "free space is zero"
+        );
+    }
+
+    #[test]
+    fn a_full_ring_refuses_and_accepts_again_once_drained() {
+        let mem = Mem::new(1024);
+        let ring = mem.ring();
+        let msg = [7u8; 120]; // 128-byte records: 8 fit
+        let mut sent = 0;
+        while send(&ring, 5, &msg) {
+            sent += 1;
+        }
+        assert_eq!(sent, 8);
+        let (mut head, mut out) = (0, vec![]);
+        drain(&ring, &mut head, &mut out);
+        assert_eq!(out.len(), 8);
+        assert!(send(&ring, 5, &msg));
+    }
+
+    #[test]
+    fn a_record_in_progress_is_reported_with_its_producer() {
+        let mem = Mem::new(1024);
+        let ring = mem.ring();
+        let claim = ring.claim(10, 42).unwrap().unwrap();
+        assert_eq!(
+            ring.peek(0).unwrap(),
+            Next::InProgress {
+                token: 42,
+                record: 24
+            }
+        );
+        ring.commit(&claim);
+        assert!(matches!(
+            ring.peek(0).unwrap(),
+            Next::Message { len: 10, .. }
+        ));
+    }
+
+    #[test]
+    fn unwritten_space_is_revoked_and_the_late_producer_claims_again() {
+        let mem = Mem::new(1024);
+        let ring = mem.ring();
+        // A producer that claimed 24 bytes of tail and was suspended before its header.
+        mem.tail.store(24, Ordering::Relaxed);
+        assert_eq!(ring.peek(0).unwrap(), Next::Unwritten);
+        assert!(send(&ring, 6, b"after"));
+        assert_eq!(
+            ring.unblock(0).unwrap(),
+            24,
+            "the gap ends at the next record"
+        );
+        let (mut head, mut out) = (0, vec![]);
+        assert_eq!(drain(&ring, &mut head, &mut out), Next::Empty);
+        assert_eq!(out, vec![b"after".to_vec()]);
+        // The suspended producer's header CAS now fails on a revoked word, or (after the
+        // consumer freed it) it finds head past its position: either way it claims again.
+        assert!(send(&ring, 7, b"late"));
+        drain(&ring, &mut head, &mut out);
+        assert_eq!(out[1], b"late");
+    }
+
+    #[test]
+    fn garbage_positions_and_headers_are_corrupt_errors() {
+        let mem = Mem::new(1024);
+        let ring = mem.ring();
+        mem.tail.store(5000, Ordering::Relaxed);
+        assert!(matches!(ring.peek(0), Err(RingError::Corrupt(_))));
+        assert!(matches!(ring.claim(8, 1), Err(RingError::Corrupt(_))));
+        mem.tail.store(64, Ordering::Relaxed);
+        mem.words[0].store(word_of(100_000, MSG), Ordering::Relaxed);
+        assert!(matches!(ring.peek(0), Err(RingError::Corrupt(_))));
+        mem.words[0].store(word_of(8, 0x7000_0000_u32 | 0x8000_0000), Ordering::Relaxed);
+        assert!(matches!(ring.peek(0), Err(RingError::Corrupt(_))));
+    }
+
+    #[test]
+    fn four_producers_one_consumer_exactly_once_in_producer_order() {
+        let mem = Mem::new(4096);
+        const PER: u32 = 20_000;
+        let producers: Vec<_> = (1..=4u32)
+            .map(|p| {
+                let mem = mem.clone();
+                std::thread::spawn(move || {
+                    let ring = mem.ring();
+                    for seq in 0..PER {
+                        let mut msg = p.to_le_bytes().to_vec();
+                        msg.extend_from_slice(&seq.to_le_bytes());
+                        msg.extend(std::iter::repeat_n((seq % 251) as u8, (seq % 40) as usize));
+                        while !send(&ring, p, &msg) {
+                            std::thread::yield_now();
+                        }
+                    }
+                })
+            })
+            .collect();
+        let ring = mem.ring();
+        let (mut head, mut out) = (0u64, Vec::new());
+        let mut next: HashMap<u32, u32> = HashMap::new();
+        let mut total = 0;
+        while total < 4 * PER {
+            if drain(&ring, &mut head, &mut out) != Next::Empty {
+                std::thread::yield_now();
+            }
+            for msg in out.drain(..) {
+                let p = u32::from_le_bytes(msg[0..4].try_into().unwrap());
+                let seq = u32::from_le_bytes(msg[4..8].try_into().unwrap());
+                assert_eq!(
+                    *next.entry(p).or_default(),
+                    seq,
+                    "producer {p} out of order"
+                );
+                assert!(
+                    msg[8..].iter().all(|&b| b == (seq % 251) as u8)
+                        && msg.len() == 8 + (seq % 40) as usize
+                );
+                *next.get_mut(&p).unwrap() += 1;
+                total += 1;
+            }
+        }
+        for t in producers {
+            t.join().unwrap();
+        }
+        assert_eq!(drain(&ring, &mut head, &mut out), Next::Empty);
+    }
+}
