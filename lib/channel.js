@@ -142,40 +142,42 @@ class Channel {
   sendBatch(msgs) {
     this.#check()
     if (!Array.isArray(msgs)) throw invalidArgType('msgs', 'an array', msgs)
-    let total = 0
-    let sent = 0
-    let count = 0
+    // Pack as [u32 length][bytes]… and send with one native call per pack-full.
+    const max = this.#maxMessage
     let pack = this.#pack
     let at = 0
-    const flush = () => {
-      if (count === 0) return true
-      const n = call(() => native.channelSendPacked(this.#id, pack, count))
-      sent += n
-      const complete = n === count
-      count = 0
-      at = 0
-      return complete
-    }
+    let count = 0
+    let sent = 0
     for (let i = 0; i < msgs.length; i++) {
       const msg = msgs[i]
-      let length
-      if (typeof msg === 'string') length = Buffer.byteLength(msg)
-      else if (msg instanceof Uint8Array) length = msg.byteLength
-      else throw invalidArgType(`msgs[${i}]`, 'a string, Buffer or Uint8Array', msg)
-      if (length > this.#maxMessage) throw coded(RangeError, 'ERR_MESSAGE_TOO_LARGE', `${this.#path}: message ${i} of ${length} bytes exceeds the channel's limit of ${this.#maxMessage} bytes`)
-      if (at + 4 + length > pack.length) {
-        if (!flush()) return sent
-        if (4 + length > pack.length) pack = this.#pack = Buffer.allocUnsafeSlow(Math.max(4 + length, pack.length * 2))
+      const isString = typeof msg === 'string'
+      if (!isString && !(msg instanceof Uint8Array)) throw invalidArgType(`msgs[${i}]`, 'a string, Buffer or Uint8Array', msg)
+      // Room for the worst case: 3 UTF-8 bytes per UTF-16 unit.
+      const need = 4 + (isString ? msg.length * 3 : msg.byteLength)
+      if (at + need > pack.length) {
+        if (count > 0) {
+          const n = this.#sendPacked(pack, count)
+          sent += n
+          if (n < count) return sent
+          at = count = 0
+        }
+        if (need > pack.length) pack = this.#pack = Buffer.allocUnsafeSlow(Math.max(need, pack.length * 2))
       }
-      pack.writeUInt32LE(length, at)
-      if (typeof msg === 'string') pack.write(msg, at + 4, 'utf8')
-      else pack.set(msg, at + 4)
+      const length = isString ? pack.utf8Write(msg, at + 4) : (pack.set(msg, at + 4), msg.byteLength)
+      if (length > max) throw coded(RangeError, 'ERR_MESSAGE_TOO_LARGE', `${this.#path}: message ${i} of ${length} bytes exceeds the channel's limit of ${max} bytes; none of msgs[${i}…] was sent`)
+      pack[at] = length
+      pack[at + 1] = length >>> 8
+      pack[at + 2] = length >>> 16
+      pack[at + 3] = length >>> 24
       at += 4 + length
       count++
-      total += length
     }
-    flush()
+    if (count > 0) sent += this.#sendPacked(pack, count)
     return sent
+  }
+
+  #sendPacked(pack, count) {
+    return call(() => native.channelSendPacked(this.#id, pack, count))
   }
 
   /** Sends one message, waiting for room when the channel is full. */
@@ -194,23 +196,30 @@ class Channel {
     }
   }
 
-  // Copies received messages out of the receive area; `n` from the native call.
+  // Turns the `n` messages the native call left in the receive area into results: Buffers
+  // are views of one copy per batch (the receive area is reused).
   #take(n, encoding) {
     const lens = this.#lens
-    let bytes = 0
-    for (let i = 0; i < n; i++) bytes += lens[i]
+    const rx = this.#rx
     const out = new Array(n)
+    let at = 0
     if (encoding) {
-      let at = 0
       for (let i = 0; i < n; i++) {
-        out[i] = this.#rx.toString(encoding, at, at + lens[i])
+        out[i] = rx.toString(encoding, at, at + lens[i])
         at += lens[i]
       }
       return out
     }
+    if (n === 1) {
+      const copy = Buffer.allocUnsafe(lens[0])
+      rx.copy(copy, 0, 0, lens[0])
+      out[0] = copy
+      return out
+    }
+    let bytes = 0
+    for (let i = 0; i < n; i++) bytes += lens[i]
     const copy = Buffer.allocUnsafe(bytes)
-    this.#rx.copy(copy, 0, 0, bytes)
-    let at = 0
+    rx.copy(copy, 0, 0, bytes)
     for (let i = 0; i < n; i++) {
       out[i] = copy.subarray(at, at + lens[i])
       at += lens[i]

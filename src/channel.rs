@@ -141,39 +141,57 @@ impl ChannelSegment {
     }
 
     /// Sends messages in order until one does not fit; returns how many were sent.
-    pub fn send_many<'m>(&self, msgs: impl IntoIterator<Item = &'m [u8]>) -> Result<usize> {
+    /// Claims space for many records at once (one contended compare-and-swap per batch).
+    pub fn send_many(&self, msgs: &[&[u8]]) -> Result<usize> {
+        self.check_sendable(msgs.iter().map(|m| m.len() as u64))?;
+        let ring = self.ring();
+        let lens: Vec<u64> = msgs.iter().map(|m| m.len() as u64).collect();
+        let mut claims = Vec::new();
         let mut sent = 0;
-        let mut result = Ok(());
-        for msg in msgs {
-            match self.put(msg) {
-                Ok(true) => sent += 1,
-                Ok(false) => break,
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
+        while sent < msgs.len() {
+            ring.claim_batch(&lens[sent..], self.seg.token(), &mut claims)
+                .map_err(|e| self.ring_error(e))?;
+            if claims.is_empty() {
+                break;
             }
+            for (claim, msg) in claims.iter().zip(&msgs[sent..]) {
+                // SAFETY: the claim reserved `len` bytes at `payload` for us alone; `msg` is
+                // private memory, so the regions do not overlap.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(msg.as_ptr(), ring.payload(claim), msg.len())
+                };
+                ring.commit(claim);
+            }
+            sent += claims.len();
         }
         if sent > 0 {
             self.announce_data();
         }
-        result.map(|()| sent)
+        Ok(sent)
     }
 
-    fn put(&self, msg: &[u8]) -> Result<bool> {
+    fn check_sendable(&self, lens: impl Iterator<Item = u64>) -> Result<()> {
         if self.seg.read_only() {
             return Err(Error::ReadOnly {
                 path: self.path().to_owned(),
             });
         }
-        let len = msg.len() as u64;
-        if len > self.max_message() {
-            return Err(Error::MessageTooLarge {
-                path: self.path().to_owned(),
-                len,
-                max: self.max_message(),
-            });
+        let max = self.max_message();
+        for len in lens {
+            if len > max {
+                return Err(Error::MessageTooLarge {
+                    path: self.path().to_owned(),
+                    len,
+                    max,
+                });
+            }
         }
+        Ok(())
+    }
+
+    fn put(&self, msg: &[u8]) -> Result<bool> {
+        let len = msg.len() as u64;
+        self.check_sendable(std::iter::once(len))?;
         let ring = self.ring();
         let Some(claim) = ring
             .claim(len, self.seg.token())
@@ -275,10 +293,14 @@ impl ChannelSegment {
         let mut unwritten = self.unwritten;
         let start = h.head.load(Ordering::Relaxed);
         let mut head = start;
+        let mut tail = ring.tail();
         let mut count = 0;
         let mut result = Ok(());
         while count < max_msgs {
-            let next = match ring.peek(head) {
+            if head == tail {
+                tail = ring.tail();
+            }
+            let next = match ring.peek_within(head, tail) {
                 Ok(next) => next,
                 Err(e) => {
                     result = Err(self.ring_error(e));
@@ -608,7 +630,7 @@ mod tests {
         let producer = ChannelSegment::open(&path, &opts(4096)).unwrap();
         let mut consumer = ChannelSegment::open(&path, &opts(4096)).unwrap();
         assert!(producer.send(b"one").unwrap());
-        assert_eq!(producer.send_many([&b"two"[..], b"", b"four"]).unwrap(), 3);
+        assert_eq!(producer.send_many(&[&b"two"[..], b"", b"four"]).unwrap(), 3);
         assert_eq!(
             recv_all(&mut consumer),
             vec![b"one".to_vec(), b"two".to_vec(), vec![], b"four".to_vec()]

@@ -796,7 +796,7 @@ pub fn channel_send_packed(id: u32, packed: Uint8ArraySlice<'_>, count: u32) -> 
             msgs.push(msg);
             at += 4 + len;
         }
-        e.chan.send_many(msgs).map(|n| n as u32).map_err(to_js)
+        e.chan.send_many(&msgs).map(|n| n as u32).map_err(to_js)
     })
 }
 

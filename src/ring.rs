@@ -244,21 +244,148 @@ impl<'a> Ring<'a> {
 
     /// Publishes a claimed record: the consumer may read it from now on.
     pub fn commit(&self, claim: &Claim) {
+        debug_assert!(claim.token != 0);
         let header = self.word(self.index(claim.pos));
+        // The header holds our token, and nobody changes a live producer's record (the
+        // consumer only skips records whose producer is dead), so a plain store suffices.
         // SYNC POINT: Release pairs with the consumer's Acquire load of the header in `peek`:
         // the payload written before this store is visible to it.
-        let _ = header.compare_exchange(
-            word_of(claim.len, claim.token),
-            word_of(claim.len, MSG),
-            Ordering::Release,
-            Ordering::Relaxed,
-        );
+        header.store(word_of(claim.len, MSG), Ordering::Release);
+    }
+
+    /// Reserves consecutive records for as many of `lens` (in order) as fit now, with one
+    /// claim of tail; returns them in `out` (cleared first). Empty when the first does not
+    /// fit. A batch never straddles the end of the buffer: it stops there, and the next
+    /// call pads the wrap.
+    pub fn claim_batch(
+        &self,
+        lens: &[u64],
+        token: u32,
+        out: &mut Vec<Claim>,
+    ) -> Result<(), RingError> {
+        out.clear();
+        let Some(&first) = lens.first() else {
+            return Ok(());
+        };
+        loop {
+            let (head, tail) = self.positions()?;
+            let index = self.index(tail);
+            let to_end = self.capacity - index;
+            let free = self.capacity - (tail - head);
+            let room = to_end.min(free);
+            let mut total = 0;
+            let mut count = 0;
+            for &len in lens {
+                let record = record_len(len);
+                if total + record > room {
+                    break;
+                }
+                total += record;
+                count += 1;
+            }
+            if count == 0 {
+                // The first record does not fit before the end: pad the wrap if there is
+                // room for both, through the single-record path.
+                if record_len(first) > to_end && free >= to_end + record_len(first) {
+                    if let Some(claim) = self.claim(first, token)? {
+                        out.push(claim);
+                    }
+                }
+                return Ok(());
+            }
+            // SYNC POINT: as in `claim`.
+            if self
+                .tail
+                .compare_exchange_weak(tail, tail + total, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+            let mut pos = tail;
+            for &len in &lens[..count] {
+                out.push(Claim { pos, len, token });
+                pos += record_len(len);
+            }
+            self.own_headers(out);
+            return Ok(());
+        }
+    }
+
+    /// Writes the in-progress headers of freshly claimed records. If the consumer revoked
+    /// one of them (we were suspended past `UNBLOCK_AFTER`), that record and all after it
+    /// are given up — turned into padding where we still own them — so that messages keep
+    /// their order; `claims` is truncated to the records that are ours.
+    fn own_headers(&self, claims: &mut Vec<Claim>) {
+        let mut lost = None;
+        for (i, c) in claims.iter().enumerate() {
+            // SYNC POINT: races only with the consumer's revoking CAS in `unblock`.
+            if self
+                .word(self.index(c.pos))
+                .compare_exchange(
+                    0,
+                    word_of(c.len, c.token),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+            {
+                lost = Some(i);
+                break;
+            }
+        }
+        let head = self.head.load(Ordering::Acquire);
+        let behind = claims.iter().position(|c| c.pos < head);
+        let first_lost = match (lost, behind) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => match a.or(b) {
+                Some(i) => i,
+                None => return,
+            },
+        };
+        let owned_until = lost.unwrap_or(claims.len());
+        for c in &claims[owned_until..] {
+            // Never written by us: pad them now rather than leave the consumer to revoke
+            // them after a delay (if it already did, the CAS fails and that is fine).
+            let _ = self.word(self.index(c.pos)).compare_exchange(
+                0,
+                word_of(record_len(c.len) - HEADER, PAD),
+                Ordering::Release,
+                Ordering::Relaxed,
+            );
+        }
+        for c in &claims[first_lost..owned_until] {
+            let header = self.word(self.index(c.pos));
+            let mine = word_of(c.len, c.token);
+            if c.pos < head {
+                // Already consumed space: restore it to free (zero).
+                let _ = header.compare_exchange(mine, 0, Ordering::AcqRel, Ordering::Relaxed);
+            } else {
+                // Still ahead of the consumer: leave padding it will skip.
+                let _ = header.compare_exchange(
+                    mine,
+                    word_of(record_len(c.len) - HEADER, PAD),
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                );
+            }
+        }
+        claims.truncate(first_lost);
+    }
+
+    /// The producers' position (for [`peek_within`](Self::peek_within)).
+    pub fn tail(&self) -> u64 {
+        // SYNC POINT: Acquire pairs with producers' AcqRel claims of tail.
+        self.tail.load(Ordering::Acquire)
     }
 
     /// What the consumer finds at `head` (the consumer's own position).
     pub fn peek(&self, head: u64) -> Result<Next, RingError> {
-        // SYNC POINT: Acquire pairs with producers' AcqRel claims of tail.
-        let tail = self.tail.load(Ordering::Acquire);
+        self.peek_within(head, self.tail())
+    }
+
+    /// Like [`peek`](Self::peek) with a `tail` read earlier: a consumer draining a batch
+    /// re-reads the contended tail only when it reaches it.
+    pub fn peek_within(&self, head: u64, tail: u64) -> Result<Next, RingError> {
         if tail < head || tail - head > self.capacity || head % ALIGN != 0 {
             return self.corrupt(format!(
                 "ring positions head {head} and tail {tail} are inconsistent"
@@ -519,6 +646,64 @@ mod tests {
         assert!(send(&ring, 7, b"late"));
         drain(&ring, &mut head, &mut out);
         assert_eq!(out[1], b"late");
+    }
+
+    #[test]
+    fn a_batch_claim_takes_what_fits_before_the_end_and_pads_the_wrap() {
+        let mem = Mem::new(1024);
+        let ring = mem.ring();
+        let mut claims = vec![];
+        // 120-byte payloads take 128-byte records: 8 fill the ring.
+        ring.claim_batch(&[120; 10], 3, &mut claims).unwrap();
+        assert_eq!(claims.len(), 8);
+        for c in &claims {
+            ring.commit(c);
+        }
+        let (mut head, mut out) = (0, vec![]);
+        // Consume 3, leaving 384 bytes free at the start and none at the end.
+        for _ in 0..3 {
+            let Next::Message { record, .. } = ring.peek(head).unwrap() else {
+                panic!()
+            };
+            ring.clear(head, record);
+            head += record;
+        }
+        ring.consume(head);
+        ring.claim_batch(&[120; 10], 3, &mut claims).unwrap();
+        assert_eq!(claims.len(), 3, "fills the freed space after the wrap");
+        for c in &claims {
+            ring.commit(c);
+        }
+        assert_eq!(drain(&ring, &mut head, &mut out), Next::Empty);
+        assert_eq!(out.len(), 8);
+    }
+
+    #[test]
+    fn a_batch_whose_first_header_was_revoked_gives_up_all_of_it_in_order() {
+        let mem = Mem::new(1024);
+        let ring = mem.ring();
+        // The consumer revoked the word where the batch's first header goes.
+        mem.words[0].store(word_of(0, REVOKED), Ordering::Relaxed);
+        let mut claims = vec![
+            Claim {
+                pos: 0,
+                len: 8,
+                token: 3,
+            },
+            Claim {
+                pos: 16,
+                len: 8,
+                token: 3,
+            },
+        ];
+        mem.tail.store(32, Ordering::Relaxed);
+        ring.own_headers(&mut claims);
+        assert!(claims.is_empty(), "nothing may be sent out of order");
+        assert_eq!(
+            split(mem.words[2].load(Ordering::Relaxed)).1,
+            PAD,
+            "the later record is padding"
+        );
     }
 
     #[test]
