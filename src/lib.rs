@@ -24,6 +24,8 @@ pub mod seqlock;
 pub mod value;
 
 #[cfg(test)]
+mod hostile_tests;
+#[cfg(test)]
 mod test_support;
 
 use std::cell::RefCell;
