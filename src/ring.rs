@@ -154,19 +154,37 @@ impl<'a> Ring<'a> {
         Err(RingError::Corrupt(what))
     }
 
-    /// Reads and checks head and tail.
+    /// Reads and checks head and tail as a producer sees them.
+    ///
+    /// The two are read one after the other while both move, so a healthy ring can show
+    /// `tail - head > capacity` (head read first, then both advanced): head is re-read
+    /// then. Only what cannot happen in any interleaving is corruption.
     fn positions(&self) -> Result<(u64, u64), RingError> {
-        // SYNC POINT: Acquire on head pairs with the consumer's Release store in `consume`:
-        // the zeroed bytes behind it are visible before we write into them.
-        let head = self.head.load(Ordering::Acquire);
-        // SYNC POINT: Acquire on tail pairs with producers' AcqRel claims.
-        let tail = self.tail.load(Ordering::Acquire);
-        if tail < head || tail - head > self.capacity || head % ALIGN != 0 || tail % ALIGN != 0 {
-            return self.corrupt(format!(
-                "ring positions head {head} and tail {tail} are inconsistent"
-            ));
+        loop {
+            // SYNC POINT: Acquire on head pairs with the consumer's Release store in
+            // `consume`: the zeroed bytes behind it are visible before we write into them.
+            let head = self.head.load(Ordering::Acquire);
+            // SYNC POINT: Acquire on tail pairs with producers' AcqRel claims.
+            let tail = self.tail.load(Ordering::Acquire);
+            // Head never passes tail, and tail only grows: read in this order, tail < head
+            // is impossible unless the words were overwritten.
+            if tail < head || head % ALIGN != 0 || tail % ALIGN != 0 {
+                return self.corrupt(format!(
+                    "ring positions head {head} and tail {tail} are inconsistent"
+                ));
+            }
+            if tail - head <= self.capacity {
+                return Ok((head, tail));
+            }
+            // Head may be stale. Read after tail, a healthy head is within capacity of it
+            // (or already past it, when the ring moved on: then read both again).
+            let fresh = self.head.load(Ordering::Acquire);
+            if fresh <= tail && tail - fresh > self.capacity {
+                return self.corrupt(format!(
+                    "ring positions head {fresh} and tail {tail} are more than the capacity apart"
+                ));
+            }
         }
-        Ok((head, tail))
     }
 
     /// Bytes claimed but not yet consumed.
@@ -744,10 +762,22 @@ mod tests {
         let (mut head, mut out) = (0u64, Vec::new());
         let mut next: HashMap<u32, u32> = HashMap::new();
         let mut total = 0;
+        let mut last_progress = std::time::Instant::now();
+        let mut last_total = 0;
         while total < 4 * PER {
-            if drain(&ring, &mut head, &mut out) != Next::Empty {
+            let state = drain(&ring, &mut head, &mut out);
+            if state != Next::Empty {
                 std::thread::yield_now();
             }
+            if total != last_total {
+                last_total = total;
+                last_progress = std::time::Instant::now();
+            }
+            assert!(
+                last_progress.elapsed() < std::time::Duration::from_secs(20),
+                "stalled at head {head} (tail {}) on {state:?} after {total} messages",
+                mem.tail.load(Ordering::Relaxed)
+            );
             for msg in out.drain(..) {
                 let p = u32::from_le_bytes(msg[0..4].try_into().unwrap());
                 let seq = u32::from_le_bytes(msg[4..8].try_into().unwrap());
