@@ -267,7 +267,23 @@ test('a read-only handle refuses writes with ERR_READ_ONLY', (t) => {
   assert.equal(ro.read(), 'fixed')
   assert.throws(() => ro.write('no'), { code: 'ERR_READ_ONLY' })
   assert.throws(() => ro.buffer, { code: 'ERR_READ_ONLY' })
+  assert.throws(() => ro.lockSync(() => {}), { code: 'ERR_READ_ONLY' })
   assert.equal(obj.read(), 'fixed')
+})
+
+test('a read-only handle can wait for and watch changes (it polls: it cannot announce itself)', async (t) => {
+  const { file, obj } = segment(t)
+  const ro = SharedObject.open(file, { readOnly: true })
+  t.after(() => ro.close())
+  const next = ro.waitForChange(0, { timeout: 10_000 })
+  const seen = []
+  const stop = ro.watch((value) => seen.push(value))
+  t.after(stop)
+  await assert.rejects(ro.lock(() => {}), { code: 'ERR_READ_ONLY' })
+  obj.write('changed')
+  assert.equal(await next, 1)
+  await waitFor(() => seen.includes('changed'), 10_000, 'the read-only watcher')
+  assert.throws(() => ro.waitForChangeSync(1, 5), { code: 'ERR_TIMEOUT' })
 })
 
 test('another format version is ERR_UNSUPPORTED_VERSION', (t) => {

@@ -470,7 +470,7 @@ fn deadline_after(timeout_ms: Option<f64>) -> Option<Instant> {
 /// Takes the cross-process lock, blocking; returns true if its previous holder had died.
 #[napi]
 pub fn value_lock_sync(id: u32, timeout_ms: Option<f64>) -> Result<bool, Code> {
-    let locker = with_value(id, |e| Ok(e.seg.user_locker()))?;
+    let locker = with_value(id, |e| e.seg.user_locker().map_err(to_js))?;
     let acquired = locker
         .lock(deadline_after(timeout_ms), false)
         .map_err(to_js)?;
@@ -485,7 +485,7 @@ pub fn value_lock_async(
     timeout_ms: Option<f64>,
     callback: ThreadsafeFunction<bool, (), bool, Code, true>,
 ) -> Result<(), Code> {
-    let locker = with_value(id, |e| Ok(e.seg.user_locker()))?;
+    let locker = with_value(id, |e| e.seg.user_locker().map_err(to_js))?;
     let deadline = deadline_after(timeout_ms);
     std::thread::Builder::new()
         .name("share-object-lock".into())

@@ -97,6 +97,7 @@ impl ValueSegment {
     pub fn watcher(&self) -> Watcher {
         Watcher {
             map: Arc::clone(self.seg.mapping()),
+            read_only: self.seg.read_only(),
         }
     }
 
@@ -277,20 +278,29 @@ impl ValueSegment {
 
     /// Takes the cross-process lock behind `lock()`/`lockSync()` for this handle.
     pub fn lock_user(&self, deadline: Option<Instant>) -> Result<Acquired> {
-        self.user_locker().lock(deadline, false)
+        self.user_locker()?.lock(deadline, false)
     }
 
     /// What a background thread needs to take the `lock()` lock for this handle.
-    pub fn user_locker(&self) -> UserLocker {
-        UserLocker {
+    pub fn user_locker(&self) -> Result<UserLocker> {
+        if self.seg.read_only() {
+            // Taking the lock stores into the header, which this handle maps read-only.
+            return Err(Error::ReadOnly {
+                path: self.path().to_owned(),
+            });
+        }
+        Ok(UserLocker {
             watcher: self.watcher(),
             liveness: self.seg.liveness(),
             path: self.path().to_owned(),
-        }
+        })
     }
 
     /// Releases the lock taken by `lock_user`.
     pub fn unlock_user(&self) {
+        if self.seg.read_only() {
+            return; // it can never have taken it
+        }
         lock::release(&self.header().user_lock, self.seg.token(), &|w| {
             futex::wake(w, 1)
         });
@@ -346,10 +356,16 @@ fn notify_waiters(h: &ValueHeader) {
     }
 }
 
+/// How often a read-only handle re-checks the version while waiting: it cannot announce
+/// itself in `notify_waiters` (its mapping is read-only), so writers do not wake it.
+pub const READ_ONLY_POLL: Duration = Duration::from_millis(2);
+
 /// The part of a value segment other threads need to wait on it. Holds the mapping alive.
 #[derive(Clone)]
 pub struct Watcher {
     map: Arc<Mapping>,
+    /// The mapping is read-only: never store into the header.
+    read_only: bool,
 }
 
 impl Watcher {
@@ -404,12 +420,20 @@ impl Watcher {
                 // Cancellation is a local flag the futex cannot see: poll it.
                 nap = Some(nap.map_or(CANCEL_POLL, |n: Duration| n.min(CANCEL_POLL)));
             }
+            if self.read_only {
+                nap = Some(nap.map_or(READ_ONLY_POLL, |n: Duration| n.min(READ_ONLY_POLL)));
+            }
             self.park(observed, nap);
         }
     }
 
     fn park(&self, observed: u32, nap: Option<Duration>) {
         let h = self.header();
+        if self.read_only {
+            // No announcement possible: sleep until the poll interval (set by the caller).
+            futex::wait(&h.notify, observed, nap);
+            return;
+        }
         // SYNC POINT: pairs with `notify_waiters` (see there).
         h.notify_waiters.fetch_add(1, Ordering::SeqCst);
         futex::wait(&h.notify, observed, nap);
@@ -572,14 +596,26 @@ mod tests {
     }
 
     #[test]
-    fn read_only_handles_refuse_writes() {
+    fn read_only_handles_refuse_writes_and_locks_but_can_wait() {
         let dir = TempDir::new("val-ro");
         let path = dir.path().join("s");
-        drop(open(&dir, "s"));
+        let mut writer = open(&dir, "s");
         let mut opts = ValueOptions::default();
         opts.open.read_only = true;
         let mut ro = ValueSegment::open(&path, &opts).unwrap();
         assert_eq!(ro.write(b"x").unwrap_err().code(), "ERR_READ_ONLY");
+        assert_eq!(ro.lock_user(None).unwrap_err().code(), "ERR_READ_ONLY");
+        // Waiting must not store into the read-only mapping (that would fault).
+        let w = ro.watcher();
+        let t = std::thread::spawn(move || {
+            w.wait_for_change(0, Some(Duration::from_secs(10)), 0, None)
+        });
+        std::thread::sleep(Duration::from_millis(10));
+        writer.write(b"seen").unwrap();
+        assert_eq!(t.join().unwrap(), Some(1));
+        let mut out = vec![];
+        ro.read_into(&mut out).unwrap();
+        assert_eq!(out, b"seen");
     }
 
     #[test]

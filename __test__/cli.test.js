@@ -1,0 +1,166 @@
+'use strict'
+// The share-object command line, driven as a user would: spawned commands, stdin, SIGINT.
+
+const test = require('node:test')
+const assert = require('node:assert/strict')
+const path = require('node:path')
+const fs = require('node:fs')
+const { spawn } = require('node:child_process')
+const { SharedObject, Channel } = require('..')
+const { tempDir, waitFor } = require('./helpers.js')
+
+const BIN = path.join(__dirname, '..', 'bin', 'share-object.js')
+
+/** Runs the CLI; resolves with { code, signal, stdout, stderr }. */
+function cli(t, args, { input, cwd, timeout = 20_000 } = {}) {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd })
+  t.after(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.setEncoding('utf8').on('data', (d) => (stdout += d))
+  child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d))
+  child.stdin.end(input)
+  child.exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })))
+  child.output = () => ({ stdout, stderr })
+  child.done = (async () => {
+    let timer
+    const limit = new Promise((_, reject) => {
+      timer = setTimeout(() => {
+        child.kill('SIGKILL')
+        reject(new Error(`share-object ${args.join(' ')} ran over ${timeout} ms`))
+      }, timeout)
+    })
+    const r = await Promise.race([child.exited, limit]).finally(() => clearTimeout(timer))
+    return { ...r, stdout, stderr }
+  })()
+  return child
+}
+
+test('write then read a value; info describes it, also as --json', async (t) => {
+  const dir = tempDir(t)
+  const file = path.join(dir, 'seg')
+  assert.equal((await cli(t, ['write', file, 'hello from the cli']).done).code, 0)
+  const r = await cli(t, ['read', file]).done
+  assert.deepEqual([r.code, r.stdout], [0, 'hello from the cli\n'])
+  const info = await cli(t, ['info', file, '--json']).done
+  assert.equal(info.code, 0, info.stderr)
+  assert.deepEqual(JSON.parse(info.stdout), { path: file, kind: 'value', format: 1, capacity: 1024, length: 18, version: 1, locked: false })
+  const human = await cli(t, ['info', file]).done
+  assert.match(human.stdout, /^kind\s+value$/m)
+  assert.match(human.stdout, /^version\s+1$/m)
+})
+
+test('write - takes the value from stdin, byte for byte', async (t) => {
+  const dir = tempDir(t)
+  const file = path.join(dir, 'seg')
+  const input = 'line one\nline two\n\u00e9\u4f60'
+  assert.equal((await cli(t, ['write', file, '-'], { input }).done).code, 0)
+  assert.equal(SharedObject.open(file).read(), input)
+  assert.equal((await cli(t, ['write', file], { input: 'no dash' }).done).code, 0)
+  assert.equal(SharedObject.open(file).read(), 'no dash')
+})
+
+test('watch prints each new value written by another process and ends cleanly on SIGINT', async (t) => {
+  const dir = tempDir(t)
+  const file = path.join(dir, 'seg')
+  const obj = SharedObject.open(file)
+  t.after(() => obj.close())
+  obj.write('first')
+  const watcher = cli(t, ['watch', file])
+  await waitFor(() => watcher.output().stdout.includes('first\n'), 10_000, 'the initial value')
+  const writer = cli(t, ['write', file, 'second'])
+  assert.equal((await writer.done).code, 0)
+  await waitFor(() => watcher.output().stdout.includes('second\n'), 10_000, 'the new value')
+  watcher.kill('SIGINT')
+  const r = await watcher.done
+  assert.deepEqual([r.code, r.signal], [0, null], r.stderr)
+  assert.equal(r.stdout, 'first\nsecond\n')
+})
+
+test('send and recv move messages through a channel; info shows the queue', async (t) => {
+  const dir = tempDir(t)
+  const file = path.join(dir, 'chan')
+  assert.equal((await cli(t, ['send', file, 'one']).done).code, 0)
+  assert.equal((await cli(t, ['send', file, '-'], { input: 'two from stdin' }).done).code, 0)
+  const info = await cli(t, ['info', file, '--json']).done
+  const facts = JSON.parse(info.stdout)
+  assert.equal(facts.kind, 'channel')
+  assert.ok(facts.queued > 0)
+  assert.equal(facts.consumer, false)
+  assert.equal((await cli(t, ['recv', file]).done).stdout, 'one\n')
+  assert.equal((await cli(t, ['recv', file]).done).stdout, 'two from stdin\n')
+  const empty = await cli(t, ['recv', file, '--timeout', '50']).done
+  assert.equal(empty.code, 1)
+  assert.match(empty.stderr, /^share-object: ERR_TIMEOUT: .*chan/)
+})
+
+test('recv --follow keeps printing until SIGINT', async (t) => {
+  const dir = tempDir(t)
+  const file = path.join(dir, 'chan')
+  const ch = Channel.open(file)
+  t.after(() => ch.close())
+  const follower = cli(t, ['recv', file, '--follow'])
+  await waitFor(() => ch.hasConsumer, 10_000, 'the follower to become the consumer')
+  ch.send('a')
+  ch.send('b')
+  await waitFor(() => follower.output().stdout === 'a\nb\n', 10_000, 'both messages')
+  follower.kill('SIGINT')
+  const r = await follower.done
+  assert.deepEqual([r.code, r.signal], [0, null], r.stderr)
+})
+
+test('rm removes a segment', async (t) => {
+  const dir = tempDir(t)
+  const file = path.join(dir, 'seg')
+  SharedObject.open(file).close()
+  assert.equal((await cli(t, ['rm', file]).done).code, 0)
+  assert.equal(fs.existsSync(file), false)
+  const again = await cli(t, ['rm', file]).done
+  assert.equal(again.code, 1)
+  assert.match(again.stderr, /^share-object: ENOENT: /)
+})
+
+test('failures exit 1 with "share-object: <CODE>: <message>"', async (t) => {
+  const dir = tempDir(t)
+  const foreign = path.join(dir, 'foreign')
+  fs.writeFileSync(foreign, 'not a segment at all', { mode: 0o600 })
+  const cases = [
+    [['read', path.join(dir, 'missing')], 'ENOENT'],
+    [['read', foreign], 'ERR_NOT_A_SEGMENT'],
+    [['info', foreign], 'ERR_NOT_A_SEGMENT'],
+    [['write', foreign, 'x'], 'ERR_NOT_A_SEGMENT'],
+    [['recv', path.join(dir, 'missing')], 'ENOENT'],
+    [['watch', path.join(dir, 'missing')], 'ENOENT'],
+  ]
+  for (const [args, code] of cases) {
+    const r = await cli(t, args).done
+    assert.equal(r.code, 1, `${args.join(' ')}: ${r.stderr}`)
+    assert.match(r.stderr, new RegExp(`^share-object: ${code}: .+\\n$`), args.join(' '))
+  }
+  assert.equal(fs.readFileSync(foreign, 'utf8'), 'not a segment at all')
+})
+
+test('usage errors exit 2; --help on every command exits 0', async (t) => {
+  for (const args of [[], ['frobnicate'], ['read'], ['read', 'a', 'b'], ['info', 'x', '--bogus'], ['recv', 'x', '--timeout', 'soon']]) {
+    const r = await cli(t, args).done
+    assert.equal(r.code, 2, `${args.join(' ')} -> ${r.code}: ${r.stderr}`)
+    assert.notEqual(r.stdout + r.stderr, '')
+  }
+  for (const command of ['info', 'read', 'write', 'watch', 'send', 'recv', 'rm']) {
+    const r = await cli(t, [command, '--help']).done
+    assert.equal(r.code, 0)
+    assert.match(r.stdout, new RegExp(`^Usage: share-object ${command}`))
+  }
+  const top = await cli(t, ['--help']).done
+  assert.equal(top.code, 0)
+  assert.match(top.stdout, /Commands:/)
+})
+
+test('the package declares the bin so `npx share-object` finds it', () => {
+  const pkg = require('../package.json')
+  assert.equal(pkg.bin['share-object'], 'bin/share-object.js')
+  assert.ok(fs.statSync(BIN).mode & 0o100, 'executable')
+  assert.match(fs.readFileSync(BIN, 'utf8'), /^#!\/usr\/bin\/env node/)
+})

@@ -1,0 +1,235 @@
+#!/usr/bin/env node
+'use strict'
+
+// The share-object command line: inspect, read, write and watch value segments; send to and
+// receive from channels. Exit codes: 0 ok, 1 failed (`share-object: <CODE>: <message>` on
+// stderr), 2 usage.
+
+const { parseArgs } = require('node:util')
+const fs = require('node:fs')
+const { SharedObject, Channel } = require('..')
+
+const USAGE = `Usage: share-object <command> [options]
+
+Commands:
+  info <path> [--json]             what a segment is and holds
+  read <path>                      print a value segment's value
+  write <path> [value|-]           set the value (- or no value: read stdin)
+  watch <path>                     print each new value as it changes (Ctrl-C stops)
+  send <path> [msg|-]              send a message to a channel (- or none: stdin)
+  recv <path> [--follow] [--timeout ms]
+                                   receive a message (with --follow: keep receiving)
+  rm <path>                        remove a segment file
+
+Run "share-object <command> --help" for a command's details.`
+
+const COMMANDS = {
+  info: {
+    usage: 'share-object info <path> [--json]\n\nPrints the kind (value or channel), format version, capacity, value length or\nqueued bytes, version, and whether a lock holder or consumer is alive.',
+    options: { json: { type: 'boolean' } },
+    args: [1, 1],
+    run: info,
+  },
+  read: {
+    usage: 'share-object read <path>\n\nPrints the value of a value segment (as UTF-8) followed by a newline.',
+    options: {},
+    args: [1, 1],
+    run: read,
+  },
+  write: {
+    usage: 'share-object write <path> [value|-]\n\nSets the value of a value segment, creating it if needed. With "-" or no value, the\nvalue is read from standard input (as bytes, unchanged).',
+    options: {},
+    args: [1, 2],
+    run: write,
+  },
+  watch: {
+    usage: 'share-object watch <path>\n\nPrints the current value, then each new value as any process writes it, like\ntail -f. Ctrl-C (SIGINT) stops it with exit code 0.',
+    options: {},
+    args: [1, 1],
+    run: watch,
+  },
+  send: {
+    usage: 'share-object send <path> [msg|-]\n\nSends one message to a channel, creating it if needed; waits while the channel is\nfull. With "-" or no message, the message is read from standard input.',
+    options: { timeout: { type: 'string' } },
+    args: [1, 2],
+    run: send,
+  },
+  recv: {
+    usage: 'share-object recv <path> [--follow] [--timeout ms]\n\nBecomes the channel\'s consumer and prints one message (as UTF-8) and a newline.\nWith --follow, keeps printing messages until Ctrl-C. --timeout fails with ERR_TIMEOUT\nwhen no message arrives within that many milliseconds.',
+    options: { follow: { type: 'boolean', short: 'f' }, timeout: { type: 'string' } },
+    args: [1, 1],
+    run: recv,
+  },
+  rm: {
+    usage: 'share-object rm <path>\n\nRemoves a segment file (processes that have it open keep working on it).',
+    options: {},
+    args: [1, 1],
+    run: rm,
+  },
+}
+
+class UsageError extends Error {}
+
+function fail(err) {
+  if (err instanceof UsageError) {
+    process.stderr.write(`share-object: ${err.message}\n`)
+    process.exitCode = 2
+    return
+  }
+  const code = err && err.code ? err.code : 'ERR_UNEXPECTED'
+  process.stderr.write(`share-object: ${code}: ${err && err.message ? err.message : String(err)}\n`)
+  process.exitCode = 1
+}
+
+function timeoutOption(value) {
+  if (value === undefined) return undefined
+  const ms = Number(value)
+  if (!Number.isFinite(ms) || ms < 0) throw new UsageError(`--timeout must be a number of milliseconds, got ${JSON.stringify(value)}`)
+  return ms
+}
+
+function readStdin() {
+  return fs.readFileSync(0)
+}
+
+function out(text) {
+  process.stdout.write(text)
+}
+
+// Opens whatever kind of segment is at `file`, without creating one.
+function openAny(file) {
+  try {
+    return { kind: 'value', handle: SharedObject.open(file, { create: false, readOnly: true }) }
+  } catch (err) {
+    if (err.code !== 'ERR_WRONG_KIND') throw err
+  }
+  return { kind: 'channel', handle: Channel.open(file, { create: false }) }
+}
+
+function info([file], values) {
+  const { kind, handle } = openAny(file)
+  let facts
+  if (kind === 'value') {
+    facts = {
+      path: handle.path,
+      kind,
+      format: 1,
+      capacity: handle.capacity,
+      length: handle.readBuffer().length,
+      version: handle.version,
+      locked: handle.locked,
+    }
+  } else {
+    facts = {
+      path: handle.path,
+      kind,
+      format: 1,
+      capacity: handle.capacity,
+      maxMessage: handle.maxMessage,
+      queued: handle.queued,
+      consumer: handle.hasConsumer,
+    }
+  }
+  handle.close()
+  if (values.json) {
+    out(JSON.stringify(facts) + '\n')
+    return
+  }
+  const width = Math.max(...Object.keys(facts).map((k) => k.length))
+  for (const [k, v] of Object.entries(facts)) out(`${k.padEnd(width)}  ${v}\n`)
+}
+
+function read([file]) {
+  const obj = SharedObject.open(file, { create: false, readOnly: true })
+  out(obj.read() + '\n')
+  obj.close()
+}
+
+function write([file, value]) {
+  const bytes = value === undefined || value === '-' ? readStdin() : value
+  const obj = SharedObject.open(file)
+  obj.write(bytes)
+  obj.close()
+}
+
+function watch([file]) {
+  // Read-write when allowed: writers then wake us at once (a read-only handle polls).
+  let obj
+  try {
+    obj = SharedObject.open(file, { create: false })
+  } catch (err) {
+    if (err.code !== 'EACCES' && err.code !== 'EROFS' && err.code !== 'EPERM') throw err
+    obj = SharedObject.open(file, { create: false, readOnly: true })
+  }
+  out(obj.read() + '\n')
+  obj.watch((value) => out(value + '\n'))
+  process.once('SIGINT', () => {
+    obj.close()
+    process.exitCode = 0
+  })
+}
+
+async function send([file, msg], values) {
+  const timeout = timeoutOption(values.timeout)
+  const bytes = msg === undefined || msg === '-' ? readStdin() : msg
+  const ch = Channel.open(file)
+  try {
+    await ch.sendAsync(bytes, { timeout })
+  } finally {
+    ch.close()
+  }
+}
+
+async function recv([file], values) {
+  const timeout = timeoutOption(values.timeout)
+  const ch = Channel.open(file, { create: false })
+  const ac = new AbortController()
+  process.once('SIGINT', () => ac.abort())
+  try {
+    await ch.claimConsumer()
+    do {
+      let msg
+      try {
+        msg = await ch.recv({ timeout, signal: ac.signal })
+      } catch (err) {
+        if (err.name === 'AbortError') return // Ctrl-C: a clean end
+        throw err
+      }
+      out(msg.toString('utf8') + '\n')
+    } while (values.follow)
+  } finally {
+    ch.close()
+  }
+}
+
+function rm([file]) {
+  SharedObject.unlink(file)
+}
+
+async function main(argv) {
+  const [name, ...rest] = argv
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    out(USAGE + '\n')
+    if (name === undefined) process.exitCode = 2
+    return
+  }
+  const command = COMMANDS[name]
+  if (!command) throw new UsageError(`unknown command ${JSON.stringify(name)}\n\n${USAGE}`)
+  let parsed
+  try {
+    parsed = parseArgs({ args: rest, options: { ...command.options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true })
+  } catch (err) {
+    throw new UsageError(`${err.message}\n\nUsage: ${command.usage.split('\n')[0]}`)
+  }
+  if (parsed.values.help) {
+    out(`Usage: ${command.usage}\n`)
+    return
+  }
+  const [min, max] = command.args
+  if (parsed.positionals.length < min || parsed.positionals.length > max) {
+    throw new UsageError(`${name}: expected ${min === max ? min : `${min} to ${max}`} argument(s), got ${parsed.positionals.length}\n\nUsage: ${command.usage.split('\n')[0]}`)
+  }
+  await command.run(parsed.positionals, parsed.values)
+}
+
+main(process.argv.slice(2)).catch(fail)
