@@ -106,30 +106,77 @@ thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Runs `f` on the open value segment `id`.
-fn with_value<T>(id: u32, f: impl FnOnce(&mut ValueEntry) -> Result<T, Code>) -> Result<T, Code> {
-    VALUES.with(|values| {
-        let mut values = values.borrow_mut();
-        match values.get_mut(id) {
-            Some(entry) => f(entry),
-            None => Err(js_error(
-                "ERR_CLOSED",
-                format!("segment handle {id} is closed"),
-            )),
-        }
+type Handles<E> = &'static std::thread::LocalKey<RefCell<Registry<E>>>;
+
+/// Runs `f` on the open handle `id` of `handles`.
+fn with_handle<E, T>(
+    handles: Handles<E>,
+    id: u32,
+    f: impl FnOnce(&mut E) -> Result<T, Code>,
+) -> Result<T, Code> {
+    handles.with(|handles| match handles.borrow_mut().get_mut(id) {
+        Some(entry) => f(entry),
+        None => Err(js_error("ERR_CLOSED", format!("handle {id} is closed"))),
     })
 }
 
-fn register(seg: ValueSegment) -> Result<u32, Code> {
-    VALUES.with(|values| {
-        values
+/// Stores a new handle; returns its number.
+fn insert_handle<E>(handles: Handles<E>, entry: E) -> Result<u32, Code> {
+    handles.with(|handles| {
+        handles
             .borrow_mut()
-            .insert(ValueEntry {
-                seg,
-                notifier: None,
-            })
-            .ok_or_else(|| js_error("ERR_OS", "this thread has opened 2^32 segments".into()))
+            .insert(entry)
+            .ok_or_else(|| js_error("ERR_OS", "this thread has opened 2^32 handles".into()))
     })
+}
+
+/// Removes a handle; dropping it closes the segment.
+fn remove_handle<E>(handles: Handles<E>, id: u32) {
+    let entry = handles.with(|handles| handles.borrow_mut().remove(id));
+    drop(entry);
+}
+
+/// Runs `f` on the open value segment `id`.
+fn with_value<T>(id: u32, f: impl FnOnce(&mut ValueEntry) -> Result<T, Code>) -> Result<T, Code> {
+    with_handle(&VALUES, id, f)
+}
+
+fn register(seg: ValueSegment) -> Result<u32, Code> {
+    insert_handle(
+        &VALUES,
+        ValueEntry {
+            seg,
+            notifier: None,
+        },
+    )
+}
+
+/// Runs `f` with a descriptor the caller passed in, after checking that it is open.
+fn with_inherited_fd<T>(
+    fd: i32,
+    f: impl FnOnce(BorrowedFd<'_>) -> Result<T, Code>,
+) -> Result<T, Code> {
+    // SAFETY: F_GETFD only inspects the descriptor table; a closed fd gives EBADF.
+    if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+        return Err(to_js(Error::os(
+            &format!("fd:{fd}"),
+            "fcntl",
+            std::io::Error::from_raw_os_error(libc::EBADF),
+        )));
+    }
+    // SAFETY: the descriptor was just checked to be open, and it is only used (duplicated)
+    // within `f`, during which this thread closes nothing.
+    f(unsafe { BorrowedFd::borrow_raw(fd) })
+}
+
+fn check_mode(name: &str, mode: u32) -> Result<u32, Code> {
+    if mode & !0o777 != 0 {
+        return Err(to_js(Error::invalid(
+            name,
+            format!("mode 0o{mode:o} has bits beyond 0o777"),
+        )));
+    }
+    Ok(mode)
 }
 
 /// Options accepted when opening a segment (checked again, with friendlier messages, in
@@ -190,13 +237,7 @@ fn value_options(name: &str, o: Option<NativeOpenOptions>) -> Result<ValueOption
     } else {
         layout::DEFAULT_MAX_SIZE.max(capacity)
     };
-    let mode = o.mode.unwrap_or(0o600);
-    if mode & !0o777 != 0 {
-        return Err(to_js(Error::invalid(
-            name,
-            format!("mode 0o{mode:o} has bits beyond 0o777"),
-        )));
-    }
+    let mode = check_mode(name, o.mode.unwrap_or(0o600))?;
     Ok(ValueOptions {
         open: OpenOptions {
             kind: layout::KIND_VALUE,
@@ -231,28 +272,16 @@ pub fn value_anonymous(options: Option<NativeOpenOptions>) -> Result<u32, Code> 
 /// its own); returns its handle number.
 #[napi]
 pub fn value_from_fd(fd: i32, options: Option<NativeOpenOptions>) -> Result<u32, Code> {
-    let name = format!("fd:{fd}");
-    let opts = value_options(&name, options)?;
-    // SAFETY: F_GETFD only inspects the descriptor table; a closed fd gives EBADF.
-    if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
-        return Err(to_js(Error::os(
-            &name,
-            "fcntl",
-            std::io::Error::from_raw_os_error(libc::EBADF),
-        )));
-    }
-    // SAFETY: the descriptor was just checked to be open, and it is only used (duplicated)
-    // within this call, during which this thread closes nothing.
-    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    register(ValueSegment::from_fd(borrowed, &opts).map_err(to_js)?)
+    let opts = value_options(&format!("fd:{fd}"), options)?;
+    let opened = with_inherited_fd(fd, |fd| ValueSegment::from_fd(fd, &opts).map_err(to_js))?;
+    register(opened)
 }
 
 /// Closes a handle: unmaps (unless zero-copy buffers still hold the mapping), closes the
 /// file and so releases the handle's locks. Closing twice is harmless.
 #[napi]
 pub fn value_close(id: u32) {
-    let entry = VALUES.with(|values| values.borrow_mut().remove(id));
-    drop(entry);
+    remove_handle(&VALUES, id);
 }
 
 /// Removes a segment file (a symlink at the path is removed, never followed).
@@ -635,28 +664,17 @@ fn with_channel<T>(
     id: u32,
     f: impl FnOnce(&mut ChannelEntry) -> Result<T, Code>,
 ) -> Result<T, Code> {
-    CHANNELS.with(|channels| {
-        let mut channels = channels.borrow_mut();
-        match channels.get_mut(id) {
-            Some(entry) => f(entry),
-            None => Err(js_error(
-                "ERR_CLOSED",
-                format!("channel handle {id} is closed"),
-            )),
-        }
-    })
+    with_handle(&CHANNELS, id, f)
 }
 
 fn register_channel(chan: ChannelSegment) -> Result<u32, Code> {
-    CHANNELS.with(|channels| {
-        channels
-            .borrow_mut()
-            .insert(ChannelEntry {
-                chan,
-                notifiers: [None, None],
-            })
-            .ok_or_else(|| js_error("ERR_OS", "this thread has opened 2^32 channels".into()))
-    })
+    insert_handle(
+        &CHANNELS,
+        ChannelEntry {
+            chan,
+            notifiers: [None, None],
+        },
+    )
 }
 
 /// Options accepted when opening a channel.
@@ -677,13 +695,7 @@ fn channel_options(name: &str, o: Option<NativeChannelOptions>) -> Result<OpenOp
         mode: None,
     });
     let capacity = byte_count(name, "capacity", o.capacity, channel::DEFAULT_CAPACITY)?;
-    let mode = o.mode.unwrap_or(0o600);
-    if mode & !0o777 != 0 {
-        return Err(to_js(Error::invalid(
-            name,
-            format!("mode 0o{mode:o} has bits beyond 0o777"),
-        )));
-    }
+    let mode = check_mode(name, o.mode.unwrap_or(0o600))?;
     Ok(OpenOptions {
         kind: layout::KIND_CHANNEL,
         capacity,
@@ -710,26 +722,15 @@ pub fn channel_anonymous(options: Option<NativeChannelOptions>) -> Result<u32, C
 /// Opens the channel behind an inherited descriptor (duplicated).
 #[napi]
 pub fn channel_from_fd(fd: i32, options: Option<NativeChannelOptions>) -> Result<u32, Code> {
-    let name = format!("fd:{fd}");
-    let opts = channel_options(&name, options)?;
-    // SAFETY: F_GETFD only inspects the descriptor table; a closed fd gives EBADF.
-    if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
-        return Err(to_js(Error::os(
-            &name,
-            "fcntl",
-            std::io::Error::from_raw_os_error(libc::EBADF),
-        )));
-    }
-    // SAFETY: the descriptor was just checked to be open and is only duplicated here.
-    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    register_channel(ChannelSegment::from_fd(borrowed, &opts).map_err(to_js)?)
+    let opts = channel_options(&format!("fd:{fd}"), options)?;
+    let opened = with_inherited_fd(fd, |fd| ChannelSegment::from_fd(fd, &opts).map_err(to_js))?;
+    register_channel(opened)
 }
 
 /// Closes a channel handle (giving up the consumer role). Closing twice is harmless.
 #[napi]
 pub fn channel_close(id: u32) {
-    let entry = CHANNELS.with(|channels| channels.borrow_mut().remove(id));
-    drop(entry);
+    remove_handle(&CHANNELS, id);
 }
 
 /// Facts about an open channel handle.
