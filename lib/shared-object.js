@@ -8,6 +8,7 @@
 const path = require('node:path')
 const { AsyncLocalStorage } = require('node:async_hooks')
 const native = require('../binding.js')
+const fast = native.fastApi()
 const { coded, fromNative, invalidArgType, invalidArgValue, timeoutError, closedError, abortError } = require('./errors.js')
 const { INTERNAL, call, checkPath, checkBytes, checkTimeout, checkSignal, checkObject, checkFunction } = require('./common.js')
 
@@ -157,10 +158,15 @@ class SharedObject {
 
   /** The current value as a string (UTF-8). */
   read() {
-    this.#check()
+    if (this.#closed) throw closedError(this.#path)
     const seq = Atomics.load(this.#seq, SEQ_INDEX)
     if (seq === this.#cacheSeq) return this.#cacheValue
-    const value = call(() => native.valueRead(this.#id))
+    let value
+    try {
+      value = fast.valueRead(this.#id)
+    } catch (err) {
+      throw fromNative(err)
+    }
     // `seq` was even and no write has completed since if it is still current, so the
     // value read belongs to it: cache it for the next read (see docs/how-it-works).
     if ((seq & 1n) === 0n) {

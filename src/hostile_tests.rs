@@ -260,10 +260,7 @@ fn value_file() -> impl Strategy<Value = FileSpec> {
         header_base(),
         proptest::sample::select(vec![0usize, 8, 100, 1024, 4096]),
         proptest::collection::vec(mutation(VALUE_FIELDS), 0..6),
-        prop_oneof![
-            Just(vec![]),
-            proptest::collection::vec(any::<u8>(), 1..16)
-        ],
+        prop_oneof![Just(vec![]), proptest::collection::vec(any::<u8>(), 1..16)],
         cut(),
     )
         .prop_map(|(base, data_len, mutations, fill, cut)| FileSpec {
@@ -325,7 +322,7 @@ fn exercise_value_file(path: &Path, spec: &FileSpec) -> Result<(), TestCaseError
         v.unlock_user();
     }
     let _ = v.wait_for_change(v.version(), Some(Duration::ZERO));
-    for value in [&b"hello"[..], &[7u8; 5000][..], b""] {
+    for value in [&b"hello"[..], &[7u8; 5000][..], &b""[..]] {
         let written = v.write(value);
         typed("write", &written)?;
         if written.is_ok() {
@@ -526,8 +523,10 @@ proptest! {
         let mem = RingMem::new(1024, head, tail, &words);
         let ring = mem.ring();
         let _ = ring.used();
-        let _ = ring.peek(head);
-        let _ = ring.unblock(head);
+        // `unblock` is only ever called where `peek` found unwritten space (its contract).
+        if let Ok(Next::Unwritten) = ring.peek(head) {
+            let _ = ring.unblock(head);
+        }
         let mut h = mem.head.load(Ordering::Relaxed);
         let got = drain_bounded(&ring, &mut h, dead, true);
         prop_assert!(got.iter().all(|m| m.len() as u64 <= ring::max_message(1024)));
@@ -657,10 +656,13 @@ fn explore<M: Model>(init: M, max_states: usize) -> Exploration {
                 }
             }
         }
-        fn record(&mut self, kind: String, last: String) {
+        fn record(&mut self, what: String, last: String) {
+            // One trace per kind of violation: the message up to its first colon.
+            let kind = what.split(':').next().unwrap_or_default().to_owned();
             self.found.violations.entry(kind).or_insert_with(|| {
                 let mut trace = self.path.clone();
                 trace.push(last);
+                trace.push(format!("=> {what}"));
                 trace
             });
         }
@@ -674,6 +676,12 @@ fn explore<M: Model>(init: M, max_states: usize) -> Exploration {
         _m: std::marker::PhantomData,
     };
     search.visit(&init);
+    eprintln!(
+        "explored {} states, {} end states, {} kinds of violation",
+        search.found.states,
+        search.found.ends,
+        search.found.violations.len()
+    );
     search.found
 }
 
@@ -709,11 +717,20 @@ enum RStep {
     /// Reader sub-steps mirroring `seqlock::try_read`: load `seq` (Acquire).
     LoadSeq1,
     /// Load `len`; check it against the mapping.
-    LoadLen { s1: u64 },
+    LoadLen {
+        s1: u64,
+    },
     /// Copy byte `i` of `n` into private memory.
-    Copy { s1: u64, n: u64, i: u64 },
+    Copy {
+        s1: u64,
+        n: u64,
+        i: u64,
+    },
     /// Fence, load `seq` again; accept if unchanged.
-    LoadSeq2 { s1: u64, n: u64 },
+    LoadSeq2 {
+        s1: u64,
+        n: u64,
+    },
     /// The whole `try_read` as one step (real code).
     Whole,
     Done,
@@ -776,7 +793,10 @@ impl SeqModel {
     }
 
     fn value_of(&self, even: u64) -> Option<&Vec<u8>> {
-        self.history.iter().find(|(s, _)| *s == even).map(|(_, v)| v)
+        self.history
+            .iter()
+            .find(|(s, _)| *s == even)
+            .map(|(_, v)| v)
     }
 
     fn start_next_read(&mut self) {
@@ -809,17 +829,17 @@ impl SeqModel {
 
     fn accept(&mut self, s: u64) -> Result<(), String> {
         let Some(expected) = self.value_of(s) else {
-            return Err(format!("read accepted seq {s}, which no write completed"));
+            return Err(format!("a read accepted a seq no write completed: {s}"));
         };
         if &self.out != expected {
             return Err(format!(
-                "torn read accepted: {:?} at seq {s}, the value was {:?}",
+                "a torn read was accepted: {:?} at seq {s}, the value was {:?}",
                 self.out, expected
             ));
         }
         if s < self.floor {
             return Err(format!(
-                "stale read: seq {s} although seq {} had completed before the read",
+                "a stale read: seq {s} although seq {} had completed before the read",
                 self.floor
             ));
         }
@@ -847,7 +867,7 @@ impl Model for SeqModel {
             };
             if enabled {
                 out.push(i as u8);
-                if w.may_die && w.step != WStep::Begin {
+                if w.may_die {
                     out.push(SEQ_DIE + i as u8);
                 }
             }
@@ -856,8 +876,7 @@ impl Model for SeqModel {
             RStep::Done => false,
             // A read facing an odd seq waits unless it may decide (see `odd_seq`).
             RStep::LoadSeq1 | RStep::Whole if self.seq & 1 == 1 => {
-                let dead = self.lock.is_none_or(|w| !self.writer_alive(w));
-                dead
+                self.lock.is_none_or(|w| !self.writer_alive(w))
             }
             _ => true,
         };
@@ -883,8 +902,7 @@ impl Model for SeqModel {
                 self.lock = Some(i);
                 let odd = self.with_words(|seq, _, _| seqlock::begin_write(seq));
                 self.writers[i].odd = odd;
-                self.writers[i].step = if self.writers[i].values[self.writers[i].next].is_empty()
-                {
+                self.writers[i].step = if self.writers[i].values[self.writers[i].next].is_empty() {
                     WStep::End
                 } else {
                     WStep::Copy(0)
@@ -918,9 +936,8 @@ impl Model for SeqModel {
                 } else {
                     WStep::Done
                 };
-                if w.step == WStep::Done {
-                    self.lock = None;
-                }
+                // `write` releases the writer lock after every write.
+                self.lock = None;
             }
             WStep::Done | WStep::Dead => unreachable!(),
         }
@@ -1084,7 +1101,10 @@ fn model_seqlock_writer_killed_at_every_step_then_taken_over() {
     let first = seq_writer(&[&[1, 1, 1], &[2, 2, 2, 2]], true);
     let second = seq_writer(&[&[3, 3]], false);
     for whole in [false, true] {
-        let found = explore(SeqModel::new(vec![first.clone(), second.clone()], 3, whole), 4_000_000);
+        let found = explore(
+            SeqModel::new(vec![first.clone(), second.clone()], 3, whole),
+            4_000_000,
+        );
         assert!(
             found.violations.is_empty() && !found.truncated,
             "whole reads: {whole}\n{}",
@@ -1120,9 +1140,10 @@ enum PStep {
 enum Dies {
     /// A live producer.
     Never,
-    /// Dies right after its tail CAS (and padding CAS).
+    /// Dies right after its tail CAS (before any padding or header CAS).
     AfterTail,
-    /// Dies right after its header CAS (its record stays "in progress").
+    /// Dies right after its header CAS (its record stays "in progress"); until then it is
+    /// a live producer.
     AfterHeader,
 }
 
@@ -1272,9 +1293,10 @@ impl RingModel {
     fn may_unblock(&self) -> bool {
         self.unblocks_left > 0
             && (self.cfg.revoke_live
-                || !self.prods.iter().any(|p| {
-                    p.dies == Dies::Never && matches!(p.step, PStep::PadCas | PStep::HeaderCas)
-                }))
+                || !self
+                    .prods
+                    .iter()
+                    .any(|p| matches!(p.step, PStep::PadCas | PStep::HeaderCas)))
     }
 
     fn claim_fits(&self, p: &Prod) -> bool {
@@ -1319,14 +1341,11 @@ impl RingModel {
                 p.tail_at = tail;
                 p.pad = pad;
                 p.pos = tail + pad;
-                p.step = if pad > 0 {
-                    PStep::PadCas
-                } else {
-                    PStep::HeaderCas
+                p.step = match (p.dies, pad) {
+                    (Dies::AfterTail, _) => PStep::Dead,
+                    (_, 0) => PStep::HeaderCas,
+                    _ => PStep::PadCas,
                 };
-                if p.dies == Dies::AfterTail && pad == 0 {
-                    p.step = PStep::Dead;
-                }
             }
             PStep::PadCas => {
                 let _ = mem.word(p.tail_at % MCAP).compare_exchange(
@@ -1335,16 +1354,17 @@ impl RingModel {
                     Ordering::Release,
                     Ordering::Relaxed,
                 );
-                p.step = if p.dies == Dies::AfterTail {
-                    PStep::Dead
-                } else {
-                    PStep::HeaderCas
-                };
+                p.step = PStep::HeaderCas;
             }
             PStep::HeaderCas => {
                 let ok = mem
                     .word(p.pos % MCAP)
-                    .compare_exchange(0, word_of(len, p.token), Ordering::AcqRel, Ordering::Relaxed)
+                    .compare_exchange(
+                        0,
+                        word_of(len, p.token),
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    )
                     .is_ok();
                 p.step = match (ok, p.dies) {
                     (_, Dies::AfterHeader) => PStep::Dead,
@@ -1432,10 +1452,10 @@ impl RingModel {
                     .chain(&self.in_flight)
                     .filter(|m| m.0 == id);
                 if seen.clone().any(|m| m.1 == seq) {
-                    return Err(format!("message {id}/{seq} delivered twice"));
+                    return Err(format!("a message was delivered twice: {id}/{seq}"));
                 }
                 if seen.clone().any(|m| m.1 > seq) {
-                    return Err(format!("message {id}/{seq} delivered out of order"));
+                    return Err(format!("a message was delivered out of order: {id}/{seq}"));
                 }
                 self.in_flight.push((id, seq));
                 record
@@ -1591,7 +1611,7 @@ impl Model for RingModel {
         for m in &self.committed {
             if !self.delivered.contains(m) && !self.maybe_lost.contains(m) {
                 return Err(format!(
-                    "committed message {}/{} was never delivered (lost)",
+                    "a committed message was never delivered (lost): {}/{}",
                     m.0, m.1
                 ));
             }
@@ -1607,8 +1627,16 @@ impl Model for RingModel {
 
     fn describe(&self, action: u8) -> String {
         match action {
-            A_TAKE => format!("consumer{} peek+take at {} ({:?})", self.c_gen, self.c_head, self.peek()),
-            A_CLEAR => format!("consumer{} clear {:?} at {}", self.c_gen, self.c_step, self.c_head),
+            A_TAKE => format!(
+                "consumer{} peek+take at {} ({:?})",
+                self.c_gen,
+                self.c_head,
+                self.peek()
+            ),
+            A_CLEAR => format!(
+                "consumer{} clear {:?} at {}",
+                self.c_gen, self.c_step, self.c_head
+            ),
             A_CONSUME => format!("consumer{} consume (head := {})", self.c_gen, self.c_head),
             A_UNBLOCK => format!("consumer{} unblock at {}", self.c_gen, self.c_head),
             A_CRASH => format!("consumer{} dies", self.c_gen),
@@ -1744,13 +1772,24 @@ fn model_ring_claim_substeps_with_dead_producers() {
 /// producer's). What must hold: the revoked producer claims again and nothing is lost.
 #[test]
 fn model_ring_live_producer_revoked_by_unblock_loses_nothing() {
-    let prods = vec![
-        Prod::new(1, 1, false, Dies::Never),
-        Prod::new(2, 2, false, Dies::Never),
-        Prod::new(3, 1, false, Dies::AfterTail),
-    ];
-    let found = check_ring(ring_cfg(true, 0), 0, prods, 3_000_000);
-    assert!(found.violations.is_empty(), "{}", found.report());
+    let mut report = String::new();
+    for start in [0, MCAP - 24] {
+        let prods = vec![
+            Prod::new(1, 1, false, Dies::Never),
+            Prod::new(2, 1, false, Dies::Never),
+            Prod::new(3, 1, false, Dies::AfterTail),
+        ];
+        let cfg = RingCfg {
+            unblocks: 2,
+            max_retries: 1,
+            ..ring_cfg(true, 0)
+        };
+        let found = check_ring(cfg, start, prods, 3_000_000);
+        if !found.violations.is_empty() {
+            report += &format!("start {start}: {}", found.report());
+        }
+    }
+    assert!(report.is_empty(), "{report}");
 }
 
 /// The consumer may die once at any step — between records, with a batch taken but not yet
@@ -1823,7 +1862,12 @@ fn ring_consumer_killed_inside_unblock_does_not_wedge_the_channel() {
     assert_eq!(ring.peek(0).unwrap(), Next::Unwritten);
     // `unblock`'s first revoke, then the consumer dies.
     mem.word(0)
-        .compare_exchange(0, word_of(0, ring::REVOKED), Ordering::AcqRel, Ordering::Relaxed)
+        .compare_exchange(
+            0,
+            word_of(0, ring::REVOKED),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        )
         .unwrap();
     let mut head = 0;
     let next = ring.peek(head);
@@ -1860,11 +1904,12 @@ fn ring_revoked_producer_resuming_before_consume_does_not_lose_its_message() {
     head += record;
     // A resumes: the rest of `claim` (header CAS from zero, then `if head > pos`), then its
     // payload and `commit`.
+    let pos: u64 = 0;
     let mine = word_of(8, 1);
     let cas = mem
-        .word(0)
+        .word(pos)
         .compare_exchange(0, mine, Ordering::AcqRel, Ordering::Relaxed);
-    let a_owns_it = cas.is_ok() && mem.head.load(Ordering::Acquire) <= 0;
+    let a_owns_it = cas.is_ok() && mem.head.load(Ordering::Acquire) <= pos;
     if a_owns_it {
         // SAFETY: bytes 8..16 are A's claimed payload.
         unsafe { std::ptr::copy_nonoverlapping(b"from A!!".as_ptr(), mem.bytes().add(8), 8) };
@@ -1934,6 +1979,9 @@ fn channel_receive_returns_when_the_tail_drops_back_to_head() {
     assert_eq!(consumer.receive(64, &mut { nothing }).unwrap(), 0);
     std::thread::sleep(crate::channel::UNBLOCK_AFTER + Duration::from_millis(20));
 
+    // SAFETY: offset 128 is the 8-aligned `head` word of the same mapping.
+    let head: &AtomicU64 = unsafe { AtomicU64::from_ptr(map.as_mut_ptr().add(128).cast()) };
+    tail.store(0, Ordering::Release);
     let calls = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let outcome = std::thread::scope(|s| {
@@ -1949,8 +1997,8 @@ fn channel_receive_returns_when_the_tail_drops_back_to_head() {
         };
         // Flick the tail 16 → 0 for an instant, again and again. A receive that reads 16
         // and then finds 0 in `unblock` never returns while the tail stays at head.
-        tail.store(0, Ordering::Release);
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(20);
         let mut stuck = false;
         while Instant::now() < deadline && !consumer_thread.is_finished() {
             let before = calls.load(Ordering::Acquire);
@@ -1961,14 +2009,12 @@ fn channel_receive_returns_when_the_tail_drops_back_to_head() {
                 // No receive call finished since the flick: give it a generous second.
                 std::thread::sleep(Duration::from_secs(1));
                 if calls.load(Ordering::Acquire) == before {
+                    eprintln!("receive() stuck after {:?} of flicks", started.elapsed());
                     stuck = true;
                     break;
                 }
             }
-            // A flick the consumer fully saw revokes the gap; put the claim back.
-            let h = consumer.segment().mapping().base();
-            // SAFETY: offset 128 is the `head` word of the live mapping.
-            let head = unsafe { AtomicU64::from_ptr(h.add(128).cast()) };
+            // A flick the consumer fully saw revokes the gap and moves head on.
             if head.load(Ordering::Acquire) != 0 {
                 break; // the state moved on; end the experiment
             }

@@ -325,6 +325,78 @@ pub fn value_read<'env>(env: &'env Env, id: u32) -> Result<Unknown<'env>, Code> 
     })
 }
 
+/// `value_read` as a plain napi callback: `read()` is the hottest call, and napi-rs's
+/// generated argument handling costs a third of a 1 KiB read. Same behaviour and errors.
+unsafe extern "C" fn raw_value_read(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+) -> sys::napi_value {
+    let mut argc = 1usize;
+    let mut argv = [ptr::null_mut(); 1];
+    let mut id = 0u32;
+    // SAFETY: `env` and `info` are the live values napi passed to this callback; `argv` has
+    // room for `argc` values, and napi fills missing ones with `undefined`.
+    let ok = unsafe {
+        sys::napi_get_cb_info(
+            env,
+            info,
+            &mut argc,
+            argv.as_mut_ptr(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+        ) == sys::Status::napi_ok
+            && sys::napi_get_value_uint32(env, argv[0], &mut id) == sys::Status::napi_ok
+    };
+    let env = Env::from_raw(env);
+    let result = if ok {
+        value_read(&env, id)
+    } else {
+        Err(js_error(
+            "ERR_INVALID_ARG_TYPE",
+            "handle must be a number".into(),
+        ))
+    };
+    match result {
+        Ok(value) => value.raw(),
+        Err(err) => {
+            // SAFETY: `env` is live; throwing leaves a pending exception for napi to report.
+            unsafe { napi::JsError::from(err).throw_into(env.raw()) };
+            ptr::null_mut()
+        }
+    }
+}
+
+/// Functions built as plain napi callbacks (see `raw_value_read`), as an object.
+#[napi]
+pub fn fast_api<'env>(env: &'env Env) -> Result<Unknown<'env>, Code> {
+    let mut object = ptr::null_mut();
+    let mut function = ptr::null_mut();
+    let name = c"valueRead";
+    // SAFETY: `env` is live for this call; the name is a NUL-terminated static string and
+    // the callback has the signature napi expects.
+    let ok = unsafe {
+        sys::napi_create_object(env.raw(), &mut object) == sys::Status::napi_ok
+            && sys::napi_create_function(
+                env.raw(),
+                name.as_ptr(),
+                name.to_bytes().len() as isize,
+                Some(raw_value_read),
+                ptr::null_mut(),
+                &mut function,
+            ) == sys::Status::napi_ok
+            && sys::napi_set_named_property(env.raw(), object, name.as_ptr(), function)
+                == sys::Status::napi_ok
+    };
+    if !ok {
+        return Err(js_error(
+            "ERR_OS",
+            "cannot create the native read function".into(),
+        ));
+    }
+    // SAFETY: `object` is the live object created above.
+    Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), object) })
+}
+
 /// Copies the current value into `target` if it fits; returns the value's length either
 /// way (a length above `target.length` means nothing was copied: retry with more room).
 /// `index.js` builds `readBuffer()` on this: a pooled JS Buffer is much cheaper to allocate
