@@ -324,6 +324,7 @@ impl ChannelSegment {
                     ring.clear(head, record);
                     head += record;
                 }
+                Next::Gap { record } => head = ring.skip_gap(head, record),
                 Next::InProgress { token, record } => {
                     if self.seg.is_alive(token) {
                         break;
@@ -344,7 +345,9 @@ impl ChannelSegment {
                         break;
                     }
                     match ring.unblock(head) {
-                        Ok(0) => {}
+                        // A producer wrote its header meanwhile (or the tail moved back):
+                        // look again on the next call rather than spin here.
+                        Ok(0) => break,
                         Ok(_) => unwritten = None,
                         Err(e) => {
                             result = Err(self.ring_error(e));

@@ -23,7 +23,8 @@
 //!   state = producer token (1..2^31)  record being written, `len` payload bytes
 //!         = MSG                        committed message of `len` bytes
 //!         = PAD                        padding: skip `len` bytes after the header
-//!         = REVOKED                    consumer's marker while unblocking
+//!         = GAP                        space the consumer revoked: skip `len` bytes
+//!         = REVOKED                    a revoked word; `len` holds its ring lap
 //!   word 0                             free space
 //! payload: len bytes, then zero padding to the next multiple of 8
 //! ```
@@ -42,8 +43,13 @@ pub const ALIGN: u64 = 8;
 pub const MSG: u32 = 0x8000_0001;
 /// State of a padding record.
 pub const PAD: u32 = 0x8000_0002;
-/// State the consumer writes while revoking an unwritten claim.
+/// State of a word the consumer revoked; the low 32 bits hold the ring lap of its position,
+/// so a producer can tell its own revoked claim from a leftover of an earlier lap.
 pub const REVOKED: u32 = 0x8000_0003;
+/// State of the header of a gap the consumer revoked (`len` bytes follow, all REVOKED).
+pub const GAP: u32 = 0x8000_0004;
+/// Positions beyond this are corruption (so position arithmetic can never overflow).
+pub const MAX_POSITION: u64 = 1 << 62;
 
 /// Smallest and largest ring capacities accepted.
 pub const MIN_CAPACITY: u64 = 1024;
@@ -92,6 +98,8 @@ pub enum Next {
     Message { payload: u64, len: u64, record: u64 },
     /// Padding of `record` bytes to skip.
     Skip { record: u64 },
+    /// A gap of `record` bytes the consumer revoked: skip it with [`Ring::skip_gap`].
+    Gap { record: u64 },
     /// A record still being written by the producer with `token` (`record` bytes).
     InProgress { token: u32, record: u64 },
     /// Claimed space whose header is not written yet.
@@ -150,6 +158,39 @@ impl<'a> Ring<'a> {
         pos & (self.capacity - 1)
     }
 
+    /// The ring lap of a position (truncated: only compared for equality).
+    fn lap(&self, pos: u64) -> u64 {
+        (pos / self.capacity) & 0xFFFF_FFFF
+    }
+
+    /// The word a revoked position holds.
+    fn revoked_word(&self, pos: u64) -> u64 {
+        word_of(self.lap(pos), REVOKED)
+    }
+
+    /// Makes the header word at `pos` ours: from zero, or from a revoked word left over
+    /// from an earlier lap (the consumer publishes head before it zeroes a revoked gap).
+    /// Fails if the consumer revoked this very claim.
+    fn take_header(&self, pos: u64, mine: u64) -> bool {
+        let header = self.word(self.index(pos));
+        let mut expected = 0;
+        loop {
+            // SYNC POINT: races only with the consumer's revoking CAS in `unblock` (and its
+            // zeroing CAS in `skip_gap`); exactly one side wins each word.
+            match header.compare_exchange(expected, mine, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return true,
+                Err(found) => {
+                    let (lap, state) = split(found);
+                    if state == REVOKED && lap != self.lap(pos) && found != expected {
+                        expected = found; // a leftover: take it over
+                        continue;
+                    }
+                    return false;
+                }
+            }
+        }
+    }
+
     fn corrupt<T>(&self, what: String) -> Result<T, RingError> {
         Err(RingError::Corrupt(what))
     }
@@ -168,7 +209,7 @@ impl<'a> Ring<'a> {
             let tail = self.tail.load(Ordering::Acquire);
             // Head never passes tail, and tail only grows: read in this order, tail < head
             // is impossible unless the words were overwritten.
-            if tail < head || head % ALIGN != 0 || tail % ALIGN != 0 {
+            if tail < head || tail > MAX_POSITION || head % ALIGN != 0 || tail % ALIGN != 0 {
                 return self.corrupt(format!(
                     "ring positions head {head} and tail {tail} are inconsistent"
                 ));
@@ -221,25 +262,14 @@ impl<'a> Ring<'a> {
             }
             if pad > 0 {
                 // The padding is committed at once. If the consumer revoked it meanwhile, its
-                // own padding covers the same bytes: nothing to do.
-                // SYNC POINT: Release pairs with the consumer's Acquire load in `peek`.
-                let _ = self.word(index).compare_exchange(
-                    0,
-                    word_of(pad - HEADER, PAD),
-                    Ordering::Release,
-                    Ordering::Relaxed,
-                );
+                // own gap covers the same bytes: nothing to do.
+                self.take_header(tail, word_of(pad - HEADER, PAD));
             }
             let pos = tail + pad;
             let header = self.word(self.index(pos));
             let in_progress = word_of(len, token);
-            // SYNC POINT: this CAS from zero races only with the consumer's revoking CAS in
-            // `unblock`; exactly one wins.
-            if header
-                .compare_exchange(0, in_progress, Ordering::AcqRel, Ordering::Relaxed)
-                .is_err()
-            {
-                continue; // revoked: the consumer turned our space into padding
+            if !self.take_header(pos, in_progress) {
+                continue; // revoked: the consumer turned our space into a gap
             }
             if self.head.load(Ordering::Acquire) > pos {
                 // The consumer passed over this space while we were suspended (it revoked and
@@ -336,17 +366,7 @@ impl<'a> Ring<'a> {
     fn own_headers(&self, claims: &mut Vec<Claim>) {
         let mut lost = None;
         for (i, c) in claims.iter().enumerate() {
-            // SYNC POINT: races only with the consumer's revoking CAS in `unblock`.
-            if self
-                .word(self.index(c.pos))
-                .compare_exchange(
-                    0,
-                    word_of(c.len, c.token),
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                )
-                .is_err()
-            {
+            if !self.take_header(c.pos, word_of(c.len, c.token)) {
                 lost = Some(i);
                 break;
             }
@@ -363,13 +383,8 @@ impl<'a> Ring<'a> {
         let owned_until = lost.unwrap_or(claims.len());
         for c in &claims[owned_until..] {
             // Never written by us: pad them now rather than leave the consumer to revoke
-            // them after a delay (if it already did, the CAS fails and that is fine).
-            let _ = self.word(self.index(c.pos)).compare_exchange(
-                0,
-                word_of(record_len(c.len) - HEADER, PAD),
-                Ordering::Release,
-                Ordering::Relaxed,
-            );
+            // them after a delay (if it already did, this fails and that is fine).
+            self.take_header(c.pos, word_of(record_len(c.len) - HEADER, PAD));
         }
         for c in &claims[first_lost..owned_until] {
             let header = self.word(self.index(c.pos));
@@ -404,7 +419,7 @@ impl<'a> Ring<'a> {
     /// Like [`peek`](Self::peek) with a `tail` read earlier: a consumer draining a batch
     /// re-reads the contended tail only when it reaches it.
     pub fn peek_within(&self, head: u64, tail: u64) -> Result<Next, RingError> {
-        if tail < head || tail - head > self.capacity || head % ALIGN != 0 {
+        if tail < head || tail > MAX_POSITION || tail - head > self.capacity || head % ALIGN != 0 {
             return self.corrupt(format!(
                 "ring positions head {head} and tail {tail} are inconsistent"
             ));
@@ -416,13 +431,15 @@ impl<'a> Ring<'a> {
         // SYNC POINT: Acquire pairs with the Release commit in `commit` (and in `claim` for
         // padding): the payload is visible once the header says MSG.
         let (len, state) = split(self.word(index).load(Ordering::Acquire));
-        if len == 0 && state == 0 {
+        // A revoked word at head: a consumer died inside `unblock`; unblocking again
+        // finishes its work.
+        if (len == 0 && state == 0) || state == REVOKED {
             return Ok(Next::Unwritten);
         }
         let record = record_len(len);
         let fits = index + record <= self.capacity && head + record <= tail;
         let limit = match state {
-            PAD => self.capacity,
+            PAD | GAP => self.capacity,
             _ => max_message(self.capacity),
         };
         if len > limit || !fits {
@@ -437,6 +454,7 @@ impl<'a> Ring<'a> {
                 record,
             }),
             PAD => Ok(Next::Skip { record }),
+            GAP => Ok(Next::Gap { record }),
             token if token != 0 && token < 1 << 31 => Ok(Next::InProgress { token, record }),
             other => self.corrupt(format!(
                 "record at position {head} has unknown state {other:#x}"
@@ -455,8 +473,12 @@ impl<'a> Ring<'a> {
     pub fn clear(&self, pos: u64, record: u64) {
         let index = self.index(pos);
         assert!(index + record <= self.capacity, "record beyond the ring");
-        // Payload first, header last, so the header word stays non-zero until the bytes
-        // after it are free again.
+        // Turn the record into padding first: a consumer killed while zeroing leaves a
+        // record its successor skips (the message was taken), never a header over zeroes.
+        self.word(index)
+            .store(word_of(record - HEADER, PAD), Ordering::Relaxed);
+        // Then the payload, and the header last, so the header word stays non-zero until
+        // the bytes after it are free again.
         // SAFETY: the range is inside the buffer (asserted) and is consumed space that only
         // the consumer touches until `consume` advances head past it.
         unsafe {
@@ -476,24 +498,31 @@ impl<'a> Ring<'a> {
         self.head.store(to, Ordering::Release);
     }
 
-    /// Turns unwritten claimed space at `head` into padding, up to the next record or the
-    /// end of the buffer. Returns the bytes revoked (0 if a producer wrote its header first).
+    /// Turns unwritten claimed space at `head` into a gap, up to the next record or the end
+    /// of the buffer: each word is revoked by compare-and-swap (so a producer that later
+    /// tries to write its header there fails and claims again), then the gap's header is
+    /// published. Returns the bytes revoked (0 if a producer wrote its header first).
+    /// Words a killed consumer revoked are taken over.
     pub fn unblock(&self, head: u64) -> Result<u64, RingError> {
         let tail = self.tail.load(Ordering::Acquire);
-        if tail < head || tail - head > self.capacity {
+        if tail < head || tail > MAX_POSITION || tail - head > self.capacity {
             return self.corrupt(format!(
                 "ring positions head {head} and tail {tail} are inconsistent"
             ));
         }
         let index = self.index(head);
         let limit = (tail - head).min(self.capacity - index);
+        let revoked = self.revoked_word(head);
         let mut gap = 0;
         while gap < limit {
-            // SYNC POINT: races only with a producer's CAS from zero in `claim`.
-            if self
-                .word(index + gap)
-                .compare_exchange(0, word_of(0, REVOKED), Ordering::AcqRel, Ordering::Relaxed)
-                .is_err()
+            let word = self.word(index + gap);
+            let found = word.load(Ordering::Acquire);
+            let revocable = found == 0 || split(found).1 == REVOKED;
+            // SYNC POINT: races only with a producer's CAS in `take_header`.
+            if !revocable
+                || word
+                    .compare_exchange(found, revoked, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_err()
             {
                 break;
             }
@@ -502,9 +531,35 @@ impl<'a> Ring<'a> {
         if gap > 0 {
             // SYNC POINT: Release pairs with our own later Acquire in `peek`.
             self.word(index)
-                .store(word_of(gap - HEADER, PAD), Ordering::Release);
+                .store(word_of(gap - HEADER, GAP), Ordering::Release);
         }
         Ok(gap)
+    }
+
+    /// Skips a revoked gap of `record` bytes at `pos` and publishes head just past it
+    /// (returned). Head is published *before* the gap's words are zeroed: a producer whose
+    /// claim was revoked and who writes its header into a zeroed word then sees head past
+    /// it and backs off; one of a later lap finding a revoked word takes it over.
+    pub fn skip_gap(&self, pos: u64, record: u64) -> u64 {
+        let index = self.index(pos);
+        assert!(index + record <= self.capacity, "record beyond the ring");
+        let revoked = self.revoked_word(pos);
+        self.word(index).store(revoked, Ordering::Relaxed);
+        let to = pos + record;
+        self.consume(to);
+        let mut at = 0;
+        while at < record {
+            // SYNC POINT: Release pairs with a producer's Acquire CAS in `take_header`; a
+            // producer that took the word over keeps it (this CAS then fails).
+            let _ = self.word(index + at).compare_exchange(
+                revoked,
+                0,
+                Ordering::Release,
+                Ordering::Relaxed,
+            );
+            at += ALIGN;
+        }
+        to
     }
 }
 
@@ -585,6 +640,7 @@ mod tests {
                     *head += record;
                     ring.consume(*head);
                 }
+                Next::Gap { record } => *head = ring.skip_gap(*head, record),
                 other => return other,
             }
         }
@@ -701,7 +757,7 @@ mod tests {
         let mem = Mem::new(1024);
         let ring = mem.ring();
         // The consumer revoked the word where the batch's first header goes.
-        mem.words[0].store(word_of(0, REVOKED), Ordering::Relaxed);
+        mem.words[0].store(word_of(0, REVOKED), Ordering::Relaxed); // revoked in lap 0
         let mut claims = vec![
             Claim {
                 pos: 0,
