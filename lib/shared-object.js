@@ -202,6 +202,7 @@ class SharedObject {
 
   // The value together with the version it belongs to.
   #readVersioned() {
+    this.#check()
     for (let i = 0; i < 16; i++) {
       const seq = Atomics.load(this.#seq, SEQ_INDEX)
       const value = this.read()

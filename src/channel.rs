@@ -31,8 +31,8 @@ pub const UNBLOCK_AFTER: Duration = Duration::from_millis(100);
 /// How often a parked waiter re-checks conditions no futex announces (a dead producer, an
 /// unwritten claim, cancellation).
 const POLL: Duration = Duration::from_millis(20);
-/// Busy-wait iterations before parking.
-pub const WAIT_SPINS: u32 = 2_000;
+/// How long a blocking receive busy-waits before it parks.
+pub const WAIT_SPIN: Duration = Duration::from_micros(20);
 
 /// A receive sink's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -492,7 +492,7 @@ impl ChannelWatcher {
     pub fn wait_data(
         &self,
         deadline: Option<Instant>,
-        spins: u32,
+        spin: Duration,
         cancel: Option<&AtomicBool>,
     ) -> bool {
         let h = self.header();
@@ -500,7 +500,7 @@ impl ChannelWatcher {
             &h.data_notify,
             &h.data_waiters,
             deadline,
-            spins,
+            spin,
             cancel,
             &|| self.data_state() == DataState::Ready,
         )
@@ -519,7 +519,7 @@ impl ChannelWatcher {
             &h.space_notify,
             &h.space_waiters,
             deadline,
-            0,
+            Duration::ZERO,
             cancel,
             &|| {
                 let ring = ring_of(&self.map, h, self.capacity);
@@ -536,15 +536,15 @@ impl ChannelWatcher {
         word: &AtomicU32,
         waiters: &AtomicU32,
         deadline: Option<Instant>,
-        spins: u32,
+        spin: Duration,
         cancel: Option<&AtomicBool>,
         ready: &dyn Fn() -> bool,
     ) -> bool {
-        for _ in 0..spins {
-            if ready() {
-                return true;
-            }
-            std::hint::spin_loop();
+        let spin = deadline.map_or(spin, |d| {
+            spin.min(d.saturating_duration_since(Instant::now()))
+        });
+        if futex::spin_until(spin, ready) {
+            return true;
         }
         loop {
             let observed = word.load(Ordering::Acquire);
@@ -706,7 +706,11 @@ mod tests {
         let consumer = ChannelSegment::open(&path, &opts(4096)).unwrap();
         let w = consumer.watcher();
         let t = std::thread::spawn(move || {
-            w.wait_data(Some(Instant::now() + Duration::from_secs(10)), 0, None)
+            w.wait_data(
+                Some(Instant::now() + Duration::from_secs(10)),
+                Duration::ZERO,
+                None,
+            )
         });
         std::thread::sleep(Duration::from_millis(20));
         ChannelSegment::open(&path, &opts(4096))

@@ -47,6 +47,28 @@ pub fn wake_all(word: &AtomicU32) {
     wake(word, i32::MAX as u32);
 }
 
+/// Busy-waits up to `budget` for `ready()`, the cheapest wait when the other side answers
+/// within microseconds. Yields the CPU between short bursts, so on a busy machine the
+/// thread it waits for can run on this core. Returns whether `ready()` became true.
+pub fn spin_until(budget: std::time::Duration, ready: &dyn Fn() -> bool) -> bool {
+    if budget.is_zero() {
+        return ready();
+    }
+    let started = std::time::Instant::now();
+    loop {
+        for _ in 0..32 {
+            if ready() {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        if started.elapsed() >= budget {
+            return ready();
+        }
+        std::thread::yield_now();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

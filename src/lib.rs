@@ -81,6 +81,8 @@ struct ValueEntry {
     seg: ValueSegment,
     /// Set to stop this entry's notifier thread.
     notifier: Option<Arc<AtomicBool>>,
+    /// The header page behind `index.js`'s version view; unmapped when the entry goes.
+    header_view: Option<Mapping>,
 }
 
 impl ValueEntry {
@@ -147,6 +149,7 @@ fn register(seg: ValueSegment) -> Result<u32, Code> {
         ValueEntry {
             seg,
             notifier: None,
+            header_view: None,
         },
     )
 }
@@ -514,14 +517,30 @@ pub fn value_capacity(id: u32) -> Result<f64, Code> {
 /// Blocks until the version differs from `since`; returns it, or null on timeout.
 #[napi]
 pub fn value_wait_sync(id: u32, since: f64, timeout_ms: Option<f64>) -> Result<Option<f64>, Code> {
-    // The wait runs outside the registry borrow, so nothing else on this thread is held.
+    let since = since as u64;
+    let timeout = millis(timeout_ms);
+    let spin = timeout.map_or(value::WAIT_SPIN, |t| t.min(value::WAIT_SPIN));
+    // The fast path: the other side answers while we spin.
+    if let Some(v) = with_value(id, |e| Ok(e.seg.spin_for_change(since, spin)))? {
+        return Ok(Some(v as f64));
+    }
+    // Park outside the registry borrow, so nothing else on this thread is held.
     let watcher = with_value(id, |e| Ok(e.seg.watcher()))?;
     Ok(watcher
-        .wait_for_change(since as u64, millis(timeout_ms), value::WAIT_SPINS, None)
+        .wait_for_change(
+            since,
+            timeout.map(|t| t.saturating_sub(spin)),
+            Duration::ZERO,
+            None,
+        )
         .map(|v| v as f64))
 }
 
 type NotifyFn = ThreadsafeFunction<(), (), (), Code, false, true, 1>;
+
+/// How long a notifier thread busy-waits for the next change before it parks: a peer that
+/// answers within this window is seen without a futex wake-up (ping-pong latency).
+const NOTIFY_SPIN: Duration = Duration::from_micros(30);
 
 /// Starts a native thread that calls `callback()` after writes (coalesced: at most one
 /// call is queued; the callback reads the latest version itself). Does not keep the
@@ -556,7 +575,7 @@ fn notify_loop(watcher: Watcher, stop: Arc<AtomicBool>, callback: NotifyFn) {
     // A write may have landed between the JS side's last look and this thread's first:
     // one call now lets JS compare against the current version.
     let _ = callback.call((), ThreadsafeFunctionCallMode::NonBlocking);
-    while let Some(v) = watcher.wait_for_change(last, None, 0, Some(&stop)) {
+    while let Some(v) = watcher.wait_for_change(last, None, NOTIFY_SPIN, Some(&stop)) {
         last = v;
         // A full queue means a call is already pending; it reads the latest version when
         // it runs, so this change is delivered with it (coalesced), not lost.
@@ -688,16 +707,44 @@ pub fn value_buffer<'env>(env: &'env Env, id: u32) -> Result<Unknown<'env>, Code
 }
 
 /// A Buffer over the header, for `index.js` to read the version without a native call.
-/// Never written through (it may be a read-only mapping).
+///
+/// It views a small mapping of its own that lives exactly as long as the handle: closing
+/// the handle unmaps it at once (a view that kept a mapping alive would hold every closed
+/// segment mapped until garbage collection). `index.js` keeps the Buffer private, reads it
+/// only with `Atomics.load`, and drops it before closing. The mapping is read-only.
 #[napi]
 pub fn value_header<'env>(env: &'env Env, id: u32) -> Result<Unknown<'env>, Code> {
-    let (path, map) = with_value(id, |e| {
-        Ok((
-            e.seg.path().to_owned(),
-            Arc::clone(e.seg.segment().mapping()),
-        ))
+    let data = with_value(id, |e| {
+        if e.header_view.is_none() {
+            e.header_view = Some(e.seg.segment().map_header().map_err(to_js)?);
+        }
+        Ok(e.header_view
+            .as_ref()
+            .map(|m| m.base())
+            .unwrap_or(ptr::null_mut()))
     })?;
-    external_buffer(env, &path, map, 0, layout::HEADER_SIZE)
+    let mut value = ptr::null_mut();
+    // SAFETY: `data` is the start of a live mapping of HEADER_SIZE bytes owned by the handle;
+    // no finalizer is attached, and the JS side drops the view before closing the handle,
+    // after which nothing reads through it.
+    let status = unsafe {
+        sys::napi_create_external_buffer(
+            env.raw(),
+            layout::HEADER_SIZE,
+            data.cast(),
+            None,
+            ptr::null_mut(),
+            &mut value,
+        )
+    };
+    if status != sys::Status::napi_ok {
+        return Err(js_error(
+            "ERR_EXTERNAL_BUFFER_UNSUPPORTED",
+            format!("cannot create a view of the header (napi status {status})"),
+        ));
+    }
+    // SAFETY: `value` is the live buffer created just above.
+    Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value) })
 }
 
 // ---- channels ----------------------------------------------------------------------
@@ -944,7 +991,7 @@ pub fn channel_receive_sync(
         if got != 0.0 {
             return Ok(got);
         }
-        if !watcher.wait_data(deadline, channel::WAIT_SPINS, None) {
+        if !watcher.wait_data(deadline, channel::WAIT_SPIN, None) {
             return Ok(0.0);
         }
     }
@@ -1018,7 +1065,7 @@ pub fn channel_start_notifier(
                 let ready = if space {
                     watcher.wait_space(bytes, None, Some(&flag))
                 } else {
-                    watcher.wait_data(None, 0, Some(&flag))
+                    watcher.wait_data(None, NOTIFY_SPIN, Some(&flag))
                 };
                 if flag.load(Ordering::Acquire) {
                     return;

@@ -258,6 +258,18 @@ impl Segment {
         }
     }
 
+    /// A separate read-only mapping of just the header's page. It never moves when the
+    /// segment grows (the file never shrinks), so it can back a long-lived view of the
+    /// header whose lifetime is exactly the handle's.
+    pub fn map_header(&self) -> Result<Mapping> {
+        let mut options = MmapOptions::new();
+        options.len(HEADER_SIZE);
+        let raw = options
+            .map_raw_read_only(&*self.file)
+            .map_err(|e| Error::os(&self.path, "mmap", e))?;
+        Ok(Mapping { raw })
+    }
+
     /// Re-maps after another process grew the file. `capacity` is what the header says
     /// now (untrusted); it must fit in the file.
     pub fn remap(&mut self, capacity: u64) -> Result<()> {

@@ -22,8 +22,9 @@ use crate::seqlock::{self, ReadAttempt};
 const WRITE_LOCK_WAIT: Duration = Duration::from_secs(10);
 /// How long a reader waits for a live writer that is mid-copy before giving up.
 const READ_WAIT: Duration = Duration::from_secs(10);
-/// Busy-wait iterations before a waiter parks (bounded, so a 2-core machine is not starved).
-pub const WAIT_SPINS: u32 = 2_000;
+/// How long a blocking wait busy-waits before it parks (bounded and yielding, so a busy
+/// 2-core machine is not starved).
+pub const WAIT_SPIN: Duration = Duration::from_micros(20);
 
 /// Options for opening a value segment.
 #[derive(Debug, Clone)]
@@ -120,7 +121,7 @@ impl ValueSegment {
     /// Copies the current value into `out` (replacing its contents); returns its version.
     pub fn read_into(&mut self, out: &mut Vec<u8>) -> Result<u64> {
         let mut waited_since: Option<Instant> = None;
-        let mut spins = 0u32;
+        let mut spins = 0u32; // before looking at whether a mid-copy writer is alive
         loop {
             let map = Arc::clone(self.seg.mapping());
             // SAFETY: ValueHeader is all atomics and the mapping is a validated value segment.
@@ -143,7 +144,7 @@ impl ValueSegment {
                     self.seg.remap(claimed)?;
                 }
                 ReadAttempt::WriterActive { seq } => {
-                    if spins < WAIT_SPINS {
+                    if spins < 2_000 {
                         spins += 1;
                         std::hint::spin_loop();
                         continue;
@@ -205,6 +206,14 @@ impl ValueSegment {
 
     fn lock_writer(&self) -> Result<Acquired> {
         let h = self.header();
+        // The uncontended path first: no clock read.
+        // SYNC POINT: Acquire pairs with the Release swap in `lock::release`.
+        if h.writer_lock
+            .compare_exchange(0, self.seg.token(), Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            return Ok(Acquired::Clean);
+        }
         let deadline = Instant::now() + WRITE_LOCK_WAIT;
         lock::acquire(
             &h.writer_lock,
@@ -312,10 +321,17 @@ impl ValueSegment {
         holder != 0 && self.seg.is_alive(holder)
     }
 
+    /// Busy-waits up to `budget` for the version to differ from `since` (no allocation, no
+    /// syscall on the fast path); returns the new version if it did.
+    pub fn spin_for_change(&self, since: u64, budget: Duration) -> Option<u64> {
+        let h = self.header();
+        futex::spin_until(budget, &|| version_of(h) != since).then(|| version_of(h))
+    }
+
     /// Blocks until the version differs from `since`, or the timeout passes (`None`).
     pub fn wait_for_change(&self, since: u64, timeout: Option<Duration>) -> Option<u64> {
         self.watcher()
-            .wait_for_change(since, timeout, WAIT_SPINS, None)
+            .wait_for_change(since, timeout, WAIT_SPIN, None)
     }
 }
 
@@ -380,22 +396,19 @@ impl Watcher {
     }
 
     /// Blocks until the version differs from `since` (returns it), the timeout passes or
-    /// `cancel` is set (`None`). Spins `spins` times before parking on the futex.
+    /// `cancel` is set (`None`). Busy-waits up to `spin` before parking on the futex.
     pub fn wait_for_change(
         &self,
         since: u64,
         timeout: Option<Duration>,
-        spins: u32,
+        spin: Duration,
         cancel: Option<&AtomicBool>,
     ) -> Option<u64> {
         let h = self.header();
         let deadline = timeout.map(|t| Instant::now() + t);
-        for _ in 0..spins {
-            let v = version_of(h);
-            if v != since {
-                return Some(v);
-            }
-            std::hint::spin_loop();
+        let spin = timeout.map_or(spin, |t| spin.min(t));
+        if futex::spin_until(spin, &|| version_of(h) != since) {
+            return Some(version_of(h));
         }
         loop {
             // Read the futex word before the version: a write completing in between
@@ -608,7 +621,7 @@ mod tests {
         // Waiting must not store into the read-only mapping (that would fault).
         let w = ro.watcher();
         let t = std::thread::spawn(move || {
-            w.wait_for_change(0, Some(Duration::from_secs(10)), 0, None)
+            w.wait_for_change(0, Some(Duration::from_secs(10)), Duration::ZERO, None)
         });
         std::thread::sleep(Duration::from_millis(10));
         writer.write(b"seen").unwrap();
@@ -624,7 +637,7 @@ mod tests {
         let mut a = open(&dir, "s");
         let w = a.watcher();
         let t = std::thread::spawn(move || {
-            w.wait_for_change(0, Some(Duration::from_secs(10)), 0, None)
+            w.wait_for_change(0, Some(Duration::from_secs(10)), Duration::ZERO, None)
         });
         std::thread::sleep(Duration::from_millis(20));
         a.write(b"x").unwrap();
