@@ -1,0 +1,103 @@
+'use strict'
+// The project's targets (issue #5), checked against one run's sections. The targets are
+// fixed here; the benchmark reports met / missed, it does not fail on a miss.
+
+const MiB = 1024 * 1024
+// Lines of /proc/self/maps that V8 and malloc add or drop on their own (see calls-maps).
+const MAPS_JITTER = 4
+const { ratio, bytes, count } = require('./format.js')
+
+const TARGETS = [
+  {
+    id: 'read',
+    threshold: '≥ 20×',
+    text: 'read() ≥ 20× fs.readFileSync',
+    check(r) {
+      const cached = rowOf(r, 'latest-value', 'read-cached').ratio
+      const uncached = rowOf(r, 'latest-value', 'read-uncached').ratio
+      return { met: cached >= 20 && uncached >= 20, measured: `after every change ${ratio(uncached)}; unchanged (cached) ${ratio(cached)}` }
+    },
+  },
+  {
+    id: 'write',
+    threshold: '≥ 50×',
+    text: 'write() ≥ 50× fs.writeFileSync',
+    check(r) {
+      const x = rowOf(r, 'latest-value', 'write').ratio
+      return { met: x >= 50, measured: ratio(x) }
+    },
+  },
+  {
+    id: 'sync-round-trip',
+    threshold: '≥ 50×',
+    text: 'sync round trip (waitForChangeSync) ≥ 50× lower than the socket’s',
+    check(r) {
+      const x = rowOf(r, 'round-trip', 'so-sync').vsSocket
+      return { met: x >= 50, measured: `socket ÷ waitForChangeSync = ${ratio(x)} (medians)` }
+    },
+  },
+  {
+    id: 'promise-round-trip',
+    threshold: '≥ 1×',
+    text: 'promise round trip (waitForChange) no slower than the socket’s',
+    check(r) {
+      const x = rowOf(r, 'round-trip', 'so-promise').vsSocket
+      return { met: x >= 1, measured: `socket ÷ waitForChange = ${ratio(x)} (medians)` }
+    },
+  },
+  {
+    id: 'calls-maps',
+    threshold: 'flat',
+    text: `1,000,000 calls: /proc/self/maps lines flat`,
+    // "Flat" as read here: the segment's own mappings never change, and the total moves by
+    // at most MAPS_JITTER lines (V8 heap pages and malloc arenas come and go by one or two
+    // 256 KiB / 64 MiB mappings whatever the program does), i.e. no growth with the calls.
+    // The exact numbers are always shown next to the verdict.
+    check(r) {
+      const { before, after, checkpoints } = section(r, 'footprint').calls
+      const lines = checkpoints.map((c) => c.mapsLines)
+      const own = checkpoints.map((c) => c.segmentMapsLines)
+      const ownFlat = own.every((n) => n === before.segmentMapsLines)
+      const drift = Math.max(...lines.map((n) => Math.abs(n - before.mapsLines)))
+      return {
+        met: ownFlat && drift <= MAPS_JITTER,
+        measured: `total ${before.mapsLines} → ${after.mapsLines} (checkpoints ${Math.min(...lines)}–${Math.max(...lines)}, allowed jitter ±${MAPS_JITTER}); segment file ${before.segmentMapsLines} → ${after.segmentMapsLines}`,
+      }
+    },
+  },
+  {
+    id: 'calls-rss',
+    threshold: '< 10 MiB',
+    text: '1,000,000 calls: RSS growth < 10 MiB',
+    check(r) {
+      const { before, after, calls } = section(r, 'footprint').calls
+      const growth = after.rss - before.rss
+      return { met: growth < 10 * MiB, measured: `${bytes(growth, true)} over ${count(calls)} calls` }
+    },
+  },
+]
+
+function section(results, id) {
+  const found = results.sections.find((s) => s.id === id)
+  if (!found) throw new Error(`no section ${id}`)
+  return found
+}
+
+function rowOf(results, sectionId, rowId) {
+  const found = section(results, sectionId).rows.find((r) => r.id === rowId)
+  if (!found) throw new Error(`no row ${rowId} in ${sectionId}`)
+  return found
+}
+
+/** [{ id, text, met, measured }] for every target (met: null if it could not be checked). */
+function evaluate(results) {
+  return TARGETS.map((t) => {
+    try {
+      return { id: t.id, text: t.text, threshold: t.threshold, ...t.check(results) }
+    } catch (err) {
+      return { id: t.id, text: t.text, threshold: t.threshold, met: null, measured: `not measured (${err.message})` }
+    }
+  })
+}
+
+module.exports = { evaluate, TARGETS }
