@@ -2,7 +2,7 @@
 // share-object benchmark harness (issue #5): measures share-object against the usual
 // alternatives in one run on one machine and reports ratios.
 //
-//   npm run bench                 full run (~2 minutes), writes benchmark/results.json + .svg
+//   npm run bench                 full run (1.5–2.5 minutes), writes benchmark/results.json + .svg
 //   npm run bench -- --quick      smoke mode: every case briefly (a few seconds); results go
 //                                 to the temp folder (checked, then removed) unless --out
 //   npm run bench -- --out DIR    write results.json and results.svg to DIR instead
@@ -10,8 +10,11 @@
 // Cases (each file's header says what it measures and how):
 //   1. cases/latest-value.js  read()/write() of a 1 KiB string vs fs.readFileSync/writeFileSync
 //   2. cases/round-trip.js    cross-process round trip: waitForChangeSync, waitForChange,
-//                             watch vs Unix socket, child_process IPC, worker + Atomics.wait
-//   3. Channel streaming      not here yet: another engineer adds it to SUITES
+//                             watch, Channel receiveSync / recv vs Unix socket,
+//                             child_process IPC, worker + Atomics.wait
+//   3. cases/channel-streaming.js  one-way streaming of 64 B / 1 KiB / 64 KiB messages from a
+//                             child: Channel single and batch forms vs a Unix socket
+//                             (per-message and coalesced writes) and an in-process copy
 //   4. cases/footprint.js     RSS / maps lines / fds for 100 segments and 1,000,000 calls
 //
 // The Markdown report goes to stdout, progress to stderr. Temp files live in a fresh
@@ -29,9 +32,7 @@ const svg = require('./harness/svg.js')
 const SUITES = [
   { id: 'latest-value', title: '1. Latest value', run: (ctx) => require('./cases/latest-value.js').run(ctx) },
   { id: 'round-trip', title: '2. Cross-process round trip', run: (ctx) => require('./cases/round-trip.js').run(ctx) },
-  // Channel streaming cases go here: { id: 'channel-streaming', title, run } returning a
-  // section (add its renderer to harness/markdown.js and its bars to harness/svg.js).
-  { id: 'channel-streaming', title: '3. Channel streaming', pending: 'Not measured yet: the Channel cases are added separately.' },
+  { id: 'channel-streaming', title: '3. Channel streaming', run: (ctx) => require('./cases/channel-streaming.js').run(ctx) },
   { id: 'footprint', title: '4. Footprint', run: (ctx) => require('./cases/footprint.js').run(ctx) },
 ]
 

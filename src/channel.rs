@@ -31,6 +31,8 @@ pub const UNBLOCK_AFTER: Duration = Duration::from_millis(100);
 /// How often a parked waiter re-checks conditions no futex announces (a dead producer, an
 /// unwritten claim, cancellation).
 const POLL: Duration = Duration::from_millis(20);
+/// Longest a notifier thread waits for JS to act on a notification before it looks again.
+pub const MOVE_WAIT: Duration = Duration::from_millis(2);
 /// How long a blocking receive busy-waits before it parks.
 pub const WAIT_SPIN: Duration = Duration::from_micros(20);
 
@@ -583,13 +585,21 @@ impl ChannelWatcher {
         }
     }
 
-    /// Polls (with backoff up to `POLL`) until [`position`](Self::position) moves from
-    /// `from` or `cancel` is set.
+    /// Waits (briefly spinning, then sleeping with backoff) until
+    /// [`position`](Self::position) moves from `from`, `cancel` is set, or at most
+    /// [`MOVE_WAIT`] passes. The bound matters: JS may have acted before `from` was read
+    /// (its synchronous path took the message), and then nothing moves until the notifier
+    /// looks again.
     pub fn wait_moved(&self, space: bool, from: u64, cancel: &AtomicBool) {
+        let moved = || self.position(space) != from || cancel.load(Ordering::Acquire);
+        if futex::spin_until(Duration::from_micros(10), &moved) {
+            return;
+        }
+        let started = Instant::now();
         let mut nap = Duration::from_micros(20);
-        while self.position(space) == from && !cancel.load(Ordering::Acquire) {
+        while !moved() && started.elapsed() < MOVE_WAIT {
             std::thread::sleep(nap);
-            nap = (nap * 2).min(POLL);
+            nap = (nap * 2).min(Duration::from_micros(500));
         }
     }
 

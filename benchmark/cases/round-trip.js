@@ -10,19 +10,22 @@
 // single-writer / single-reader pair, the way a request/response pair would be built.
 // Each trip is write(ping) → peer waits, read(), write(pong) → parent waits, read(pong):
 // the same work as a socket echo, ending with the value as a string in the parent.
+// The Channel cases likewise use two channels, one per direction (each side is the consumer
+// of the one it reads): send(message) → the peer's receiveSync() / recv() → send() of the
+// same Buffer back → the parent's receiveSync() / recv(), decoded as a latin1 string.
 //
 // All transports are set up at once and measured in interleaved rounds (every transport
 // once per round), so a slow phase of a shared machine hits all of them alike. Ratios are
 // socket median ÷ transport median: above 1 means fewer µs per round trip than the socket.
 //
-// Extension point: TRANSPORTS is the list of cases. A Channel case (receiveSync / recv)
-// is one more entry with the same shape: { id, label, kind: 'sync' | 'async', spinners,
-// note, setup(ctx) → { roundTrip(message), abort(err), close() } }.
+// Extension point: TRANSPORTS is the list of cases; a new transport is one more entry with
+// the same shape: { id, label, kind: 'sync' | 'async', spinners, note,
+// setup(ctx) → { roundTrip(message), abort(err), close() } }.
 
 const net = require('node:net')
 const path = require('node:path')
 const { Worker } = require('node:worker_threads')
-const { SharedObject } = require('../..')
+const { SharedObject, Channel } = require('../..')
 const { spawnPeer } = require('../harness/peer.js')
 const { trackWorker } = require('../harness/cleanup.js')
 const { summarize } = require('../harness/stats.js')
@@ -63,7 +66,22 @@ const TRANSPORTS = [
     spinners: 0,
     setup: (ctx) => setupSharedAsync(ctx, 'echo-watch', watchReceiver),
   },
-  // Channel receiveSync / recv cases go here (another engineer adds them).
+  {
+    id: 'channel-sync',
+    label: 'share-object Channel receiveSync',
+    kind: 'sync',
+    spinners: 2,
+    note: 'receiveSync spins (~20 µs) then futex-waits on both sides: needs a free core per spinner (parent + child = 2)',
+    setup: setupChannelSync,
+  },
+  {
+    id: 'channel-recv',
+    label: 'share-object Channel recv (promise)',
+    kind: 'async',
+    spinners: 0,
+    note: 'recv() waits on a native notifier thread per side, which spins ~30 µs before it sleeps and polls ~20 µs+ after each wake-up',
+    setup: setupChannelAsync,
+  },
   {
     id: 'ipc',
     label: 'child_process IPC (process.send)',
@@ -255,6 +273,76 @@ async function setupSharedAsync(ctx, peerName, makeReceiver) {
     async close() {
       receiver.stop()
       if (!ping.closed) ping.write(STOP)
+      await peer.stop()
+      ping.close()
+      pong.close()
+    },
+  }
+  peer.onExit((err) => session.abort(err))
+  return session
+}
+
+// --- share-object Channel -------------------------------------------------------------
+
+const LATIN1 = { encoding: 'latin1' } // messages arrive as strings, like the socket's
+
+function openChannelPair(dir, prefix) {
+  const pingPath = path.join(dir, `${prefix}-ping`)
+  const pongPath = path.join(dir, `${prefix}-pong`)
+  const ping = Channel.open(pingPath, { capacity: 64 * 1024 })
+  const pong = Channel.open(pongPath, { capacity: 64 * 1024 })
+  pong.receive() // the first receive makes the parent pong's consumer
+  return { ping, pong, pingPath, pongPath }
+}
+
+async function setupChannelSync(ctx) {
+  const { ping, pong, pingPath, pongPath } = openChannelPair(ctx.dir, 'channel-sync')
+  const peer = spawnPeer('echo-channel-sync', [pingPath, pongPath])
+  await peer.ready()
+  return {
+    roundTrip(message) {
+      if (!ping.send(message)) throw new Error('channel-sync: the ping channel is full (the peer stopped reading)')
+      const answer = pong.receiveSync(WAIT_MS, LATIN1)
+      if (answer === null) throw new Error(`channel-sync: no answer within ${WAIT_MS} ms`)
+      return answer
+    },
+    abort() {}, // every wait above has its own deadline
+    async close() {
+      if (!ping.closed) ping.send(STOP)
+      await peer.stop()
+      ping.close()
+      pong.close()
+    },
+  }
+}
+
+// The parent's half of the recv case: roundTrip() asks for pong's next message first, then
+// sends. abort() closes pong, which rejects the pending recv() (ERR_CLOSED).
+async function setupChannelAsync(ctx) {
+  const { ping, pong, pingPath, pongPath } = openChannelPair(ctx.dir, 'channel-recv')
+  const peer = spawnPeer('echo-channel-recv', [pingPath, pongPath])
+  await peer.ready()
+  const session = {
+    failure: null,
+    roundTrip(message) {
+      const answer = pong.recv(LATIN1)
+      if (!ping.send(message)) {
+        answer.catch(() => {}) // rejected by close(); this error says more
+        throw new Error('channel-recv: the ping channel is full (the peer stopped reading)')
+      }
+      return answer
+    },
+    abort(err) {
+      // Where the message of the stuck trip is tells which side missed it (a lost wake-up
+      // of recv() if it still waits in a channel).
+      if (!ping.closed && !pong.closed) {
+        err = new Error(`${err.message} (bytes waiting: ${ping.queued} in ping for the peer, ${pong.queued} in pong for the parent)`)
+      }
+      session.failure ??= err
+      pong.close()
+    },
+    async close() {
+      if (!ping.closed) ping.send(STOP)
       await peer.stop()
       ping.close()
       pong.close()

@@ -34,6 +34,28 @@ function count(n, signed = false) {
   return n < 0 ? `−${s}` : signed ? `+${s}` : s
 }
 
+/** A fraction as a percentage: "52 %", "7.9 %", "0.35 %". */
+function percent(x) {
+  if (!Number.isFinite(x)) return 'n/a'
+  const p = x * 100
+  return `${p >= 1 ? sig(p) : String(Number(p.toPrecision(2)))} %`
+}
+
+/** A rate per second: "812", "354 k", "4.93 M". */
+function rate(n) {
+  if (!Number.isFinite(n)) return 'n/a'
+  if (n < 1_000) return sig(n)
+  if (n < 1_000_000) return `${sig(n / 1_000)} k`
+  return `${sig(n / 1_000_000)} M`
+}
+
+/** Bytes per second as MB/s (10^6 bytes): "22.7", "1,330". */
+function megabytes(bytesPerSec) {
+  if (!Number.isFinite(bytesPerSec)) return 'n/a'
+  const mb = bytesPerSec / 1e6
+  return mb >= 1_000 ? Math.round(mb).toLocaleString('en-US') : sig(mb)
+}
+
 // Three significant figures at most, without trailing zeros ("1.30" -> "1.3").
 function sig(x) {
   if (x === 0) return '0'
@@ -41,4 +63,4 @@ function sig(x) {
   return String(Number(x.toFixed(digits)))
 }
 
-module.exports = { duration, bytes, ratio, count, sig }
+module.exports = { duration, bytes, ratio, count, rate, megabytes, percent, sig }

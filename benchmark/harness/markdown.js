@@ -2,18 +2,22 @@
 // The Markdown report printed on stdout: machine, one table per case, the targets.
 // Pure rendering of the results object (the same one written to results.json).
 
-const { duration, bytes, ratio, count } = require('./format.js')
+const { duration, bytes, ratio, count, rate, megabytes, percent } = require('./format.js')
 const { machineLine } = require('./machine.js')
 
 // Which target a row of a section is checked against.
 const ROW_TARGETS = {
   'latest-value': { 'read-cached': 'read', 'read-uncached': 'read', write: 'write' },
-  'round-trip': { 'so-sync': 'sync-round-trip', 'so-promise': 'promise-round-trip' },
+  'round-trip': { 'so-sync': 'sync-round-trip', 'so-promise': 'promise-round-trip', 'channel-sync': 'channel-sync-round-trip' },
 }
+// Which targets the Channel rows of a streaming message size are checked against.
+const STREAM_TARGETS = { 64: ['stream-64b'], 65536: ['stream-64k-socket', 'stream-64k-copy'] }
+const CHANNEL_FORMS = new Set(['channel-single', 'channel-batch'])
 
 const SECTION_RENDERERS = {
   'latest-value': latestValue,
   'round-trip': roundTrip,
+  'channel-streaming': channelStreaming,
   footprint,
 }
 
@@ -108,9 +112,57 @@ function roundTrip(section, results) {
   lines.push(
     `Each round trip timed on its own (hrtime, ~40 ns included); ${section.rows.map((r) => `${count(r.ns.n)} ${r.id}`).join(', ')} round trips. ` +
       'share-object uses two segments, one per direction; each trip is write → peer wakes, read(), write() → parent wakes, read(). ' +
+      'The Channel cases use two channels, one per direction: send() → the peer\'s receiveSync() / recv() → send() of the same Buffer back → the parent\'s receiveSync() / recv() as a latin1 string. ' +
       'A ratio above 1 means fewer µs per round trip than the socket.',
   )
   return lines
+}
+
+function channelStreaming(section, results) {
+  const lines = [
+    '### 3. Channel streaming, one way (spawned producer → parent)',
+    '',
+    '| message | transport | messages/s | MB/s | this ÷ socket | share of the copy\'s MB/s | runs: slowest–fastest (messages/s) | target | result |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+  ]
+  for (const group of section.sizes) {
+    for (const row of group.rows) {
+      const [threshold, result] = streamTargetCells(results, group.size, row)
+      const vsSocket = row.baseline ? 'baseline' : ratio(row.vsSocket)
+      const vsCopy = row.reference ? 'ceiling (100 %)' : percent(row.vsCopy)
+      lines.push(`| ${bytes(group.size)} | ${row.label} | ${rate(row.messagesPerSec)} | ${megabytes(row.bytesPerSec)} | ${vsSocket} | ${vsCopy} | ${rate(row.messagesPerSecMin)}–${rate(row.messagesPerSecMax)} | ${threshold} | ${result} |`)
+    }
+  }
+  const perRun = section.sizes
+    .map((g) => `${bytes(g.size)}: ${g.rows.map((r) => `${r.id} ${count(r.messagesPerRun)}`).join(', ')}`)
+    .join('; ')
+  const channels = section.sizes.map((g) => `${bytes(g.size)}: capacity ${bytes(g.capacity)} (maxMessage ${bytes(g.maxMessage)}), sendBatch() of ${count(g.batch)}`).join('; ')
+  lines.push(
+    '',
+    'One way, from a spawned producer to the parent (the consumer), each message a Buffer on arrival, checked for its length, its sequence number (first 4 bytes) and the low byte of that number (last byte): a lost, repeated or torn message fails the run. ' +
+      'Time runs from the producer\'s first send (its hrtime: CLOCK_MONOTONIC, shared by the processes) to the arrival of the last message in the parent. ' +
+      `Every form sends a fixed number of messages per run and runs ${section.rounds === 1 ? 'once' : `${section.rounds} times, the forms interleaved`}; a row is its median run. MB = 10^6 bytes of message payload (frame headers not counted); for one message size the ratio of messages/s and of bytes/s are the same.`,
+    '',
+    'Socket: one socket.write() per length-prefixed frame, \'drain\' honoured (the baseline); "writes coalesced" packs ~256 KiB of frames into each write(). The parent parses the frames out of the \'data\' chunks into subarrays. ' +
+      'Channel single: send() per message, sendAsync() of that message when the channel is full; the parent calls receiveSync() per message (its own copy). ' +
+      'Channel batch: sendBatch() of many, sendAsync() of the first unsent one when it took only part; the parent calls receiveBatch() (views of one copy per batch), receiveSync() of one message when none waits. ' +
+      'Copy: Buffer.copy of each message in this process into a ring-sized buffer, wrapping: the bandwidth ceiling (one copy, no second process). ' +
+      'When the consumer catches up with the producer, receiveSync() spins ~20 µs before it sleeps: another process on the cores slows that down.',
+    '',
+    `Channels — ${channels}. Messages per run — ${perRun}.`,
+  )
+  if (results.quick) lines.push('', `_Quick mode: a fiftieth of the messages, one run each._`)
+  return lines
+}
+
+// The target and result cells of a streaming row: the Channel rows at a size with targets.
+function streamTargetCells(results, size, row) {
+  const ids = CHANNEL_FORMS.has(row.id) ? STREAM_TARGETS[size] : null
+  if (!ids) return [row.baseline ? 'baseline' : '—', '']
+  const targets = ids.map((id) => results.targets.find((t) => t.id === id))
+  const threshold = targets.map((t) => t.threshold).join('; ')
+  const result = targets.map((t) => verdict(t.byRow?.[row.id] ?? null, results.quick)).join('; ')
+  return [threshold, result]
 }
 
 function footprint(section, results) {

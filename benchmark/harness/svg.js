@@ -25,6 +25,8 @@ const TRIP_LABELS = {
   'so-sync': 'share-object waitForChangeSync',
   'so-promise': 'share-object waitForChange',
   'so-watch': 'share-object watch()',
+  'channel-sync': 'Channel receiveSync',
+  'channel-recv': 'Channel recv()',
   ipc: 'child_process IPC',
   'worker-sab': 'worker + Atomics.wait (in-process)',
 }
@@ -47,7 +49,7 @@ function groupsOf(results) {
   }
   const trips = results.sections.find((s) => s.id === 'round-trip')
   if (trips) {
-    const byRow = { 'so-sync': 'sync-round-trip', 'so-promise': 'promise-round-trip' }
+    const byRow = { 'so-sync': 'sync-round-trip', 'so-promise': 'promise-round-trip', 'channel-sync': 'channel-sync-round-trip' }
     groups.push({
       title: 'Cross-process round trip — Unix socket time ÷ transport time (socket = 1×)',
       bars: trips.rows
@@ -55,9 +57,52 @@ function groupsOf(results) {
         .map((r) => ({
           label: (TRIP_LABELS[r.id] || r.label) + (r.spinners ? ` (spins: ${r.spinners} cores)` : ''),
           value: r.vsSocket,
-          kind: r.reference ? 'ref' : r.id.startsWith('so-') ? 'so' : 'alt',
+          kind: r.reference ? 'ref' : /^(so|channel)-/.test(r.id) ? 'so' : 'alt',
           target: targetFor(targets, byRow[r.id]),
         })),
+    })
+  }
+  const stream = results.sections.find((s) => s.id === 'channel-streaming')
+  if (stream) groups.push(...streamGroups(stream))
+  return groups
+}
+
+const STREAM_LABELS = {
+  'socket-coalesced': 'socket, writes coalesced',
+  'channel-single': 'Channel send / receiveSync',
+  'channel-batch': 'Channel sendBatch / receiveBatch',
+}
+// Targets drawn on the streaming bars: ratio to the socket by message size; ratio to the copy.
+const STREAM_SOCKET_TARGETS = { 64: 10, 65536: 4 }
+const STREAM_COPY_TARGET = { size: 65536, value: 0.5 }
+
+function sizeLabel(size) {
+  return size >= 1024 ? `${size / 1024} KiB` : `${size} B`
+}
+
+// Two groups: every form against the per-message-write socket, and the Channel's bytes/s
+// against the in-process copy at the size that has a target for it.
+function streamGroups(section) {
+  const vsSocket = {
+    title: 'Channel streaming, one way — messages/s ÷ Unix socket with one write() per message (socket = 1×)',
+    bars: [],
+  }
+  for (const g of section.sizes) {
+    for (const r of g.rows) {
+      if (!STREAM_LABELS[r.id]) continue
+      const channel = r.id.startsWith('channel-')
+      const target = channel && STREAM_SOCKET_TARGETS[g.size]
+      vsSocket.bars.push({ label: `${sizeLabel(g.size)}: ${STREAM_LABELS[r.id]}`, value: r.vsSocket, kind: channel ? 'so' : 'alt', target: target ? { value: target } : null })
+    }
+  }
+  const groups = [vsSocket]
+  const big = section.sizes.find((g) => g.size === STREAM_COPY_TARGET.size)
+  if (big) {
+    groups.push({
+      title: `Channel streaming, ${sizeLabel(big.size)} — MB/s ÷ in-process Buffer.copy MB/s (the ceiling; copy = 1×)`,
+      bars: big.rows
+        .filter((r) => r.id.startsWith('channel-'))
+        .map((r) => ({ label: `${sizeLabel(big.size)}: ${STREAM_LABELS[r.id]}`, value: r.vsCopy, kind: 'so', target: { value: STREAM_COPY_TARGET.value } })),
     })
   }
   return groups

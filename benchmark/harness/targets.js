@@ -5,7 +5,7 @@
 const MiB = 1024 * 1024
 // Lines of /proc/self/maps that V8 and malloc add or drop on their own (see calls-maps).
 const MAPS_JITTER = 4
-const { ratio, bytes, count } = require('./format.js')
+const { ratio, bytes, count, percent } = require('./format.js')
 
 const TARGETS = [
   {
@@ -44,6 +44,35 @@ const TARGETS = [
       const x = rowOf(r, 'round-trip', 'so-promise').vsSocket
       return { met: x >= 1, measured: `socket ÷ waitForChange = ${ratio(x)} (medians)` }
     },
+  },
+  {
+    id: 'channel-sync-round-trip',
+    threshold: '≥ 50×',
+    text: 'Channel round trip (receiveSync) ≥ 50× lower than the socket’s',
+    check(r) {
+      const x = rowOf(r, 'round-trip', 'channel-sync').vsSocket
+      return { met: x >= 50, measured: `socket ÷ Channel receiveSync = ${ratio(x)} (medians)` }
+    },
+  },
+  // Streaming targets are met when either Channel form (single or batch) reaches them; the
+  // verdict names the form(s), and `byRow` gives each form's own verdict for its table row.
+  {
+    id: 'stream-64b',
+    threshold: '≥ 10× socket',
+    text: 'Channel streaming, 64 B messages: ≥ 10× the socket’s messages/s (single or batch form)',
+    check: (r) => byForm(streamRows(r, 64), (row) => row.vsSocket, 10, (x) => ratio(x)),
+  },
+  {
+    id: 'stream-64k-socket',
+    threshold: '≥ 4× socket',
+    text: 'Channel streaming, 64 KiB messages: ≥ 4× the socket’s bytes/s',
+    check: (r) => byForm(streamRows(r, 64 * 1024), (row) => row.vsSocket, 4, (x) => ratio(x)),
+  },
+  {
+    id: 'stream-64k-copy',
+    threshold: 'within 2× of copy (≥ 50 %)',
+    text: 'Channel streaming, 64 KiB messages: bytes/s within 2× of the in-process Buffer.copy’s',
+    check: (r) => byForm(streamRows(r, 64 * 1024), (row) => row.vsCopy, 0.5, (x) => `${percent(x)} of the copy's MB/s`),
   },
   {
     id: 'calls-maps',
@@ -87,6 +116,30 @@ function rowOf(results, sectionId, rowId) {
   const found = section(results, sectionId).rows.find((r) => r.id === rowId)
   if (!found) throw new Error(`no row ${rowId} in ${sectionId}`)
   return found
+}
+
+const FORMS = { 'channel-single': 'single', 'channel-batch': 'batch' }
+
+// The Channel rows (single and batch form) of the streaming section at one message size.
+function streamRows(results, size) {
+  const group = section(results, 'channel-streaming').sizes.find((g) => g.size === size)
+  if (!group) throw new Error(`no ${size}-byte streaming case`)
+  const rows = group.rows.filter((row) => FORMS[row.id])
+  if (rows.length !== 2) throw new Error(`no Channel rows for ${size}-byte messages`)
+  return rows
+}
+
+// Met when either form reaches `threshold`; says which.
+function byForm(rows, value, threshold, show) {
+  const byRow = {}
+  const reached = []
+  for (const row of rows) {
+    byRow[row.id] = value(row) >= threshold
+    if (byRow[row.id]) reached.push(FORMS[row.id])
+  }
+  const values = rows.map((row) => `${FORMS[row.id]} ${show(value(row))}`).join(', ')
+  const who = reached.length === 0 ? 'missed by both forms' : `met by the ${reached.join(' and the ')} form${reached.length > 1 ? 's' : ''}`
+  return { met: reached.length > 0, measured: `${values}: ${who}`, byRow }
 }
 
 /** [{ id, text, met, measured }] for every target (met: null if it could not be checked). */
