@@ -262,8 +262,18 @@ impl<'a> Ring<'a> {
             }
             if pad > 0 {
                 // The padding is committed at once. If the consumer revoked it meanwhile, its
-                // own gap covers the same bytes: nothing to do.
-                self.take_header(tail, word_of(pad - HEADER, PAD));
+                // own gap covers the same bytes: nothing to do. If it revoked, skipped and
+                // zeroed it before we got here, our padding landed in free space: take it back
+                // (a stale padding there would swallow a later lap's records).
+                let padding = word_of(pad - HEADER, PAD);
+                if self.take_header(tail, padding) && self.head.load(Ordering::Acquire) > tail {
+                    let _ = self.word(index).compare_exchange(
+                        padding,
+                        0,
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    );
+                }
             }
             let pos = tail + pad;
             let header = self.word(self.index(pos));
