@@ -37,6 +37,11 @@ export interface WaitOptions {
 export interface WatchOptions {
   /** Keep the process alive while watching (default `true`). */
   ref?: boolean
+  /**
+   * Called instead of the listener when a change's value cannot be read (for example
+   * `ERR_WRITER_DIED` after a writer was killed mid-write); the watcher keeps watching.
+   */
+  onError?: (err: ShareObjectError) => void
 }
 
 /** Options for {@link SharedObject.changes}. */

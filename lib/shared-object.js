@@ -265,12 +265,15 @@ class SharedObject {
    * Calls `listener(value, version)` after every change (changes that come faster than
    * the listener runs are coalesced: it always gets the latest value). Returns a function
    * that stops watching. An active watcher keeps the process alive unless `{ ref: false }`.
+   * A change whose value cannot be read (ERR_WRITER_DIED, ERR_CORRUPT) is skipped and
+   * passed to `options.onError` if given.
    */
   watch(listener, options) {
     this.#check()
     checkFunction('listener', listener)
     const o = checkObject('options', options)
-    const watcher = { listener, ref: o.ref === undefined ? true : Boolean(o.ref), last: this.version }
+    if (o.onError !== undefined) checkFunction('options.onError', o.onError)
+    const watcher = { listener, onError: o.onError, ref: o.ref === undefined ? true : Boolean(o.ref), last: this.version }
     this.#watchers.add(watcher)
     this.#listenersChanged()
     return () => {
@@ -340,11 +343,20 @@ class SharedObject {
       if (waiter.since !== version && this.#dropWaiter(waiter)) waiter.resolve(version)
     }
     if (this.#watchers.size === 0) return
-    let current = null
+    let current
+    try {
+      current = this.#readVersioned()
+    } catch (err) {
+      // The value cannot be read now (a writer died mid-write, a damaged header): this
+      // change is not delivered; watchers that asked hear why. Never thrown from here,
+      // where it would be an uncaught exception.
+      for (const watcher of [...this.#watchers]) {
+        if (watcher.onError && this.#watchers.has(watcher)) watcher.onError(err)
+      }
+      return
+    }
     for (const watcher of [...this.#watchers]) {
-      if (!this.#watchers.has(watcher)) continue
-      current ??= this.#readVersioned()
-      if (current.version === watcher.last) continue
+      if (!this.#watchers.has(watcher) || current.version === watcher.last) continue
       watcher.last = current.version
       watcher.listener(current.value, current.version)
     }

@@ -24,7 +24,9 @@ pub struct OpenMode {
 
 /// Opens `path` without following a final symlink, close-on-exec.
 pub fn open(path: &Path, how: OpenMode) -> io::Result<File> {
-    let mut flags = OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY;
+    // NONBLOCK: opening a FIFO planted at the path must not block (it is then refused as
+    // not a regular file); it changes nothing for regular files and mmap.
+    let mut flags = OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
     flags |= if how.write {
         OFlags::RDWR
     } else {

@@ -168,24 +168,27 @@ impl<'a> Ring<'a> {
         word_of(self.lap(pos), REVOKED)
     }
 
-    /// Makes the header word at `pos` ours: from zero, or from a revoked word left over
-    /// from an earlier lap (the consumer publishes head before it zeroes a revoked gap).
-    /// Fails if the consumer revoked this very claim.
+    /// Makes the header word at `pos` ours (`pos` was just claimed by us, so nobody else may
+    /// own it). Fails only if the consumer revoked this very claim: a word revoked in this
+    /// lap, or the header of a gap it is unblocking. Anything else found there is a
+    /// leftover of an earlier lap — a revoked word the consumer has not zeroed yet, or a
+    /// header written by a producer suspended across a lap, which then backs off — and is
+    /// taken over.
     fn take_header(&self, pos: u64, mine: u64) -> bool {
         let header = self.word(self.index(pos));
         let mut expected = 0;
         loop {
-            // SYNC POINT: races only with the consumer's revoking CAS in `unblock` (and its
-            // zeroing CAS in `skip_gap`); exactly one side wins each word.
+            // SYNC POINT: races with the consumer's revoking CAS in `unblock` (exactly one
+            // side wins each word) and with its zeroing CAS in `skip_gap`.
             match header.compare_exchange(expected, mine, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return true,
                 Err(found) => {
                     let (lap, state) = split(found);
-                    if state == REVOKED && lap != self.lap(pos) && found != expected {
-                        expected = found; // a leftover: take it over
-                        continue;
+                    let revoked_here = (state == REVOKED && lap == self.lap(pos)) || state == GAP;
+                    if revoked_here {
+                        return false;
                     }
-                    return false;
+                    expected = found;
                 }
             }
         }
