@@ -28,7 +28,7 @@
 //!    claim between its tail CAS, its padding `take_header` and check, its header
 //!    `take_header` and its head check; the consumer inside `clear`, `unblock` and
 //!    `skip_gap` (where a consumer may also be killed). These mirrors follow `src/ring.rs`
-//!    as of commit 47eee98 and say which statements they reproduce. The exploration is
+//!    as of commit 1ce0d2d and say which statements they reproduce. The exploration is
 //!    exhaustive for the bounds stated in each test (threads, messages, retries, unblocks,
 //!    crashes) under sequential consistency; memory ordering (fences, Acquire/Release) is
 //!    not what these check — the multi-thread and multi-process stress tests exercise that.
@@ -1134,17 +1134,19 @@ fn state_of(word: u64) -> u32 {
     (word >> 32) as u32
 }
 
-/// `Ring::take_header`: the header word at `pos` becomes `mine` if it is zero, or a revoked
-/// word left over from another lap. One step: its retry loop only re-reads.
+/// `Ring::take_header`: the header word at `pos` becomes `mine` unless the consumer revoked
+/// this very claim (a word revoked in this lap, or a gap header); anything else there is a
+/// leftover of an earlier lap and is taken over. One step: its retry loop only re-reads.
 fn take_header(mem: &RingMem, pos: u64, mine: u64) -> bool {
     let w = mem.word(pos % MCAP);
     let found = w.load(Ordering::Acquire);
-    let leftover = state_of(found) == ring::REVOKED && (found & 0xFFFF_FFFF) != lap(pos);
-    if found == 0 || leftover {
+    let revoked_here = (state_of(found) == ring::REVOKED && (found & 0xFFFF_FFFF) == lap(pos))
+        || state_of(found) == ring::GAP;
+    if revoked_here {
+        false
+    } else {
         w.store(mine, Ordering::Release);
         true
-    } else {
-        false
     }
 }
 
