@@ -111,7 +111,7 @@ export declare class SharedObject implements Disposable {
 
   /** The segment's absolute path (`memfd:…` or `fd:N` for anonymous segments). */
   readonly path: string
-  /** Number of completed writes to the segment, the same in every process. */
+  /** Counts writes to the segment, the same in every process (a write cut short by a killed writer counts too). */
   readonly version: number
   /** Bytes the value may take before the segment grows. */
   readonly capacity: number
