@@ -98,4 +98,23 @@ function mapsLines() {
   return fs.readFileSync('/proc/self/maps', 'utf8').split('\n').length
 }
 
-module.exports = { FIXTURES, tempDir, spawnFixture, waitFor, exitOf, runFixture, mapsLines }
+/** Whether this process may make a private mount namespace (`unshare -m`) for a tmpfs. */
+function canUnshareMounts() {
+  return new Promise((resolve) => {
+    const probe = spawn('unshare', ['-m', '--propagation', 'private', 'true'])
+    const timer = setTimeout(() => {
+      probe.kill('SIGKILL')
+      resolve(false)
+    }, 10_000)
+    probe.on('error', () => {
+      clearTimeout(timer)
+      resolve(false)
+    })
+    probe.on('exit', (code) => {
+      clearTimeout(timer)
+      resolve(code === 0)
+    })
+  })
+}
+
+module.exports = { FIXTURES, tempDir, spawnFixture, waitFor, exitOf, runFixture, mapsLines, canUnshareMounts }

@@ -7,9 +7,9 @@ const test = require('node:test')
 const assert = require('node:assert/strict')
 const fs = require('node:fs')
 const path = require('node:path')
-const { spawn, execFileSync } = require('node:child_process')
+const { execFileSync } = require('node:child_process')
 const { SharedObject, Channel } = require('..')
-const { tempDir, spawnFixture, waitFor, exitOf, runFixture, FIXTURES } = require('./helpers.js')
+const { tempDir, spawnFixture, waitFor, exitOf, runFixture, FIXTURES, canUnshareMounts } = require('./helpers.js')
 const { makeValue, checkValue, HEAD } = require('./fixtures/rel-common.js')
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
@@ -572,12 +572,7 @@ for (const kind of ['value', 'channel']) {
 // ---------------------------------------------------------------------------------------
 
 test('a full filesystem: ENOSPC at create or grow for values and channels, no half-initialised file, no bus error later', async (t) => {
-  const probe = spawn('unshare', ['-m', '--propagation', 'private', 'true'])
-  const probeExit = await new Promise((resolve) => {
-    probe.on('error', () => resolve(-1))
-    probe.on('exit', (code) => resolve(code))
-  })
-  if (probeExit !== 0) {
+  if (!(await canUnshareMounts())) {
     t.skip('unshare -m is not available here (needs root or user namespaces)')
     return
   }

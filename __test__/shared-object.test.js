@@ -6,10 +6,10 @@ const test = require('node:test')
 const assert = require('node:assert/strict')
 const fs = require('node:fs')
 const path = require('node:path')
-const { spawn, execFileSync } = require('node:child_process')
+const { execFileSync } = require('node:child_process')
 const { Worker } = require('node:worker_threads')
 const { SharedObject } = require('..')
-const { tempDir, spawnFixture, waitFor, exitOf, FIXTURES } = require('./helpers.js')
+const { tempDir, spawnFixture, waitFor, exitOf, FIXTURES, canUnshareMounts } = require('./helpers.js')
 
 function forceGc() {
   require('node:v8').setFlagsFromString('--expose-gc')
@@ -322,12 +322,7 @@ test('options are validated with coded errors', (t) => {
 })
 
 test('ENOSPC on a tiny tmpfs is a coded error at create or grow time, never a bus error', async (t) => {
-  const probe = spawn('unshare', ['-m', '--propagation', 'private', 'true'])
-  const probeExit = await new Promise((resolve) => {
-    probe.on('error', () => resolve(-1))
-    probe.on('exit', (code) => resolve(code))
-  })
-  if (probeExit !== 0) {
+  if (!(await canUnshareMounts())) {
     t.skip('unshare -m is not available here (needs root or user namespaces)')
     return
   }
