@@ -195,8 +195,12 @@ class SharedObject {
   /** Replaces the value; returns the number of bytes written. */
   write(value) {
     this.#check()
-    if (typeof value === 'string') return call(() => native.valueWriteString(this.#id, value))
-    if (value instanceof Uint8Array) return call(() => native.valueWriteBytes(this.#id, value))
+    try {
+      if (typeof value === 'string') return native.valueWriteString(this.#id, value)
+      if (value instanceof Uint8Array) return native.valueWriteBytes(this.#id, value)
+    } catch (err) {
+      throw fromNative(err)
+    }
     throw invalidArgType('value', 'a string, Buffer or Uint8Array', value)
   }
 
@@ -491,4 +495,4 @@ function write(value) {
   return defaultSegment().write(value)
 }
 
-module.exports = { SharedObject, read, write, defaultSegment }
+module.exports = { SharedObject, read, write }

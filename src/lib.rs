@@ -985,12 +985,19 @@ pub fn channel_receive_sync(
     let max = (max as usize).min(lens.len());
     let deadline = deadline_after(timeout_ms);
     loop {
-        let (got, watcher) = with_channel(id, |e| {
-            Ok((receive_into(&mut e.chan, out, lens, max)?, e.chan.watcher()))
+        // Only a call that found nothing pays for the watcher (two reference counts).
+        let watcher = with_channel(id, |e| {
+            let got = receive_into(&mut e.chan, out, lens, max)?;
+            Ok(if got != 0.0 {
+                Err(got)
+            } else {
+                Ok(e.chan.watcher())
+            })
         })?;
-        if got != 0.0 {
-            return Ok(got);
-        }
+        let watcher = match watcher {
+            Err(got) => return Ok(got),
+            Ok(watcher) => watcher,
+        };
         if !watcher.wait_data(deadline, channel::WAIT_SPIN, None) {
             return Ok(0.0);
         }

@@ -9,7 +9,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use rustix::fs::{self as rfs, Mode, OFlags};
@@ -232,14 +232,13 @@ pub fn random_token() -> u32 {
     }
 }
 
-/// Borrows a file's descriptor.
-pub fn fd(file: &File) -> BorrowedFd<'_> {
-    file.as_fd()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fd(file: &File) -> BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(file)
+    }
 
     fn temp_file(name: &str) -> (std::path::PathBuf, File) {
         let dir = std::env::temp_dir().join(format!("so-os-{}-{}", name, std::process::id()));

@@ -112,7 +112,6 @@ pub struct Segment {
     map: Arc<Mapping>,
     token: u32,
     read_only: bool,
-    kind: u32,
 }
 
 impl Segment {
@@ -178,7 +177,6 @@ impl Segment {
                         map: Arc::new(map),
                         token,
                         read_only: opts.read_only,
-                        kind: opts.kind,
                     });
                 }
                 Inspection::AllZero => {
@@ -227,11 +225,6 @@ impl Segment {
     /// Whether writes are refused.
     pub fn read_only(&self) -> bool {
         self.read_only
-    }
-
-    /// The segment kind.
-    pub fn kind(&self) -> u32 {
-        self.kind
     }
 
     /// The file descriptor (for passing an anonymous segment to a child).

@@ -123,7 +123,8 @@ impl ValueSegment {
         let mut waited_since: Option<Instant> = None;
         let mut spins = 0u32; // before looking at whether a mid-copy writer is alive
         loop {
-            let map = Arc::clone(self.seg.mapping());
+            // Borrowed, not cloned: the hot path touches no reference count.
+            let map = self.seg.mapping();
             // SAFETY: ValueHeader is all atomics and the mapping is a validated value segment.
             let h = unsafe { map.header::<ValueHeader>() };
             // SAFETY: `data()` is valid for `data_len()` bytes while `map` lives.
@@ -150,7 +151,7 @@ impl ValueSegment {
                         continue;
                     }
                     let since = *waited_since.get_or_insert_with(Instant::now);
-                    self.check_writer_alive(h, seq, since)?;
+                    self.check_writer_alive(self.header(), seq, since)?;
                     std::thread::sleep(Duration::from_micros(50));
                 }
             }
@@ -246,7 +247,7 @@ impl ValueSegment {
     fn write_locked(&mut self, value: &[u8]) -> Result<u64> {
         let len = value.len() as u64;
         self.ensure_capacity(len)?;
-        let map = Arc::clone(self.seg.mapping());
+        let map = self.seg.mapping();
         // SAFETY: ValueHeader is all atomics and the mapping is a validated value segment.
         let h = unsafe { map.header::<ValueHeader>() };
         let odd = seqlock::begin_write(&h.seq);
