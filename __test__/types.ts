@@ -39,6 +39,7 @@ const one: Buffer | null = ch.receive()
 const str: string | null = ch.receiveString()
 const many: Buffer[] = ch.receiveBatch(16)
 const strings = ch.receiveBatch(16, { encoding: 'utf8' })
+const consumed: number = ch.consume((view: Buffer) => void view.readUInt32LE(0), 64)
 const blocking: Buffer | null = ch.receiveSync(10)
 const later: Promise<Buffer> = ch.recv({ timeout: 10 })
 async function consume(): Promise<void> {

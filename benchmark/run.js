@@ -6,6 +6,8 @@
 //   npm run bench -- --quick      smoke mode: every case briefly (a few seconds); results go
 //                                 to the temp folder (checked, then removed) unless --out
 //   npm run bench -- --out DIR    write results.json and results.svg to DIR instead
+//   npm run bench -- --only ID    run one case (latest-value, round-trip, channel-streaming,
+//                                 footprint); results go to the temp folder unless --out
 //
 // Cases (each file's header says what it measures and how):
 //   1. cases/latest-value.js  read()/write() of a 1 KiB string vs fs.readFileSync/writeFileSync
@@ -37,19 +39,24 @@ const SUITES = [
 ]
 
 function parseArgs(argv) {
-  const args = { quick: false, out: null }
+  const args = { quick: false, out: null, only: null }
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--quick') args.quick = true
     else if (argv[i] === '--out') args.out = path.resolve(argv[++i] ?? '')
+    else if (argv[i] === '--only') args.only = argv[++i] ?? ''
     else if (argv[i] === '--help' || argv[i] === '-h') args.help = true
-    else throw new Error(`unknown argument ${argv[i]} (use --quick, --out DIR)`)
+    else throw new Error(`unknown argument ${argv[i]} (use --quick, --out DIR, --only ID)`)
+  }
+  if (args.only !== null && !SUITES.some((s) => s.id === args.only)) {
+    throw new Error(`unknown case ${JSON.stringify(args.only)} (one of ${SUITES.map((s) => s.id).join(', ')})`)
   }
   return args
 }
 
-async function runSuites(ctx) {
+async function runSuites(ctx, only) {
   const sections = []
   for (const suite of SUITES) {
+    if (only !== null && suite.id !== only) continue
     if (suite.pending) {
       sections.push({ id: suite.id, title: suite.title, pending: suite.pending })
       continue
@@ -77,21 +84,21 @@ function writeOutputs(results, outDir) {
 async function main() {
   const args = parseArgs(process.argv.slice(2))
   if (args.help) {
-    process.stdout.write(fs.readFileSync(__filename, 'utf8').split('\n').slice(1, 20).join('\n') + '\n')
+    process.stdout.write(fs.readFileSync(__filename, 'utf8').split('\n').slice(1, 22).join('\n') + '\n')
     return
   }
   const started = Date.now()
   const dir = tempFolder()
   const machine = await machineInfo()
-  const sections = await runSuites({ dir, quick: args.quick })
+  const sections = await runSuites({ dir, quick: args.quick }, args.only)
   machine.busyCoresAtEnd = await busyCores()
   const results = { quick: args.quick, machine, durationMs: 0, sections, targets: [] }
   results.targets = evaluate(results)
   results.durationMs = Date.now() - started
-  const outDir = args.out || (args.quick ? path.join(dir, 'out') : __dirname)
+  const outDir = args.out || (args.quick || args.only !== null ? path.join(dir, 'out') : __dirname)
   const { jsonPath, svgPath } = writeOutputs(results, outDir)
   process.stdout.write(markdown.render(results))
-  const kept = outDir.startsWith(dir) ? ' (quick mode: checked, then removed with the temp folder)' : ''
+  const kept = outDir.startsWith(dir) ? ' (quick or partial run: checked, then removed with the temp folder)' : ''
   process.stderr.write(`bench: wrote ${jsonPath} and ${svgPath}${kept}; ${(results.durationMs / 1000).toFixed(1)} s in all\n`)
 }
 

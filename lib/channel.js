@@ -6,8 +6,9 @@
 
 const path = require('node:path')
 const native = require('../binding.js')
+const fast = native.fastApi() // the per-message calls as plain napi callbacks (src/fast.rs)
 const { coded, fromNative, invalidArgType, invalidArgValue, closedError, abortError, timeoutError } = require('./errors.js')
-const { checkPath, checkObject, checkTimeout, checkSignal, checkBytes, call, INTERNAL } = require('./common.js')
+const { checkPath, checkObject, checkTimeout, checkSignal, checkBytes, checkFunction, call, INTERNAL } = require('./common.js')
 
 const finalizer = new FinalizationRegistry((id) => native.channelClose(id))
 const MAX_TIMER_MS = 2 ** 31 - 1
@@ -44,6 +45,8 @@ class Channel {
   #closed = false
   #rx // receive area: at least the largest message
   #lens = new Uint32Array(MAX_BATCH)
+  #meta = new Uint32Array(1 + 2 * MAX_BATCH) // consume(): count, then (offset, length) pairs
+  #consuming = false
   #pack = Buffer.allocUnsafeSlow(64 * 1024) // sendBatch packing area
   #recvs = [] // pending recv() calls, oldest first
   #sends = [] // pending sendAsync() calls, oldest first
@@ -130,8 +133,20 @@ class Channel {
   /** Sends one message; returns false if the channel is full right now (never blocks). */
   send(msg) {
     this.#check()
-    if (typeof msg === 'string') return call(() => native.channelSendString(this.#id, msg))
-    if (msg instanceof Uint8Array) return call(() => native.channelSend(this.#id, msg))
+    if (msg instanceof Uint8Array) {
+      try {
+        return fast.channelSend(this.#id, msg)
+      } catch (err) {
+        throw fromNative(err)
+      }
+    }
+    if (typeof msg === 'string') {
+      try {
+        return fast.channelSendString(this.#id, msg)
+      } catch (err) {
+        throw fromNative(err)
+      }
+    }
     throw invalidArgType('msg', 'a string, Buffer or Uint8Array', msg)
   }
 
@@ -227,13 +242,31 @@ class Channel {
     return out
   }
 
+  // One native receive: `timeout` false returns at once, null waits without limit. Messages
+  // above 4 KiB come back as Buffers of their own (one copy, see src/fast.rs); a batch that
+  // starts with one goes on taking what waits, without blocking.
   #receiveNative(max, encoding, timeout) {
+    if (this.#consuming) throw coded(Error, 'ERR_INVALID_STATE', `${this.#path}: cannot receive inside a consume() callback`)
+    const wait = timeout === false ? -1 : (timeout ?? Infinity)
     for (;;) {
-      const n = timeout === false
-        ? call(() => native.channelReceiveInto(this.#id, this.#rx, this.#lens, max))
-        : call(() => native.channelReceiveSync(this.#id, this.#rx, this.#lens, max, timeout))
-      if (n >= 0) return this.#take(n, encoding)
-      this.#rx = Buffer.allocUnsafeSlow(Math.max(-n, this.#rx.length * 2)) // never happens for max <= maxMessage
+      let got
+      try {
+        got = fast.channelReceive(this.#id, this.#rx, this.#lens, max, encoding === undefined, wait)
+      } catch (err) {
+        throw fromNative(err)
+      }
+      if (typeof got !== 'number') {
+        if (max === 1) return [got]
+        const out = got // an array of Buffers
+        while (out.length < max) {
+          const more = this.#receiveNative(max - out.length, encoding, false)
+          if (more.length === 0) break
+          for (const msg of more) out.push(msg)
+        }
+        return out
+      }
+      if (got >= 0) return this.#take(got, encoding)
+      this.#rx = Buffer.allocUnsafeSlow(Math.max(-got, this.#rx.length * 2)) // never happens for max <= maxMessage
     }
   }
 
@@ -290,6 +323,47 @@ class Channel {
     } catch (err) {
       return Promise.reject(err)
     }
+  }
+
+  /**
+   * Zero-copy receive: calls `fn(view)` for each waiting message, in order (up to `max`,
+   * default all up to 4096; never blocks), where `view` is a Buffer over the message's
+   * bytes inside the shared ring: nothing is copied. A view is valid only while `fn` runs:
+   * when `consume` returns, the space goes back to producers and every view is detached
+   * (its length reads 0), so copy what you keep. Returns how many messages were delivered.
+   * If `fn` throws, the messages after the one it threw on stay queued. Receiving from this
+   * channel inside `fn` throws `ERR_INVALID_STATE`.
+   */
+  consume(fn, max = MAX_BATCH) {
+    this.#check()
+    checkFunction('fn', fn)
+    if (!Number.isInteger(max) || max < 1) throw invalidArgValue('max', 'must be a positive integer', max)
+    if (this.#consuming) throw coded(Error, 'ERR_INVALID_STATE', `${this.#path}: cannot receive inside a consume() callback`)
+    const meta = this.#meta
+    let view
+    try {
+      view = fast.channelBorrow(this.#id, meta, Math.min(max, MAX_BATCH))
+    } catch (err) {
+      throw fromNative(err)
+    }
+    if (view === undefined) return 0
+    const n = meta[0]
+    let delivered = 0
+    this.#consuming = true
+    try {
+      while (delivered < n) {
+        const at = 1 + 2 * delivered++
+        fn(Buffer.from(view, meta[at], meta[at + 1]))
+      }
+    } finally {
+      this.#consuming = false
+      try {
+        fast.channelRelease(this.#id, view, delivered)
+      } catch (err) {
+        throw fromNative(err)
+      }
+    }
+    return n
   }
 
   /** `for await (const msg of channel)`: receives until the channel is closed. */

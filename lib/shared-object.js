@@ -196,8 +196,8 @@ class SharedObject {
   write(value) {
     this.#check()
     try {
-      if (typeof value === 'string') return native.valueWriteString(this.#id, value)
-      if (value instanceof Uint8Array) return native.valueWriteBytes(this.#id, value)
+      if (typeof value === 'string') return fast.valueWriteString(this.#id, value)
+      if (value instanceof Uint8Array) return fast.valueWriteBytes(this.#id, value)
     } catch (err) {
       throw fromNative(err)
     }
@@ -224,7 +224,12 @@ class SharedObject {
     this.#check()
     const from = since === undefined ? this.version : checkBytes('since', since)
     const timeout = checkTimeout('timeoutMs', timeoutMs)
-    const v = call(() => native.valueWaitSync(this.#id, from, timeout))
+    let v
+    try {
+      v = fast.valueWaitSync(this.#id, from, timeout)
+    } catch (err) {
+      throw fromNative(err)
+    }
     if (v === null) throw timeoutError(this.#path, timeout, 'a change')
     return v
   }

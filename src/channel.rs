@@ -52,6 +52,11 @@ pub struct ChannelSegment {
     consumer: bool,
     /// Where and since when the consumer has faced unwritten space at head.
     unwritten: Option<(u64, Instant)>,
+    /// Records handed out by [`borrow`](Self::borrow) and not yet released, from
+    /// `borrow_start` on: (record length, header word before it was marked taken). Private
+    /// memory: releasing never trusts lengths read back from the ring.
+    borrowed: Vec<(u64, u64)>,
+    borrow_start: u64,
 }
 
 impl ChannelSegment {
@@ -90,6 +95,8 @@ impl ChannelSegment {
             capacity,
             consumer: false,
             unwritten: None,
+            borrowed: Vec::new(),
+            borrow_start: 0,
         })
     }
 
@@ -135,11 +142,8 @@ impl ChannelSegment {
 
     /// Sends one message; `Ok(false)` if the ring has no room for it now.
     pub fn send(&self, msg: &[u8]) -> Result<bool> {
-        let sent = self.put(msg)?;
-        if sent {
-            self.announce_data();
-        }
-        Ok(sent)
+        // SAFETY: a slice is readable for its length.
+        unsafe { self.send_from(msg.as_ptr(), msg.len()) }
     }
 
     /// Sends messages in order until one does not fit; returns how many were sent.
@@ -191,20 +195,27 @@ impl ChannelSegment {
         Ok(())
     }
 
-    fn put(&self, msg: &[u8]) -> Result<bool> {
-        let len = msg.len() as u64;
-        self.check_sendable(std::iter::once(len))?;
+    /// Sends the `len` bytes at `src`; `Ok(false)` if the ring has no room for them now.
+    ///
+    /// # Safety
+    /// `src` must be valid for reads of `len` bytes during the call. It may point into
+    /// shared memory (another segment, or a message borrowed from this ring): the bytes
+    /// are copied with raw pointers and never viewed as a slice.
+    pub unsafe fn send_from(&self, src: *const u8, len: usize) -> Result<bool> {
+        self.check_sendable(std::iter::once(len as u64))?;
         let ring = self.ring();
         let Some(claim) = ring
-            .claim(len, self.seg.token())
+            .claim(len as u64, self.seg.token())
             .map_err(|e| self.ring_error(e))?
         else {
             return Ok(false);
         };
-        // SAFETY: the claim reserved `len` bytes at `payload` for us alone; `msg` is private
-        // memory (a JS buffer or our scratch), so the regions do not overlap.
-        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), ring.payload(&claim), msg.len()) };
+        // SAFETY: the claim reserved `len` bytes at `payload` for us alone, and `src` is
+        // readable for `len` bytes (caller's contract). `copy` rather than
+        // `copy_nonoverlapping`: `src` may be shared memory we cannot vouch for.
+        unsafe { std::ptr::copy(src, ring.payload(&claim), len) };
         ring.commit(&claim);
+        self.announce_data();
         Ok(true)
     }
 
@@ -271,6 +282,8 @@ impl ChannelSegment {
     /// Gives up the consumer role.
     pub fn release_consumer(&mut self) {
         if self.consumer {
+            let borrowed = self.borrowed.len();
+            self.release_borrowed(borrowed);
             self.consumer = false;
             lock::release(&self.header().consumer_lock, self.seg.token(), &|w| {
                 futex::wake(w, 1)
@@ -287,9 +300,68 @@ impl ChannelSegment {
         max_msgs: usize,
         sink: &mut dyn FnMut(*const u8, usize) -> Accept,
     ) -> Result<usize> {
+        self.take(max_msgs, sink, false)
+    }
+
+    /// Zero-copy receive: like [`receive`](Self::receive), but the messages handed to
+    /// `sink` stay in the ring, where `sink` may keep pointing at them, until
+    /// [`release_borrowed`](Self::release_borrowed). They are a run of adjacent records
+    /// (it ends early rather than wrap around the ring's end), so one view spans them all.
+    /// They count as taken at once: a consumer that dies before releasing them loses them
+    /// rather than have its successor deliver them twice.
+    pub fn borrow(
+        &mut self,
+        max_msgs: usize,
+        sink: &mut dyn FnMut(*const u8, usize) -> Accept,
+    ) -> Result<usize> {
+        self.take(max_msgs, sink, true)
+    }
+
+    /// Frees the space of the first `delivered` messages of the last [`borrow`](Self::borrow)
+    /// and puts the others back in the queue (their views must no longer be read). A
+    /// receive or borrow releases whatever is still borrowed (all of it) first.
+    pub fn release_borrowed(&mut self, delivered: usize) {
+        if self.borrowed.is_empty() {
+            return;
+        }
+        let mut borrowed = std::mem::take(&mut self.borrowed);
+        let ring = self.ring();
+        let mut pos = self.borrow_start;
+        let mut head = pos;
+        for (i, &(record, word)) in borrowed.iter().enumerate() {
+            if i < delivered {
+                ring.clear(pos, record);
+                head = pos + record;
+            } else {
+                ring.restore(pos, word);
+            }
+            pos += record;
+        }
+        borrowed.clear();
+        if head != self.borrow_start {
+            ring.consume(head);
+            self.announce_space();
+        }
+        self.borrowed = borrowed; // keeps its allocation for the next borrow
+    }
+
+    /// Messages borrowed and not yet released.
+    pub fn borrowed(&self) -> usize {
+        self.borrowed.len()
+    }
+
+    fn take(
+        &mut self,
+        max_msgs: usize,
+        sink: &mut dyn FnMut(*const u8, usize) -> Accept,
+        keep: bool,
+    ) -> Result<usize> {
         if !self.consumer {
             self.claim_consumer(false, None)?;
         }
+        let borrowed = self.borrowed.len();
+        self.release_borrowed(borrowed);
+        let mut kept = std::mem::take(&mut self.borrowed);
         let h = self.header();
         let ring = self.ring();
         let mut unwritten = self.unwritten;
@@ -298,6 +370,8 @@ impl ChannelSegment {
         let mut tail = ring.tail();
         let mut count = 0;
         let mut result = Ok(());
+        // Where the borrowed run starts: head stays there until it is released.
+        let mut run_start = start;
         while count < max_msgs {
             if head == tail {
                 tail = ring.tail();
@@ -309,6 +383,10 @@ impl ChannelSegment {
                     break;
                 }
             };
+            // A borrowed run is adjacent messages only, and never wraps.
+            if keep && count > 0 && (!matches!(next, Next::Message { .. }) || ring.at_start(head)) {
+                break;
+            }
             match next {
                 Next::Message {
                     payload,
@@ -318,7 +396,14 @@ impl ChannelSegment {
                     if sink(ring.payload_at(payload, len), len as usize) == Accept::NoRoom {
                         break;
                     }
-                    ring.clear(head, record);
+                    if keep {
+                        if count == 0 {
+                            run_start = head;
+                        }
+                        kept.push((record, ring.mark_taken(head, record)));
+                    } else {
+                        ring.clear(head, record);
+                    }
                     head += record;
                     count += 1;
                 }
@@ -360,11 +445,15 @@ impl ChannelSegment {
                 Next::Empty => break,
             }
         }
-        if head != start {
-            ring.consume(head);
+        // Free what was consumed; a borrowed run keeps its space until it is released.
+        let consumed = if keep && count > 0 { run_start } else { head };
+        if consumed != start {
+            ring.consume(consumed);
             self.announce_space();
         }
         self.unwritten = unwritten;
+        self.borrow_start = run_start;
+        self.borrowed = kept;
         result.map(|()| count)
     }
 
@@ -728,5 +817,115 @@ mod tests {
             .send(b"x")
             .unwrap();
         assert!(t.join().unwrap());
+    }
+
+    /// Borrows up to `max` messages, copying each out (as a JS view would read it).
+    fn borrow_all(c: &mut ChannelSegment, max: usize) -> Vec<(usize, Vec<u8>)> {
+        let mut got = vec![];
+        c.borrow(max, &mut |ptr, len| {
+            let mut m = vec![0u8; len];
+            // SAFETY: `borrow` passes a pointer valid for `len` bytes.
+            unsafe { std::ptr::copy_nonoverlapping(ptr, m.as_mut_ptr(), len) };
+            got.push((ptr as usize, m));
+            Accept::Taken
+        })
+        .unwrap();
+        got
+    }
+
+    #[test]
+    fn borrowed_messages_stay_in_place_until_released() {
+        let dir = TempDir::new("chan-borrow");
+        let path = dir.path().join("c");
+        let producer = ChannelSegment::open(&path, &opts(4096)).unwrap();
+        let mut consumer = ChannelSegment::open(&path, &opts(4096)).unwrap();
+        assert_eq!(
+            producer
+                .send_many(&[&b"one"[..], b"two", b"three"])
+                .unwrap(),
+            3
+        );
+        let queued = producer.queued().unwrap();
+        let got = borrow_all(&mut consumer, 8);
+        let msgs: Vec<_> = got.iter().map(|(_, m)| m.clone()).collect();
+        assert_eq!(
+            msgs,
+            vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]
+        );
+        // Adjacent records: one view can span them.
+        assert_eq!(got[1].0 - got[0].0, 16);
+        assert_eq!(got[2].0 - got[1].0, 16);
+        assert_eq!(consumer.borrowed(), 3);
+        // Still occupying the ring, and the bytes are untouched.
+        assert_eq!(producer.queued().unwrap(), queued);
+        // SAFETY: the record is borrowed, so nothing writes it until the release.
+        let still = unsafe { std::slice::from_raw_parts(got[2].0 as *const u8, 5) }.to_vec();
+        assert_eq!(still, b"three");
+        consumer.release_borrowed(3);
+        assert_eq!(consumer.borrowed(), 0);
+        assert_eq!(producer.queued().unwrap(), 0);
+        assert!(recv_all(&mut consumer).is_empty());
+    }
+
+    #[test]
+    fn a_partial_release_requeues_the_rest_in_order() {
+        let dir = TempDir::new("chan-borrow-partial");
+        let path = dir.path().join("c");
+        let mut c = ChannelSegment::open(&path, &opts(4096)).unwrap();
+        assert_eq!(c.send_many(&[&b"a"[..], b"b", b"c", b"d"]).unwrap(), 4);
+        assert_eq!(borrow_all(&mut c, 3).len(), 3);
+        c.release_borrowed(1); // only "a" was delivered
+        assert_eq!(
+            recv_all(&mut c),
+            vec![b"b".to_vec(), b"c".to_vec(), b"d".to_vec()]
+        );
+        // A receive releases an unreleased borrow in full first.
+        c.send_many(&[&b"e"[..], b"f"]).unwrap();
+        assert_eq!(borrow_all(&mut c, 1).len(), 1);
+        assert_eq!(recv_all(&mut c), vec![b"f".to_vec()]);
+        assert_eq!(c.queued().unwrap(), 0);
+    }
+
+    #[test]
+    fn a_borrowed_run_never_wraps_around_the_end() {
+        let dir = TempDir::new("chan-borrow-wrap");
+        let path = dir.path().join("c");
+        let mut c = ChannelSegment::open(&path, &opts(1024)).unwrap();
+        // Move head and tail to 512, then queue 8 records of 128 bytes: 4 before the end,
+        // 4 after it.
+        c.send_many(&[&[0u8; 120][..]; 4]).unwrap();
+        assert_eq!(recv_all(&mut c).len(), 4);
+        let msgs: Vec<Vec<u8>> = (0..8u8).map(|i| vec![i; 120]).collect();
+        let refs: Vec<&[u8]> = msgs.iter().map(|m| &m[..]).collect();
+        assert_eq!(c.send_many(&refs).unwrap(), 8);
+        let first = borrow_all(&mut c, 8);
+        assert_eq!(first.len(), 4);
+        assert_eq!(first[3].1, msgs[3]);
+        let second = borrow_all(&mut c, 8); // releases the first run
+        assert_eq!(second.len(), 4);
+        assert_eq!(second[0].1, msgs[4]);
+        assert!(
+            second[0].0 < first[0].0,
+            "the second run starts at the buffer's start"
+        );
+        c.release_borrowed(4);
+        assert_eq!(c.queued().unwrap(), 0);
+    }
+
+    #[test]
+    fn a_successor_skips_records_its_predecessor_borrowed() {
+        let dir = TempDir::new("chan-borrow-death");
+        let path = dir.path().join("c");
+        let mut c = ChannelSegment::open(&path, &opts(4096)).unwrap();
+        c.send_many(&[&b"taken"[..], b"next"]).unwrap();
+        assert_eq!(borrow_all(&mut c, 1).len(), 1);
+        // What a successor finds if this consumer dies now: padding, then the next message.
+        let ring = c.ring();
+        let head = c.header().head.load(Ordering::Relaxed);
+        assert!(matches!(ring.peek(head), Ok(Next::Skip { record: 16 })));
+        assert!(matches!(
+            ring.peek(head + 16),
+            Ok(Next::Message { len: 4, .. })
+        ));
     }
 }

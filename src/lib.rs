@@ -13,6 +13,7 @@
 
 pub mod channel;
 pub mod error;
+mod fast;
 pub mod futex;
 pub mod layout;
 pub mod lock;
@@ -36,12 +37,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use napi::bindgen_prelude::{Uint32Array, Uint8ArraySlice, Unknown};
+use napi::bindgen_prelude::{Uint8ArraySlice, Unknown};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{sys, Env, JsValue, Result};
 use napi_derive::napi;
 
-use crate::channel::{Accept, ChannelSegment};
+use crate::channel::ChannelSegment;
 use crate::error::Error;
 use crate::lock::Acquired;
 use crate::registry::Registry;
@@ -319,7 +320,6 @@ fn js_string_from_utf8<'env>(env: &'env Env, bytes: &[u8]) -> Result<Unknown<'en
 }
 
 /// The current value, decoded as UTF-8.
-#[napi]
 pub fn value_read<'env>(env: &'env Env, id: u32) -> Result<Unknown<'env>, Code> {
     SCRATCH.with(|scratch| {
         let mut scratch = scratch.borrow_mut();
@@ -328,75 +328,11 @@ pub fn value_read<'env>(env: &'env Env, id: u32) -> Result<Unknown<'env>, Code> 
     })
 }
 
-/// `value_read` as a plain napi callback: `read()` is the hottest call, and napi-rs's
-/// generated argument handling costs a third of a 1 KiB read. Same behaviour and errors.
-unsafe extern "C" fn raw_value_read(
-    env: sys::napi_env,
-    info: sys::napi_callback_info,
-) -> sys::napi_value {
-    let mut argc = 1usize;
-    let mut argv = [ptr::null_mut(); 1];
-    let mut id = 0u32;
-    // SAFETY: `env` and `info` are the live values napi passed to this callback; `argv` has
-    // room for `argc` values, and napi fills missing ones with `undefined`.
-    let ok = unsafe {
-        sys::napi_get_cb_info(
-            env,
-            info,
-            &mut argc,
-            argv.as_mut_ptr(),
-            ptr::null_mut(),
-            ptr::null_mut(),
-        ) == sys::Status::napi_ok
-            && sys::napi_get_value_uint32(env, argv[0], &mut id) == sys::Status::napi_ok
-    };
-    let env = Env::from_raw(env);
-    let result = if ok {
-        value_read(&env, id)
-    } else {
-        Err(js_error(
-            "ERR_INVALID_ARG_TYPE",
-            "handle must be a number".into(),
-        ))
-    };
-    match result {
-        Ok(value) => value.raw(),
-        Err(err) => {
-            // SAFETY: `env` is live; throwing leaves a pending exception for napi to report.
-            unsafe { napi::JsError::from(err).throw_into(env.raw()) };
-            ptr::null_mut()
-        }
-    }
-}
-
-/// Functions built as plain napi callbacks (see `raw_value_read`), as an object.
+/// The hot calls as plain napi callbacks (`fast.rs`), as an object.
 #[napi]
 pub fn fast_api<'env>(env: &'env Env) -> Result<Unknown<'env>, Code> {
-    let mut object = ptr::null_mut();
-    let mut function = ptr::null_mut();
-    let name = c"valueRead";
-    // SAFETY: `env` is live for this call; the name is a NUL-terminated static string and
-    // the callback has the signature napi expects.
-    let ok = unsafe {
-        sys::napi_create_object(env.raw(), &mut object) == sys::Status::napi_ok
-            && sys::napi_create_function(
-                env.raw(),
-                name.as_ptr(),
-                name.to_bytes().len() as isize,
-                Some(raw_value_read),
-                ptr::null_mut(),
-                &mut function,
-            ) == sys::Status::napi_ok
-            && sys::napi_set_named_property(env.raw(), object, name.as_ptr(), function)
-                == sys::Status::napi_ok
-    };
-    if !ok {
-        return Err(js_error(
-            "ERR_OS",
-            "cannot create the native read function".into(),
-        ));
-    }
-    // SAFETY: `object` is the live object created above.
+    let object = fast::fast_api(env)?;
+    // SAFETY: `object` is the live object `fast_api` just created in this env.
     Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), object) })
 }
 
@@ -459,25 +395,6 @@ fn string_utf8_into(env: &Env, value: &Unknown<'_>, out: &mut Vec<u8>) -> Result
     Ok(())
 }
 
-/// Stores a string as UTF-8; returns the number of bytes written.
-#[napi]
-pub fn value_write_string(env: &Env, id: u32, value: Unknown<'_>) -> Result<f64, Code> {
-    SCRATCH.with(|scratch| {
-        let mut scratch = scratch.borrow_mut();
-        string_utf8_into(env, &value, &mut scratch)?;
-        with_value(id, |e| e.seg.write(&scratch).map_err(to_js))?;
-        Ok(scratch.len() as f64)
-    })
-}
-
-/// Stores bytes; returns the number of bytes written.
-#[napi]
-pub fn value_write_bytes(id: u32, value: Uint8ArraySlice<'_>) -> Result<f64, Code> {
-    let bytes: &[u8] = &value;
-    with_value(id, |e| e.seg.write(bytes).map_err(to_js))?;
-    Ok(bytes.len() as f64)
-}
-
 /// Number of completed writes, the same in every process.
 #[napi]
 pub fn value_version(id: u32) -> Result<f64, Code> {
@@ -515,7 +432,6 @@ pub fn value_capacity(id: u32) -> Result<f64, Code> {
 }
 
 /// Blocks until the version differs from `since`; returns it, or null on timeout.
-#[napi]
 pub fn value_wait_sync(id: u32, since: f64, timeout_ms: Option<f64>) -> Result<Option<f64>, Code> {
     let since = since as u64;
     let timeout = millis(timeout_ms);
@@ -881,23 +797,6 @@ pub fn channel_info(id: u32) -> Result<NativeChannelInfo, Code> {
     })
 }
 
-/// Sends bytes; false if the ring is full.
-#[napi]
-pub fn channel_send(id: u32, msg: Uint8ArraySlice<'_>) -> Result<bool, Code> {
-    let bytes: &[u8] = &msg;
-    with_channel(id, |e| e.chan.send(bytes).map_err(to_js))
-}
-
-/// Sends a string as UTF-8; false if the ring is full.
-#[napi]
-pub fn channel_send_string(env: &Env, id: u32, msg: Unknown<'_>) -> Result<bool, Code> {
-    SCRATCH.with(|scratch| {
-        let mut scratch = scratch.borrow_mut();
-        string_utf8_into(env, &msg, &mut scratch)?;
-        with_channel(id, |e| e.chan.send(&scratch).map_err(to_js))
-    })
-}
-
 /// Sends messages packed as `[u32 length (LE)][bytes]…` (`count` of them), in order, until
 /// one does not fit; returns how many were sent.
 #[napi]
@@ -920,88 +819,6 @@ pub fn channel_send_packed(id: u32, packed: Uint8ArraySlice<'_>, count: u32) -> 
         }
         e.chan.send_many(&msgs).map(|n| n as u32).map_err(to_js)
     })
-}
-
-/// Receives up to `max` messages into `target` (concatenated) with their lengths in
-/// `lens`; returns how many. If the first waiting message does not fit in `target`, returns
-/// `-(its length)` and leaves it queued.
-#[napi]
-pub fn channel_receive_into(
-    id: u32,
-    mut target: Uint8ArraySlice<'_>,
-    mut lens: Uint32Array,
-    max: u32,
-) -> Result<f64, Code> {
-    // SAFETY: `target` and `lens` are live JS typed arrays (private memory, not the segment)
-    // and nothing else references their bytes during this call.
-    let (out, lens) = unsafe { (target.as_mut(), lens.as_mut()) };
-    let max = (max as usize).min(lens.len());
-    with_channel(id, |e| receive_into(&mut e.chan, out, lens, max))
-}
-
-fn receive_into(
-    chan: &mut ChannelSegment,
-    out: &mut [u8],
-    lens: &mut [u32],
-    max: usize,
-) -> Result<f64, Code> {
-    let mut used = 0usize;
-    let mut taken = 0usize;
-    let mut too_big = 0usize;
-    chan.receive(max, &mut |ptr, len| {
-        if used + len > out.len() {
-            if taken == 0 {
-                too_big = len;
-            }
-            return Accept::NoRoom;
-        }
-        // SAFETY: `ptr` is valid for `len` bytes of the ring (`receive`'s contract) and the
-        // destination range is inside `out` (checked above); the two never overlap.
-        unsafe { ptr::copy_nonoverlapping(ptr, out.as_mut_ptr().add(used), len) };
-        used += len;
-        lens[taken] = len as u32;
-        taken += 1;
-        Accept::Taken
-    })
-    .map_err(to_js)?;
-    if taken == 0 && too_big > 0 {
-        return Ok(-(too_big as f64));
-    }
-    Ok(taken as f64)
-}
-
-/// Blocks until a message arrives (or `timeout_ms` passes), then receives like
-/// `channel_receive_into`. Returns 0 on timeout.
-#[napi]
-pub fn channel_receive_sync(
-    id: u32,
-    mut target: Uint8ArraySlice<'_>,
-    mut lens: Uint32Array,
-    max: u32,
-    timeout_ms: Option<f64>,
-) -> Result<f64, Code> {
-    // SAFETY: as in `channel_receive_into`.
-    let (out, lens) = unsafe { (target.as_mut(), lens.as_mut()) };
-    let max = (max as usize).min(lens.len());
-    let deadline = deadline_after(timeout_ms);
-    loop {
-        // Only a call that found nothing pays for the watcher (two reference counts).
-        let watcher = with_channel(id, |e| {
-            let got = receive_into(&mut e.chan, out, lens, max)?;
-            Ok(if got != 0.0 {
-                Err(got)
-            } else {
-                Ok(e.chan.watcher())
-            })
-        })?;
-        let watcher = match watcher {
-            Err(got) => return Ok(got),
-            Ok(watcher) => watcher,
-        };
-        if !watcher.wait_data(deadline, channel::WAIT_SPIN, None) {
-            return Ok(0.0);
-        }
-    }
 }
 
 /// Becomes the consumer now, or fails with ERR_CONSUMER_BUSY.

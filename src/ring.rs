@@ -482,6 +482,33 @@ impl<'a> Ring<'a> {
         unsafe { self.data.add(index as usize) }
     }
 
+    /// Whether `pos` is the first byte of the buffer (a run of records that reaches it has
+    /// wrapped around the end).
+    pub fn at_start(&self, pos: u64) -> bool {
+        self.index(pos) == 0
+    }
+
+    /// Marks the message record at `pos` as taken without freeing it: its header becomes
+    /// padding, so a successor consumer (if this one dies) skips it, while its payload
+    /// stays in place until [`clear`](Self::clear). Returns the header word it replaced, for
+    /// [`restore`](Self::restore).
+    pub fn mark_taken(&self, pos: u64, record: u64) -> u64 {
+        let index = self.index(pos);
+        assert!(index + record <= self.capacity, "record beyond the ring");
+        // Relaxed: only the consumer reads headers between head and tail once committed
+        // (the Acquire in `peek_within` already ordered the payload); a successor consumer
+        // is ordered after us by the consumer lock's Acquire/Release.
+        self.word(index)
+            .swap(word_of(record - HEADER, PAD), Ordering::Relaxed)
+    }
+
+    /// Puts back a header [`mark_taken`](Self::mark_taken) replaced (the message was not
+    /// delivered after all and stays queued).
+    pub fn restore(&self, pos: u64, word: u64) {
+        // Relaxed, as in `mark_taken`: only the consumer (us) reads it before head moves.
+        self.word(self.index(pos)).store(word, Ordering::Relaxed);
+    }
+
     /// Zeroes one consumed record at `pos` (`record` bytes, not crossing the end).
     pub fn clear(&self, pos: u64, record: u64) {
         let index = self.index(pos);

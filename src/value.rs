@@ -186,21 +186,31 @@ impl ValueSegment {
     /// Replaces the value; returns the new version. Grows the segment if needed (up to the
     /// maximum size). On any error the previous value is intact.
     pub fn write(&mut self, value: &[u8]) -> Result<u64> {
+        // SAFETY: a slice is readable for its length.
+        unsafe { self.write_from(value.as_ptr(), value.len()) }
+    }
+
+    /// [`write`](Self::write) from a raw source.
+    ///
+    /// # Safety
+    /// `src` must be valid for reads of `len` bytes during the call. It may be shared
+    /// memory (a view of this or another segment): it is copied with raw pointers only.
+    pub unsafe fn write_from(&mut self, src: *const u8, len: usize) -> Result<u64> {
         if self.seg.read_only() {
             return Err(Error::ReadOnly {
                 path: self.path().to_owned(),
             });
         }
-        let len = value.len() as u64;
-        if len > self.max_size {
+        if len as u64 > self.max_size {
             return Err(Error::ValueTooLarge {
                 path: self.path().to_owned(),
-                len,
+                len: len as u64,
                 max: self.max_size,
             });
         }
         self.lock_writer()?;
-        let result = self.write_locked(value);
+        // SAFETY: forwarded from our caller.
+        let result = unsafe { self.write_locked(src, len) };
         self.unlock_writer();
         result
     }
@@ -244,18 +254,20 @@ impl ValueSegment {
         });
     }
 
-    fn write_locked(&mut self, value: &[u8]) -> Result<u64> {
-        let len = value.len() as u64;
-        self.ensure_capacity(len)?;
+    /// # Safety
+    /// As for [`write_from`](Self::write_from); the writer lock is held.
+    unsafe fn write_locked(&mut self, src: *const u8, len: usize) -> Result<u64> {
+        self.ensure_capacity(len as u64)?;
         let map = self.seg.mapping();
         // SAFETY: ValueHeader is all atomics and the mapping is a validated value segment.
         let h = unsafe { map.header::<ValueHeader>() };
         let odd = seqlock::begin_write(&h.seq);
         // SAFETY: `ensure_capacity` made the mapping's data area at least `len` bytes; the
-        // writer lock makes us the only writer; `ptr::copy` in `copy_in` tolerates a source
-        // that is itself a view of this segment.
-        unsafe { seqlock::copy_in(map.data(), value.as_ptr(), value.len()) };
-        let seq = seqlock::end_write(&h.seq, &h.len, len, odd);
+        // writer lock makes us the only writer; `src` is readable for `len` bytes (our
+        // contract), and `ptr::copy` in `copy_in` tolerates a source that is itself a view
+        // of this segment.
+        unsafe { seqlock::copy_in(map.data(), src, len) };
+        let seq = seqlock::end_write(&h.seq, &h.len, len as u64, odd);
         notify_waiters(h);
         Ok(seq / 2)
     }

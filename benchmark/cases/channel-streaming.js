@@ -17,6 +17,9 @@
 // - channel-batch:     producer sendBatch() of many (sendAsync() of the first unsent one
 //                      when it only sends part); parent receiveBatch(), and receiveSync()
 //                      for one message when none waits.
+// - channel-consume:   producer as channel-single; parent consume(): zero-copy views of the
+//                      messages in the ring (checked in place, then released), and
+//                      receiveSync() for one message when none waits.
 // - copy:              in-process Buffer.copy of the same messages into a ring-sized buffer:
 //                      the bandwidth ceiling, no second process.
 //
@@ -50,6 +53,7 @@ const FORMS = [
   { id: 'socket-coalesced', label: 'Unix socket, writes coalesced (~256 KiB each)', kind: 'socket' },
   { id: 'channel-single', label: 'Channel send() → receiveSync(), per message', kind: 'channel', form: 'single' },
   { id: 'channel-batch', label: 'Channel sendBatch() → receiveBatch()', kind: 'channel', form: 'batch' },
+  { id: 'channel-consume', label: 'Channel send() → consume(), zero-copy views', kind: 'channel', form: 'consume' },
   { id: 'copy', label: 'in-process Buffer.copy (ceiling)', kind: 'copy', reference: true },
 ]
 
@@ -61,6 +65,7 @@ const COUNTS = {
   'socket-coalesced': { 64: 2_000_000, 1024: 500_000, 65536: 10_000 },
   'channel-single': { 64: 500_000, 1024: 300_000, 65536: 24_000 },
   'channel-batch': { 64: 2_500_000, 1024: 800_000, 65536: 32_000 },
+  'channel-consume': { 64: 1_500_000, 1024: 800_000, 65536: 64_000 },
   copy: { 64: 2_500_000, 1024: 800_000, 65536: 32_000 },
 }
 const QUICK_DIVISOR = 50
@@ -187,7 +192,7 @@ async function setupChannel(ctx, form, { size, capacity }, batch) {
   channel.receive() // the first receive makes the parent the consumer
   const peer = spawnPeer('stream-producer', [form.id, file, size, batch])
   await peer.ready()
-  const consume = form.form === 'single' ? consumeSingle : consumeBatch
+  const consume = { single: consumeSingle, batch: consumeBatch, consume: consumeViews }[form.form]
   return {
     async run(round, count) {
       const runId = round
@@ -236,6 +241,26 @@ function consumeBatch(channel, form, size, count) {
     if (seq + msgs.length > count) throw new Error(`${form.id}: ${seq + msgs.length - count} message(s) more than the ${count} sent`)
     for (let i = 0; i < msgs.length; i++, seq++) {
       if (!isMessage(msgs[i], seq, size)) throw badMessage(form, msgs[i], seq, size)
+    }
+    if (Date.now() - started > RUN_LIMIT_MS) throw new Error(`${form.id}: run exceeded ${RUN_LIMIT_MS} ms`)
+  }
+  return process.hrtime.bigint()
+}
+
+// consume() of whatever waits (views checked in place); receiveSync() of one when none does.
+function consumeViews(channel, form, size, count) {
+  const started = Date.now()
+  let seq = 0
+  const check = (msg) => {
+    if (seq >= count) throw new Error(`${form.id}: more messages than the ${count} sent`)
+    if (!isMessage(msg, seq, size)) throw badMessage(form, msg, seq, size)
+    seq++
+  }
+  while (seq < count) {
+    if (channel.consume(check) === 0) {
+      const msg = channel.receiveSync(WAIT_MS)
+      if (msg === null) throw new Error(`${form.id}: message ${seq} of ${count} did not arrive within ${WAIT_MS} ms`)
+      check(msg)
     }
     if (Date.now() - started > RUN_LIMIT_MS) throw new Error(`${form.id}: run exceeded ${RUN_LIMIT_MS} ms`)
   }

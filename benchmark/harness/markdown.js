@@ -12,7 +12,7 @@ const ROW_TARGETS = {
 }
 // Which targets the Channel rows of a streaming message size are checked against.
 const STREAM_TARGETS = { 64: ['stream-64b'], 65536: ['stream-64k-socket', 'stream-64k-copy'] }
-const CHANNEL_FORMS = new Set(['channel-single', 'channel-batch'])
+const CHANNEL_FORMS = new Set(['channel-single', 'channel-batch', 'channel-consume'])
 
 const SECTION_RENDERERS = {
   'latest-value': latestValue,

@@ -71,6 +71,7 @@ const STREAM_LABELS = {
   'socket-coalesced': 'socket, writes coalesced',
   'channel-single': 'Channel send / receiveSync',
   'channel-batch': 'Channel sendBatch / receiveBatch',
+  'channel-consume': 'Channel send / consume (zero-copy)',
 }
 // Targets drawn on the streaming bars: ratio to the socket by message size; ratio to the copy.
 const STREAM_SOCKET_TARGETS = { 64: 10, 65536: 4 }

@@ -6,6 +6,7 @@
 // Forms:
 //   channel-single     Channel#send() per message; when the channel is full, await
 //                      sendAsync() of that message (it waits for room), then go on.
+//   channel-consume    the same (the parent receives with consume() instead).
 //   channel-batch      Channel#sendBatch() of `batch` messages at a time; when it sends only
 //                      part of them, await sendAsync() of the first unsent one, then
 //                      sendBatch() the rest.
@@ -144,9 +145,9 @@ async function main() {
   const batch = Number(batchArg)
   if (!(size >= 4)) throw new Error(`bad size ${sizeArg}`)
   let produce
-  if (form === 'channel-single' || form === 'channel-batch') {
+  if (form === 'channel-single' || form === 'channel-consume' || form === 'channel-batch') {
     const channel = shareObject.Channel.open(endpoint, { create: false })
-    produce = form === 'channel-single' ? (n) => channelSingle(channel, size, n) : (n) => channelBatch(channel, size, n, batch)
+    produce = form === 'channel-batch' ? (n) => channelBatch(channel, size, n, batch) : (n) => channelSingle(channel, size, n)
   } else if (form === 'socket' || form === 'socket-coalesced') {
     const socket = await connect(endpoint)
     socket.on('error', fail)

@@ -1,0 +1,633 @@
+//! The hot calls as plain napi callbacks, handed to JS as one object by [`fast_api`].
+//!
+//! napi-rs's generated glue opens a "native borrow scope" for every call with arguments
+//! (a heap allocation, a thread-local stack and, for each typed array, an entry in a
+//! process-wide mutex-guarded map). That costs more than a whole 64-byte send or receive,
+//! so the few calls made once per message or per read are written against napi directly
+//! here. Behaviour and errors are the same as the `#[napi]` functions' (`to_js` codes);
+//! argument types are checked by `lib/`, and checked again here (a wrong type is a coded
+//! error, never undefined behaviour).
+//!
+//! Typed arrays from JS are read and written through raw pointers only: a `Uint8Array`
+//! passed to `send` may be a view of shared memory (`buffer()` or a `consume()` view).
+
+use std::ffi::c_void;
+use std::ptr;
+use std::sync::Arc;
+
+use napi::bindgen_prelude::Unknown;
+use napi::{sys, Env, JsValue};
+
+use super::{
+    deadline_after, js_error, string_utf8_into, to_js, value_read, value_wait_sync, with_channel,
+    with_value, ChannelEntry, JsError, SCRATCH,
+};
+use crate::channel::{self, Accept};
+use crate::segment::Mapping;
+
+type Raw = sys::napi_value;
+type Callback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> Raw;
+
+/// Messages larger than this are received straight into a Buffer of their own: above half
+/// of `Buffer.poolSize` JS allocates a fresh ArrayBuffer anyway, so copying into the
+/// receive area first would only add a copy.
+pub const DIRECT_MIN: usize = 4096;
+
+/// Reads a call's first `N` arguments (missing ones are `undefined`).
+///
+/// # Safety
+/// `env` and `info` are the values napi passed to the running callback.
+unsafe fn args<const N: usize>(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+) -> Result<[Raw; N], JsError> {
+    let mut argc = N;
+    let mut argv = [ptr::null_mut(); N];
+    // SAFETY: `env`/`info` are live (caller's contract); `argv` has room for `argc` values.
+    let status = unsafe {
+        sys::napi_get_cb_info(
+            env,
+            info,
+            &mut argc,
+            argv.as_mut_ptr(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+        )
+    };
+    check(status, "arguments")?;
+    Ok(argv)
+}
+
+fn check(status: sys::napi_status, what: &str) -> Result<(), JsError> {
+    if status == sys::Status::napi_ok {
+        Ok(())
+    } else {
+        Err(js_error(
+            "ERR_INVALID_ARG_TYPE",
+            format!("{what}: wrong type (napi status {status})"),
+        ))
+    }
+}
+
+fn get_u32(env: sys::napi_env, value: Raw, what: &str) -> Result<u32, JsError> {
+    let mut out = 0u32;
+    // SAFETY: `env` is live and `value` one of this call's arguments.
+    check(
+        unsafe { sys::napi_get_value_uint32(env, value, &mut out) },
+        what,
+    )?;
+    Ok(out)
+}
+
+fn get_f64(env: sys::napi_env, value: Raw, what: &str) -> Result<f64, JsError> {
+    let mut out = 0f64;
+    // SAFETY: as in `get_u32`.
+    check(
+        unsafe { sys::napi_get_value_double(env, value, &mut out) },
+        what,
+    )?;
+    Ok(out)
+}
+
+fn get_bool(env: sys::napi_env, value: Raw, what: &str) -> Result<bool, JsError> {
+    let mut out = false;
+    // SAFETY: as in `get_u32`.
+    check(
+        unsafe { sys::napi_get_value_bool(env, value, &mut out) },
+        what,
+    )?;
+    Ok(out)
+}
+
+/// A typed array's bytes: (data, byte length, element type).
+fn typed_array(
+    env: sys::napi_env,
+    value: Raw,
+    what: &str,
+) -> Result<(*mut u8, usize, sys::napi_typedarray_type), JsError> {
+    let mut kind = 0;
+    let mut len = 0usize;
+    let mut data = ptr::null_mut::<c_void>();
+    // SAFETY: as in `get_u32`; napi fails (rather than misbehave) on a non-typed-array.
+    check(
+        unsafe {
+            sys::napi_get_typedarray_info(
+                env,
+                value,
+                &mut kind,
+                &mut len,
+                &mut data,
+                ptr::null_mut(),
+                ptr::null_mut(),
+            )
+        },
+        what,
+    )?;
+    let width = match kind {
+        sys::TypedarrayType::int8_array
+        | sys::TypedarrayType::uint8_array
+        | sys::TypedarrayType::uint8_clamped_array => 1,
+        sys::TypedarrayType::int16_array | sys::TypedarrayType::uint16_array => 2,
+        sys::TypedarrayType::int32_array
+        | sys::TypedarrayType::uint32_array
+        | sys::TypedarrayType::float32_array => 4,
+        _ => 8,
+    };
+    // A detached or empty array reports a null pointer: use a dangling, aligned one.
+    let data = if data.is_null() {
+        ptr::NonNull::<u64>::dangling().as_ptr().cast()
+    } else {
+        data.cast()
+    };
+    Ok((data, len * width, kind))
+}
+
+/// A `Uint32Array` argument as a slice (private JS memory: `lib/` passes its own arrays).
+///
+/// # Safety
+/// No other reference to the array's memory may exist while the slice lives.
+unsafe fn u32_array<'a>(
+    env: sys::napi_env,
+    value: Raw,
+    what: &str,
+) -> Result<&'a mut [u32], JsError> {
+    let (data, bytes, kind) = typed_array(env, value, what)?;
+    if kind != sys::TypedarrayType::uint32_array {
+        return Err(js_error(
+            "ERR_INVALID_ARG_TYPE",
+            format!("{what} must be a Uint32Array"),
+        ));
+    }
+    // SAFETY: napi reported `bytes` valid bytes at `data`, 4-aligned for a Uint32Array (or
+    // a dangling aligned pointer when empty); exclusivity is the caller's contract.
+    Ok(unsafe { std::slice::from_raw_parts_mut(data.cast::<u32>(), bytes / 4) })
+}
+
+/// A `Uint8Array` argument as a mutable slice (the receive area `lib/` owns).
+///
+/// # Safety
+/// As for [`u32_array`].
+unsafe fn u8_array<'a>(
+    env: sys::napi_env,
+    value: Raw,
+    what: &str,
+) -> Result<&'a mut [u8], JsError> {
+    let (data, bytes, kind) = typed_array(env, value, what)?;
+    if kind != sys::TypedarrayType::uint8_array {
+        return Err(js_error(
+            "ERR_INVALID_ARG_TYPE",
+            format!("{what} must be a Uint8Array"),
+        ));
+    }
+    // SAFETY: as in `u32_array`.
+    Ok(unsafe { std::slice::from_raw_parts_mut(data, bytes) })
+}
+
+fn number(env: sys::napi_env, n: f64) -> Result<Raw, JsError> {
+    let mut out = ptr::null_mut();
+    // SAFETY: `env` is live for this call.
+    check(
+        unsafe { sys::napi_create_double(env, n, &mut out) },
+        "result",
+    )?;
+    Ok(out)
+}
+
+fn boolean(env: sys::napi_env, b: bool) -> Result<Raw, JsError> {
+    let mut out = ptr::null_mut();
+    // SAFETY: `env` is live for this call.
+    check(unsafe { sys::napi_get_boolean(env, b, &mut out) }, "result")?;
+    Ok(out)
+}
+
+fn array(env: sys::napi_env, items: &[Raw]) -> Result<Raw, JsError> {
+    let mut out = ptr::null_mut();
+    // SAFETY: `env` is live for this call.
+    check(
+        unsafe { sys::napi_create_array_with_length(env, items.len(), &mut out) },
+        "result",
+    )?;
+    for (i, &item) in items.iter().enumerate() {
+        // SAFETY: `out` and `item` are live values of this call.
+        check(
+            unsafe { sys::napi_set_element(env, out, i as u32, item) },
+            "result",
+        )?;
+    }
+    Ok(out)
+}
+
+fn null(env: sys::napi_env) -> Result<Raw, JsError> {
+    let mut out = ptr::null_mut();
+    // SAFETY: `env` is live for this call.
+    check(unsafe { sys::napi_get_null(env, &mut out) }, "result")?;
+    Ok(out)
+}
+
+fn is_undefined(env: sys::napi_env, value: Raw) -> Result<bool, JsError> {
+    let mut kind = 0;
+    // SAFETY: `env` is live and `value` one of this call's arguments.
+    check(
+        unsafe { sys::napi_typeof(env, value, &mut kind) },
+        "argument",
+    )?;
+    Ok(kind == sys::ValueType::napi_undefined)
+}
+
+fn undefined(env: sys::napi_env) -> Result<Raw, JsError> {
+    let mut out = ptr::null_mut();
+    // SAFETY: `env` is live for this call.
+    check(unsafe { sys::napi_get_undefined(env, &mut out) }, "result")?;
+    Ok(out)
+}
+
+/// Returns a callback's result to napi, throwing the error if there is one.
+fn finish(env: sys::napi_env, result: Result<Raw, JsError>) -> Raw {
+    match result {
+        Ok(value) => value,
+        Err(err) => {
+            // SAFETY: `env` is live; throwing leaves a pending exception for napi to report.
+            unsafe { napi::JsError::from(err).throw_into(env) };
+            ptr::null_mut()
+        }
+    }
+}
+
+/// `valueRead(id)`: the current value as a string (see `value_read`).
+unsafe extern "C" fn value_read_cb(env: sys::napi_env, info: sys::napi_callback_info) -> Raw {
+    let result = (|| {
+        // SAFETY: napi passed `env`/`info` to this callback.
+        let [id] = unsafe { args::<1>(env, info) }?;
+        let id = get_u32(env, id, "handle")?;
+        Ok(value_read(&Env::from_raw(env), id)?.raw())
+    })();
+    finish(env, result)
+}
+
+/// `valueWriteString(id, string)`: stores the string as UTF-8; returns its byte length.
+unsafe extern "C" fn value_write_string_cb(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+) -> Raw {
+    let result = (|| {
+        // SAFETY: napi passed `env`/`info` to this callback.
+        let [id, value] = unsafe { args::<2>(env, info) }?;
+        let id = get_u32(env, id, "handle")?;
+        // SAFETY: `value` is a live argument of this call (its type is checked when read).
+        let value = unsafe { Unknown::from_raw_unchecked(env, value) };
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            string_utf8_into(&Env::from_raw(env), &value, &mut scratch)?;
+            with_value(id, |e| e.seg.write(&scratch).map_err(to_js))?;
+            number(env, scratch.len() as f64)
+        })
+    })();
+    finish(env, result)
+}
+
+/// `valueWriteBytes(id, bytes)`: stores the bytes; returns their length.
+unsafe extern "C" fn value_write_bytes_cb(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+) -> Raw {
+    let result = (|| {
+        // SAFETY: napi passed `env`/`info` to this callback.
+        let [id, value] = unsafe { args::<2>(env, info) }?;
+        let id = get_u32(env, id, "handle")?;
+        let (data, len, _) = typed_array(env, value, "value")?;
+        // SAFETY: napi reported `len` readable bytes at `data`, alive for this call;
+        // `write_from` copies them with raw pointers only (they may be shared memory).
+        with_value(id, |e| {
+            unsafe { e.seg.write_from(data, len) }.map_err(to_js)
+        })?;
+        number(env, len as f64)
+    })();
+    finish(env, result)
+}
+
+/// `valueWaitSync(id, since, timeoutMs)`: blocks until the version differs from `since`;
+/// returns it, or null after `timeoutMs` (`undefined`: no limit).
+unsafe extern "C" fn value_wait_sync_cb(env: sys::napi_env, info: sys::napi_callback_info) -> Raw {
+    let result = (|| {
+        // SAFETY: napi passed `env`/`info` to this callback.
+        let [id, since, timeout] = unsafe { args::<3>(env, info) }?;
+        let id = get_u32(env, id, "handle")?;
+        let since = get_f64(env, since, "since")?;
+        let timeout = if is_undefined(env, timeout)? {
+            None
+        } else {
+            Some(get_f64(env, timeout, "timeoutMs")?)
+        };
+        match value_wait_sync(id, since, timeout)? {
+            Some(version) => number(env, version),
+            None => null(env),
+        }
+    })();
+    finish(env, result)
+}
+
+/// `channelSendString(id, string)`: sends a string as UTF-8; false if the ring is full.
+unsafe extern "C" fn channel_send_string_cb(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+) -> Raw {
+    let result = (|| {
+        // SAFETY: napi passed `env`/`info` to this callback.
+        let [id, msg] = unsafe { args::<2>(env, info) }?;
+        let id = get_u32(env, id, "handle")?;
+        // SAFETY: `msg` is a live argument of this call (its type is checked when read).
+        let msg = unsafe { Unknown::from_raw_unchecked(env, msg) };
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            string_utf8_into(&Env::from_raw(env), &msg, &mut scratch)?;
+            let sent = with_channel(id, |e| e.chan.send(&scratch).map_err(to_js))?;
+            boolean(env, sent)
+        })
+    })();
+    finish(env, result)
+}
+
+/// `channelSend(id, bytes)`: sends one message; false if the ring is full.
+unsafe extern "C" fn channel_send_cb(env: sys::napi_env, info: sys::napi_callback_info) -> Raw {
+    let result = (|| {
+        // SAFETY: napi passed `env`/`info` to this callback.
+        let [id, msg] = unsafe { args::<2>(env, info) }?;
+        let id = get_u32(env, id, "handle")?;
+        let (data, len, _) = typed_array(env, msg, "msg")?;
+        // SAFETY: napi reported `len` readable bytes at `data`, alive for this call (the
+        // array is an argument); `send_from` copies them with raw pointers only.
+        let sent = with_channel(id, |e| {
+            unsafe { e.chan.send_from(data, len) }.map_err(to_js)
+        })?;
+        boolean(env, sent)
+    })();
+    finish(env, result)
+}
+
+/// `channelReceive(id, area, lens, max, direct, timeoutMs)`: takes up to `max` messages.
+///
+/// Returns how many were copied, one after another, into `area` (their lengths in
+/// `lens`); or, with `direct`, when the first message is larger than [`DIRECT_MIN`], the
+/// run of such messages as Buffers of their own (one copy each): the Buffer itself when
+/// `max` is 1, else an array; or `-(length)` when the first message fits neither. `timeoutMs` < 0 returns at once; otherwise the call blocks until a message
+/// arrives or the time passes (`Infinity`: no limit), returning 0 on timeout.
+unsafe extern "C" fn channel_receive_cb(env: sys::napi_env, info: sys::napi_callback_info) -> Raw {
+    let result = (|| {
+        // SAFETY: napi passed `env`/`info` to this callback.
+        let [id, area, lens, max, direct, timeout] = unsafe { args::<6>(env, info) }?;
+        let id = get_u32(env, id, "handle")?;
+        // SAFETY: `lib/` passes its own receive area and lengths array, two distinct
+        // ArrayBuffers nothing else touches during this call.
+        let (area, lens) = unsafe { (u8_array(env, area, "area")?, u32_array(env, lens, "lens")?) };
+        let max = (get_u32(env, max, "max")? as usize).min(lens.len());
+        let direct = get_bool(env, direct, "direct")?;
+        let timeout = get_f64(env, timeout, "timeoutMs")?;
+        let mut deadline = None;
+        loop {
+            let mut got = Got::Copied(0);
+            let watcher = with_channel(id, |e| {
+                got = receive(env, e, area, lens, max, direct)?;
+                Ok((matches!(got, Got::Copied(0)) && timeout >= 0.0).then(|| e.chan.watcher()))
+            })?;
+            let Some(watcher) = watcher else {
+                return match got {
+                    Got::Copied(n) => number(env, n as f64),
+                    Got::TooLarge(len) => number(env, -(len as f64)),
+                    Got::Buffers(buffers) if max == 1 => Ok(buffers[0]),
+                    Got::Buffers(buffers) => array(env, &buffers),
+                };
+            };
+            // Only a call that found nothing reads the clock.
+            let deadline = *deadline
+                .get_or_insert_with(|| deadline_after(timeout.is_finite().then_some(timeout)));
+            if !watcher.wait_data(deadline, channel::WAIT_SPIN, None) {
+                return number(env, 0.0);
+            }
+        }
+    })();
+    finish(env, result)
+}
+
+enum Got {
+    Copied(usize),
+    TooLarge(usize),
+    Buffers(Vec<Raw>),
+}
+
+fn receive(
+    env: sys::napi_env,
+    e: &mut ChannelEntry,
+    area: &mut [u8],
+    lens: &mut [u32],
+    max: usize,
+    direct: bool,
+) -> Result<Got, JsError> {
+    let mut used = 0usize;
+    let mut taken = 0usize;
+    let mut too_big = 0usize;
+    let mut buffers = Vec::new();
+    let mut failed = None;
+    e.chan
+        .receive(max, &mut |src, len| {
+            // A run of large messages comes back as Buffers, a run of small ones through
+            // `area`: the first message decides, the first of the other kind ends the call.
+            let large = direct && len > DIRECT_MIN;
+            if taken > 0 && large == buffers.is_empty() {
+                return Accept::NoRoom;
+            }
+            if large {
+                let mut data = ptr::null_mut::<c_void>();
+                let mut value = ptr::null_mut();
+                // SAFETY: `env` is live for this call; napi allocates `len` bytes at `data`.
+                let status = unsafe { sys::napi_create_buffer(env, len, &mut data, &mut value) };
+                if status != sys::Status::napi_ok {
+                    failed = Some(js_error(
+                        "ERR_OUT_OF_MEMORY",
+                        format!("cannot allocate a Buffer of {len} bytes (napi status {status})"),
+                    ));
+                    return Accept::NoRoom;
+                }
+                // SAFETY: `src` is valid for `len` bytes of the ring (`receive`'s contract)
+                // and `data` for `len` fresh bytes; they cannot overlap.
+                unsafe { ptr::copy_nonoverlapping(src, data.cast::<u8>(), len) };
+                buffers.push(value);
+                taken += 1;
+                return Accept::Taken;
+            }
+            if used + len > area.len() {
+                if taken == 0 {
+                    too_big = len;
+                }
+                return Accept::NoRoom;
+            }
+            // SAFETY: `src` is valid for `len` bytes of the ring and the destination range
+            // is inside `area` (checked above); the two never overlap.
+            unsafe { ptr::copy_nonoverlapping(src, area.as_mut_ptr().add(used), len) };
+            used += len;
+            lens[taken] = len as u32;
+            taken += 1;
+            Accept::Taken
+        })
+        .map_err(to_js)?;
+    // Messages already taken are returned even if a later allocation failed; the error
+    // shows on the next call.
+    if !buffers.is_empty() {
+        return Ok(Got::Buffers(buffers));
+    }
+    if let Some(err) = failed {
+        return Err(err);
+    }
+    Ok(if taken == 0 && too_big > 0 {
+        Got::TooLarge(too_big)
+    } else {
+        Got::Copied(taken)
+    })
+}
+
+/// Finalizer of a borrowed view's ArrayBuffer: drops its reference to the mapping.
+unsafe extern "C" fn release_view(_env: sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
+    // SAFETY: `hint` is the `Box<Arc<Mapping>>` leaked in `channel_borrow_cb` for exactly
+    // this ArrayBuffer, and napi runs a finalizer once.
+    drop(unsafe { Box::from_raw(hint.cast::<Arc<Mapping>>()) });
+}
+
+/// `channelBorrow(id, meta, max)`: zero-copy receive of up to `max` adjacent messages.
+///
+/// Returns an ArrayBuffer over the ring bytes that hold them (or `undefined` if none
+/// waits) and writes `meta[0] = count`, then `(offset, length)` of each message in it. The
+/// messages stay in the ring until `channelRelease`, which detaches the ArrayBuffer.
+unsafe extern "C" fn channel_borrow_cb(env: sys::napi_env, info: sys::napi_callback_info) -> Raw {
+    let result = (|| {
+        // SAFETY: napi passed `env`/`info` to this callback.
+        let [id, meta, max] = unsafe { args::<3>(env, info) }?;
+        let id = get_u32(env, id, "handle")?;
+        // SAFETY: `lib/` passes its own array, which nothing else touches during this call.
+        let meta = unsafe { u32_array(env, meta, "meta")? };
+        let room = meta.len().saturating_sub(1) / 2;
+        let max = (get_u32(env, max, "max")? as usize).min(room);
+        with_channel(id, |e| {
+            let mut first = ptr::null::<u8>();
+            let mut end = 0usize;
+            let mut n = 0usize;
+            e.chan
+                .borrow(max, &mut |src, len| {
+                    if first.is_null() {
+                        first = src;
+                    }
+                    // Adjacent records of one run, in order (`borrow`'s contract).
+                    let offset = src as usize - first as usize;
+                    meta[1 + 2 * n] = offset as u32;
+                    meta[2 + 2 * n] = len as u32;
+                    end = offset + len;
+                    n += 1;
+                    Accept::Taken
+                })
+                .map_err(to_js)?;
+            meta[0] = n as u32;
+            if n == 0 {
+                return undefined(env);
+            }
+            let hint = Box::into_raw(Box::new(Arc::clone(e.chan.segment().mapping())));
+            let mut value = ptr::null_mut();
+            // SAFETY: the run's `end` bytes from `first` lie in the ring, which stays
+            // mapped while the `Arc<Mapping>` in `hint` lives; `release_view` drops it only
+            // when V8 collects the ArrayBuffer. The bytes are not reused before
+            // `channelRelease` detaches the ArrayBuffer.
+            let status = unsafe {
+                sys::napi_create_external_arraybuffer(
+                    env,
+                    first.cast_mut().cast(),
+                    end,
+                    Some(release_view),
+                    hint.cast(),
+                    &mut value,
+                )
+            };
+            if status != sys::Status::napi_ok {
+                // SAFETY: napi did not take `hint`; reclaim it.
+                drop(unsafe { Box::from_raw(hint) });
+                e.chan.release_borrowed(0);
+                return Err(js_error(
+                    "ERR_EXTERNAL_BUFFER_UNSUPPORTED",
+                    format!(
+                        "{}: this runtime cannot view shared memory (napi status {status}); use receive()",
+                        e.chan.path()
+                    ),
+                ));
+            }
+            Ok(value)
+        })
+    })();
+    finish(env, result)
+}
+
+/// `channelRelease(id, arrayBuffer, delivered)`: ends a borrow. Detaches the view (every
+/// Buffer over it reads as empty from now on), frees the first `delivered` messages and
+/// puts the rest back in the queue. Harmless on a closed handle (closing released them).
+unsafe extern "C" fn channel_release_cb(env: sys::napi_env, info: sys::napi_callback_info) -> Raw {
+    let result = (|| {
+        // SAFETY: napi passed `env`/`info` to this callback.
+        let [id, view, delivered] = unsafe { args::<3>(env, info) }?;
+        let id = get_u32(env, id, "handle")?;
+        let delivered = get_u32(env, delivered, "delivered")? as usize;
+        // SAFETY: `env` is live and `view` is the ArrayBuffer `channelBorrow` returned.
+        let status = unsafe { sys::napi_detach_arraybuffer(env, view) };
+        let released = with_channel(id, |e| {
+            e.chan.release_borrowed(delivered);
+            Ok(())
+        });
+        // A closed handle released everything when it closed.
+        if let Err(err) = released {
+            if err.status.as_ref() != "ERR_CLOSED" {
+                return Err(err);
+            }
+        }
+        check(status, "view")?;
+        undefined(env)
+    })();
+    finish(env, result)
+}
+
+const FUNCTIONS: [(&std::ffi::CStr, Callback); 9] = [
+    (c"valueRead", value_read_cb),
+    (c"valueWriteString", value_write_string_cb),
+    (c"valueWriteBytes", value_write_bytes_cb),
+    (c"valueWaitSync", value_wait_sync_cb),
+    (c"channelSendString", channel_send_string_cb),
+    (c"channelSend", channel_send_cb),
+    (c"channelReceive", channel_receive_cb),
+    (c"channelBorrow", channel_borrow_cb),
+    (c"channelRelease", channel_release_cb),
+];
+
+/// The functions of this module as one object (`lib/` calls them instead of the
+/// `#[napi]` ones).
+pub fn fast_api(env: &Env) -> Result<Raw, JsError> {
+    let env = env.raw();
+    let mut object = ptr::null_mut();
+    // SAFETY: `env` is live for this call.
+    check(
+        unsafe { sys::napi_create_object(env, &mut object) },
+        "object",
+    )?;
+    for (name, callback) in FUNCTIONS {
+        let mut function = ptr::null_mut();
+        // SAFETY: `env` is live; the name is a NUL-terminated static string and the
+        // callback has the signature napi expects.
+        let status = unsafe {
+            sys::napi_create_function(
+                env,
+                name.as_ptr(),
+                name.to_bytes().len() as isize,
+                Some(callback),
+                ptr::null_mut(),
+                &mut function,
+            )
+        };
+        check(status, "function")?;
+        // SAFETY: `object` and `function` are live values created above.
+        let status = unsafe { sys::napi_set_named_property(env, object, name.as_ptr(), function) };
+        check(status, "property")?;
+    }
+    Ok(object)
+}
