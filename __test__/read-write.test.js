@@ -71,6 +71,11 @@ test('read() returns exactly the value: no padding, NULs kept, UTF-8 round-trips
     assert.equal(obj.read(), value)
     assert.deepEqual(obj.readBuffer(), Buffer.from(value))
   }
+  // Bytes that are not UTF-8 read as a string the way Buffer#toString() decodes them.
+  for (const bytes of [[0xff, 0x41], [0x61, 0xe2, 0x82], [0xed, 0xa0, 0x80, 0x7a], [0xc3, 0xa9, 0x80]]) {
+    obj.write(Buffer.from(bytes))
+    assert.equal(obj.read(), Buffer.from(bytes).toString())
+  }
 })
 
 test('write() returns the number of bytes written', (t) => {

@@ -107,6 +107,8 @@ thread_local! {
     static VALUES: RefCell<Registry<ValueEntry>> = RefCell::new(Registry::default());
     /// Reused for reads and string writes, so a hot loop does not allocate.
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Reused to hand non-ASCII text to V8 as UTF-16.
+    static UTF16: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
 }
 
 type Handles<E> = &'static std::thread::LocalKey<RefCell<Registry<E>>>;
@@ -295,16 +297,47 @@ pub fn unlink(path: String) -> Result<(), Code> {
 }
 
 /// Creates a JS string from UTF-8 bytes (invalid sequences become U+FFFD).
+///
+/// V8's own UTF-8 decoder is slow outside ASCII (~4 µs for 1 KiB of accented text), so
+/// valid text is decoded here: ASCII goes in as Latin-1 (a plain copy), other valid
+/// UTF-8 as UTF-16. Only invalid input is left to V8, for its U+FFFD replacement.
 fn js_string_from_utf8<'env>(env: &'env Env, bytes: &[u8]) -> Result<Unknown<'env>, Code> {
     let mut value = ptr::null_mut();
-    // SAFETY: `bytes` is private memory valid for its length; V8 copies it.
-    let status = unsafe {
-        sys::napi_create_string_utf8(
-            env.raw(),
-            bytes.as_ptr().cast(),
-            bytes.len() as isize,
-            &mut value,
-        )
+    let status = if bytes.is_ascii() {
+        // SAFETY: `bytes` is private memory valid for its length; V8 copies it.
+        unsafe {
+            sys::napi_create_string_latin1(
+                env.raw(),
+                bytes.as_ptr().cast(),
+                bytes.len() as isize,
+                &mut value,
+            )
+        }
+    } else if let Ok(text) = std::str::from_utf8(bytes) {
+        UTF16.with(|units| {
+            let mut units = units.borrow_mut();
+            units.clear();
+            units.extend(text.encode_utf16());
+            // SAFETY: `units` is private memory valid for its length; V8 copies it.
+            unsafe {
+                sys::napi_create_string_utf16(
+                    env.raw(),
+                    units.as_ptr(),
+                    units.len() as isize,
+                    &mut value,
+                )
+            }
+        })
+    } else {
+        // SAFETY: `bytes` is private memory valid for its length; V8 copies it.
+        unsafe {
+            sys::napi_create_string_utf8(
+                env.raw(),
+                bytes.as_ptr().cast(),
+                bytes.len() as isize,
+                &mut value,
+            )
+        }
     };
     if status != sys::Status::napi_ok {
         return Err(js_error(
