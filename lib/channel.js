@@ -226,8 +226,11 @@ class Channel {
       return out
     }
     if (n === 1) {
-      const copy = Buffer.allocUnsafe(lens[0])
-      rx.copy(copy, 0, 0, lens[0])
+      const len = lens[0]
+      const copy = Buffer.allocUnsafe(len)
+      // A short message is copied faster by this loop than by a call into C++.
+      if (len <= 64) for (let i = 0; i < len; i++) copy[i] = rx[i]
+      else rx.copy(copy, 0, 0, len)
       out[0] = copy
       return out
     }

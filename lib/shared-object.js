@@ -168,7 +168,7 @@ class SharedObject {
       throw fromNative(err)
     }
     // `seq` was even and no write has completed since if it is still current, so the
-    // value read belongs to it: cache it for the next read (see docs/how-it-works).
+    // value read belongs to it: cache it for the next read (see "How it works" in the README).
     if ((seq & 1n) === 0n) {
       this.#cacheSeq = seq
       this.#cacheValue = value
