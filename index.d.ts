@@ -322,11 +322,13 @@ export declare class Channel implements Disposable, AsyncIterable<Buffer> {
   /**
    * Zero-copy receive: calls `fn(view)` for each waiting message in order (up to `max`,
    * default all up to 4096; never blocks). `view` is a Buffer over the message's bytes in
-   * the shared ring: nothing is copied. It is valid only while `fn` runs: afterwards the
-   * space goes back to producers and every view is detached (length 0), so copy what you
-   * keep. Returns how many messages were delivered. If `fn` throws, later messages stay
-   * queued; receiving from this channel inside `fn` throws `ERR_INVALID_STATE`. Runtimes
-   * that forbid views of foreign memory (Electron) throw `ERR_EXTERNAL_BUFFER_UNSUPPORTED`.
+   * the shared ring: nothing is copied. Treat it as read-only and valid only while `fn`
+   * runs: afterwards the space goes back to producers and every view is detached (length
+   * 0), so copy what you keep. Returns how many messages were delivered. If `fn` throws,
+   * later messages stay queued; `close()` or `releaseConsumer()` inside `fn` ends the call
+   * the same way. Receiving from this channel inside `fn` throws `ERR_INVALID_STATE`.
+   * Runtimes that forbid views of foreign memory (Electron) throw
+   * `ERR_EXTERNAL_BUFFER_UNSUPPORTED`.
    */
   consume(fn: (view: Buffer) => void, max?: number): number
   /**

@@ -263,9 +263,12 @@ test('consume(): closing the channel inside the callback is safe', (t) => {
   assert.equal(ch.consume((v) => {
     view = v
     ch.close()
-  }), 2)
+  }), 1)
   assert.equal(view.length, 0)
   assert.throws(() => ch.consume(() => {}), { code: 'ERR_CLOSED' })
+  const next = Channel.open(file)
+  t.after(() => next.close())
+  assert.deepEqual(next.receiveBatch().map(String), ['b'])
 })
 
 test('consume() and large messages between processes: every byte checked, none twice', async (t) => {
@@ -292,4 +295,56 @@ test('consume() and large messages between processes: every byte checked, none t
   assert.equal(next.seq, 2000)
   assert.ok(large > 100, `only ${large} messages over 4 KiB`)
   assert.equal((await exitOf(producer, 30_000)).code, 0)
+})
+
+test('consume(): close() or releaseConsumer() inside the callback keeps the undelivered messages', (t) => {
+  const { file, ch } = channel(t, { capacity: 4096 })
+  ch.sendBatch(['aaaa', 'bbbb', 'cccc'])
+  const seen = []
+  assert.equal(ch.consume((v) => {
+    seen.push(v.toString())
+    ch.releaseConsumer()
+  }), 1)
+  assert.deepEqual(seen, ['aaaa'])
+  const next = Channel.open(file)
+  t.after(() => next.close())
+  assert.deepEqual(next.receiveBatch().map(String), ['bbbb', 'cccc'])
+  next.sendBatch(['dddd', 'eeee'])
+  const got = []
+  assert.equal(next.consume((v) => {
+    got.push(v.toString())
+    next.close()
+  }), 1)
+  assert.deepEqual(got, ['dddd'])
+  const last = Channel.open(file)
+  t.after(() => last.close())
+  assert.deepEqual(last.receiveBatch().map(String), ['eeee'])
+})
+
+test('sendAsync() copies its message: a consume() view forwarded to a full channel arrives whole', async (t) => {
+  const { ch: from } = channel(t, { capacity: 4096 })
+  const { ch: to } = channel(t, { capacity: 1024 })
+  while (to.send(Buffer.alloc(100, 1)));
+  from.send('forwarded')
+  let pending
+  from.consume((view) => {
+    pending = to.sendAsync(view, { timeout: 5000 })
+  })
+  to.receiveBatch() // room
+  await pending
+  const all = to.receiveBatch().map(String)
+  assert.equal(all[all.length - 1], 'forwarded')
+})
+
+test('a huge or infinite timeout means no limit, never a crash', (t) => {
+  const { ch } = channel(t)
+  ch.send('now')
+  assert.equal(String(ch.receiveSync(1e300)), 'now')
+  const dir = tempDir(t)
+  const obj = SharedObject.open(path.join(dir, 'v'))
+  t.after(() => obj.close())
+  const v = obj.version
+  obj.write('x')
+  assert.equal(obj.waitForChangeSync(v, 1e300), v + 1)
+  assert.equal(obj.waitForChangeSync(v, Infinity), v + 1)
 })

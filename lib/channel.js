@@ -46,7 +46,8 @@ class Channel {
   #rx // receive area: at least the largest message
   #lens = new Uint32Array(MAX_BATCH)
   #meta = new Uint32Array(1 + 2 * MAX_BATCH) // consume(): count, then (offset, length) pairs
-  #consuming = false
+  #lent = null // the ArrayBuffer over the messages a running consume() lends, or null
+  #lentDelivered = 0 // how many of them its callback has been given
   #pack = Buffer.allocUnsafeSlow(64 * 1024) // sendBatch packing area
   #recvs = [] // pending recv() calls, oldest first
   #sends = [] // pending sendAsync() calls, oldest first
@@ -205,7 +206,10 @@ class Channel {
       if (this.send(msg)) return Promise.resolve()
       if (signal?.aborted) return Promise.reject(abortError(signal))
       const bytes = typeof msg === 'string' ? Buffer.byteLength(msg) : msg.byteLength
-      return this.#pend(this.#sends, SPACE, { msg, bytes }, timeout, signal, 'room in the channel')
+      // Bytes are copied now: the caller may reuse its buffer, or it may be a consume() view
+      // that is detached before room appears.
+      const queued = typeof msg === 'string' ? msg : Buffer.from(msg)
+      return this.#pend(this.#sends, SPACE, { msg: queued, bytes }, timeout, signal, 'room in the channel')
     } catch (err) {
       return Promise.reject(err)
     }
@@ -249,7 +253,7 @@ class Channel {
   // above 4 KiB come back as Buffers of their own (one copy, see src/fast.rs); a batch that
   // starts with one goes on taking what waits, without blocking.
   #receiveNative(max, encoding, timeout) {
-    if (this.#consuming) throw coded(Error, 'ERR_INVALID_STATE', `${this.#path}: cannot receive inside a consume() callback`)
+    if (this.#lent !== null) throw coded(Error, 'ERR_INVALID_STATE', `${this.#path}: cannot receive inside a consume() callback`)
     const wait = timeout === false ? -1 : (timeout ?? Infinity)
     for (;;) {
       let got
@@ -341,7 +345,7 @@ class Channel {
     this.#check()
     checkFunction('fn', fn)
     if (!Number.isInteger(max) || max < 1) throw invalidArgValue('max', 'must be a positive integer', max)
-    if (this.#consuming) throw coded(Error, 'ERR_INVALID_STATE', `${this.#path}: cannot receive inside a consume() callback`)
+    if (this.#lent !== null) throw coded(Error, 'ERR_INVALID_STATE', `${this.#path}: cannot receive inside a consume() callback`)
     const meta = this.#meta
     let view
     try {
@@ -351,22 +355,43 @@ class Channel {
     }
     if (view === undefined) return 0
     const n = meta[0]
-    let delivered = 0
-    this.#consuming = true
+    this.#lent = view
+    this.#lentDelivered = 0
+    let failed = true
     try {
-      while (delivered < n) {
-        const at = 1 + 2 * delivered++
+      // close() or releaseConsumer() inside `fn` ends the loan early (see #endLoan).
+      while (this.#lent === view && this.#lentDelivered < n) {
+        const at = 1 + 2 * this.#lentDelivered++
         fn(Buffer.from(view, meta[at], meta[at + 1]))
       }
+      failed = false
     } finally {
-      this.#consuming = false
-      try {
-        fast.channelRelease(this.#id, view, delivered)
-      } catch (err) {
-        throw fromNative(err)
+      const delivered = this.#lentDelivered
+      // An error of fn's own is the one to report, not a later one of the release.
+      if (failed) {
+        try {
+          this.#endLoan()
+        } catch {}
+      } else {
+        this.#endLoan()
       }
+      this.#lentDelivered = delivered
     }
-    return n
+    return this.#lentDelivered
+  }
+
+  // Ends consume()'s loan: detaches the view, frees the messages its callback was given and
+  // puts the others back in the queue. Before close() or releaseConsumer() inside the
+  // callback, so that no message it was not given is lost.
+  #endLoan() {
+    const view = this.#lent
+    if (view === null) return
+    this.#lent = null
+    try {
+      fast.channelRelease(this.#id, view, this.#lentDelivered)
+    } catch (err) {
+      throw fromNative(err)
+    }
   }
 
   /** `for await (const msg of channel)`: receives until the channel is closed. */
@@ -416,6 +441,7 @@ class Channel {
   /** Gives up the consumer role so another handle can take it. */
   releaseConsumer() {
     this.#check()
+    this.#endLoan()
     native.channelReleaseConsumer(this.#id)
   }
 
@@ -546,6 +572,9 @@ class Channel {
     }
     this.#recvs = []
     this.#sends = []
+    try {
+      this.#endLoan()
+    } catch {} // closing anyway: the native close releases what is left
     if (this.#keepAlive) clearInterval(this.#keepAlive)
     for (const t of this.#lingers) if (t) clearTimeout(t)
     native.channelClose(this.#id)

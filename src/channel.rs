@@ -324,6 +324,13 @@ impl ChannelSegment {
         if self.borrowed.is_empty() {
             return;
         }
+        // The records are ours only while we hold the consumer lock (it could have been
+        // taken over, e.g. by a process that rewrote the lock word): otherwise leave them.
+        let holder = lock::owner(self.header().consumer_lock.load(Ordering::Acquire));
+        if holder != self.seg.token() {
+            self.borrowed.clear();
+            return;
+        }
         let mut borrowed = std::mem::take(&mut self.borrowed);
         let ring = self.ring();
         let mut pos = self.borrow_start;
@@ -454,6 +461,11 @@ impl ChannelSegment {
         self.unwritten = unwritten;
         self.borrow_start = run_start;
         self.borrowed = kept;
+        // Messages taken before a problem are delivered (they are already off the queue,
+        // or lent); the problem is still there for the next call to report.
+        if count > 0 {
+            return Ok(count);
+        }
         result.map(|()| count)
     }
 
@@ -927,5 +939,24 @@ mod tests {
             ring.peek(head + 16),
             Ok(Next::Message { len: 4, .. })
         ));
+    }
+
+    #[test]
+    fn messages_before_a_corrupt_record_are_delivered_then_it_is_reported() {
+        let dir = TempDir::new("chan-partial");
+        let path = dir.path().join("c");
+        let mut c = ChannelSegment::open(&path, &opts(4096)).unwrap();
+        c.send_many(&[&b"ok"[..], b"bad"]).unwrap();
+        // The second record (at 16) claims a length far beyond the ring.
+        let word = 1_000_000u64 | (u64::from(ring::MSG) << 32);
+        // SAFETY: the data area holds the ring; offset 16 is an aligned record header.
+        unsafe { (c.seg.mapping().data().add(16) as *mut u64).write_volatile(word) };
+        assert_eq!(borrow_all(&mut c, 8).len(), 1, "the good message is lent");
+        c.release_borrowed(1);
+        assert_eq!(
+            c.borrow(8, &mut |_, _| Accept::Taken).unwrap_err().code(),
+            "ERR_CORRUPT"
+        );
+        assert_eq!(c.borrowed(), 0);
     }
 }

@@ -20,7 +20,7 @@ use napi::{sys, Env, JsValue};
 
 use super::{
     deadline_after, js_error, string_utf8_into, to_js, value_read, value_wait_sync, with_channel,
-    with_value, ChannelEntry, JsError, SCRATCH,
+    with_value, ChannelEntry, Code, JsError, SCRATCH,
 };
 use crate::channel::{self, Accept};
 use crate::segment::Mapping;
@@ -69,6 +69,18 @@ fn check(status: sys::napi_status, what: &str) -> Result<(), JsError> {
     }
 }
 
+/// A napi call that creates a value failed (out of memory, a pending exception).
+fn made(status: sys::napi_status, what: &str) -> Result<(), JsError> {
+    if status == sys::Status::napi_ok {
+        Ok(())
+    } else {
+        Err(napi::Error::new(
+            Code::from(napi::Status::from(status)),
+            format!("cannot create the {what} (napi status {status})"),
+        ))
+    }
+}
+
 fn get_u32(env: sys::napi_env, value: Raw, what: &str) -> Result<u32, JsError> {
     let mut out = 0u32;
     // SAFETY: `env` is live and `value` one of this call's arguments.
@@ -99,13 +111,15 @@ fn get_bool(env: sys::napi_env, value: Raw, what: &str) -> Result<bool, JsError>
     Ok(out)
 }
 
-/// A typed array's bytes: (data, byte length, element type).
+/// A typed array argument of type `kind`: (data, byte length). Any other value, another
+/// element type included, is a coded error.
 fn typed_array(
     env: sys::napi_env,
     value: Raw,
+    kind: sys::napi_typedarray_type,
     what: &str,
-) -> Result<(*mut u8, usize, sys::napi_typedarray_type), JsError> {
-    let mut kind = 0;
+) -> Result<(*mut u8, usize), JsError> {
+    let mut found = 0;
     let mut len = 0usize;
     let mut data = ptr::null_mut::<c_void>();
     // SAFETY: as in `get_u32`; napi fails (rather than misbehave) on a non-typed-array.
@@ -114,7 +128,7 @@ fn typed_array(
             sys::napi_get_typedarray_info(
                 env,
                 value,
-                &mut kind,
+                &mut found,
                 &mut len,
                 &mut data,
                 ptr::null_mut(),
@@ -124,14 +138,14 @@ fn typed_array(
         what,
     )?;
     let width = match kind {
-        sys::TypedarrayType::int8_array
-        | sys::TypedarrayType::uint8_array
-        | sys::TypedarrayType::uint8_clamped_array => 1,
-        sys::TypedarrayType::int16_array | sys::TypedarrayType::uint16_array => 2,
-        sys::TypedarrayType::int32_array
-        | sys::TypedarrayType::uint32_array
-        | sys::TypedarrayType::float32_array => 4,
-        _ => 8,
+        sys::TypedarrayType::uint8_array if found == kind => 1,
+        sys::TypedarrayType::uint32_array if found == kind => 4,
+        _ => {
+            return Err(js_error(
+                "ERR_INVALID_ARG_TYPE",
+                format!("{what}: wrong kind of typed array"),
+            ))
+        }
     };
     // A detached or empty array reports a null pointer: use a dangling, aligned one.
     let data = if data.is_null() {
@@ -139,7 +153,14 @@ fn typed_array(
     } else {
         data.cast()
     };
-    Ok((data, len * width, kind))
+    Ok((data, len * width))
+}
+
+/// A `Uint8Array` argument's bytes (read through the pointer only: it may be a view of
+/// shared memory).
+fn bytes(env: sys::napi_env, value: Raw, what: &str) -> Result<(*const u8, usize), JsError> {
+    let (data, len) = typed_array(env, value, sys::TypedarrayType::uint8_array, what)?;
+    Ok((data, len))
 }
 
 /// A `Uint32Array` argument as a slice (private JS memory: `lib/` passes its own arrays).
@@ -151,13 +172,7 @@ unsafe fn u32_array<'a>(
     value: Raw,
     what: &str,
 ) -> Result<&'a mut [u32], JsError> {
-    let (data, bytes, kind) = typed_array(env, value, what)?;
-    if kind != sys::TypedarrayType::uint32_array {
-        return Err(js_error(
-            "ERR_INVALID_ARG_TYPE",
-            format!("{what} must be a Uint32Array"),
-        ));
-    }
+    let (data, bytes) = typed_array(env, value, sys::TypedarrayType::uint32_array, what)?;
     // SAFETY: napi reported `bytes` valid bytes at `data`, 4-aligned for a Uint32Array (or
     // a dangling aligned pointer when empty); exclusivity is the caller's contract.
     Ok(unsafe { std::slice::from_raw_parts_mut(data.cast::<u32>(), bytes / 4) })
@@ -172,13 +187,7 @@ unsafe fn u8_array<'a>(
     value: Raw,
     what: &str,
 ) -> Result<&'a mut [u8], JsError> {
-    let (data, bytes, kind) = typed_array(env, value, what)?;
-    if kind != sys::TypedarrayType::uint8_array {
-        return Err(js_error(
-            "ERR_INVALID_ARG_TYPE",
-            format!("{what} must be a Uint8Array"),
-        ));
-    }
+    let (data, bytes) = typed_array(env, value, sys::TypedarrayType::uint8_array, what)?;
     // SAFETY: as in `u32_array`.
     Ok(unsafe { std::slice::from_raw_parts_mut(data, bytes) })
 }
@@ -196,20 +205,20 @@ fn number(env: sys::napi_env, n: f64) -> Result<Raw, JsError> {
 fn boolean(env: sys::napi_env, b: bool) -> Result<Raw, JsError> {
     let mut out = ptr::null_mut();
     // SAFETY: `env` is live for this call.
-    check(unsafe { sys::napi_get_boolean(env, b, &mut out) }, "result")?;
+    made(unsafe { sys::napi_get_boolean(env, b, &mut out) }, "result")?;
     Ok(out)
 }
 
 fn array(env: sys::napi_env, items: &[Raw]) -> Result<Raw, JsError> {
     let mut out = ptr::null_mut();
     // SAFETY: `env` is live for this call.
-    check(
+    made(
         unsafe { sys::napi_create_array_with_length(env, items.len(), &mut out) },
         "result",
     )?;
     for (i, &item) in items.iter().enumerate() {
         // SAFETY: `out` and `item` are live values of this call.
-        check(
+        made(
             unsafe { sys::napi_set_element(env, out, i as u32, item) },
             "result",
         )?;
@@ -220,7 +229,7 @@ fn array(env: sys::napi_env, items: &[Raw]) -> Result<Raw, JsError> {
 fn null(env: sys::napi_env) -> Result<Raw, JsError> {
     let mut out = ptr::null_mut();
     // SAFETY: `env` is live for this call.
-    check(unsafe { sys::napi_get_null(env, &mut out) }, "result")?;
+    made(unsafe { sys::napi_get_null(env, &mut out) }, "result")?;
     Ok(out)
 }
 
@@ -237,12 +246,23 @@ fn is_undefined(env: sys::napi_env, value: Raw) -> Result<bool, JsError> {
 fn undefined(env: sys::napi_env) -> Result<Raw, JsError> {
     let mut out = ptr::null_mut();
     // SAFETY: `env` is live for this call.
-    check(unsafe { sys::napi_get_undefined(env, &mut out) }, "result")?;
+    made(unsafe { sys::napi_get_undefined(env, &mut out) }, "result")?;
     Ok(out)
 }
 
-/// Returns a callback's result to napi, throwing the error if there is one.
-fn finish(env: sys::napi_env, result: Result<Raw, JsError>) -> Raw {
+/// Runs a callback's body and hands its result to napi, throwing the error if there is
+/// one. A panic (a broken internal assertion) becomes an `ERR_INTERNAL` error rather than
+/// unwinding into V8, which would abort the process.
+fn run(env: sys::napi_env, body: impl FnOnce() -> Result<Raw, JsError>) -> Raw {
+    let result =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(js_error("ERR_INTERNAL", format!("internal error: {what}")))
+        });
     match result {
         Ok(value) => value,
         Err(err) => {
@@ -255,13 +275,12 @@ fn finish(env: sys::napi_env, result: Result<Raw, JsError>) -> Raw {
 
 /// `valueRead(id)`: the current value as a string (see `value_read`).
 unsafe extern "C" fn value_read_cb(env: sys::napi_env, info: sys::napi_callback_info) -> Raw {
-    let result = (|| {
+    run(env, || {
         // SAFETY: napi passed `env`/`info` to this callback.
         let [id] = unsafe { args::<1>(env, info) }?;
         let id = get_u32(env, id, "handle")?;
         Ok(value_read(&Env::from_raw(env), id)?.raw())
-    })();
-    finish(env, result)
+    })
 }
 
 /// `valueWriteString(id, string)`: stores the string as UTF-8; returns its byte length.
@@ -269,7 +288,7 @@ unsafe extern "C" fn value_write_string_cb(
     env: sys::napi_env,
     info: sys::napi_callback_info,
 ) -> Raw {
-    let result = (|| {
+    run(env, || {
         // SAFETY: napi passed `env`/`info` to this callback.
         let [id, value] = unsafe { args::<2>(env, info) }?;
         let id = get_u32(env, id, "handle")?;
@@ -281,8 +300,7 @@ unsafe extern "C" fn value_write_string_cb(
             with_value(id, |e| e.seg.write(&scratch).map_err(to_js))?;
             number(env, scratch.len() as f64)
         })
-    })();
-    finish(env, result)
+    })
 }
 
 /// `valueWriteBytes(id, bytes)`: stores the bytes; returns their length.
@@ -290,25 +308,24 @@ unsafe extern "C" fn value_write_bytes_cb(
     env: sys::napi_env,
     info: sys::napi_callback_info,
 ) -> Raw {
-    let result = (|| {
+    run(env, || {
         // SAFETY: napi passed `env`/`info` to this callback.
         let [id, value] = unsafe { args::<2>(env, info) }?;
         let id = get_u32(env, id, "handle")?;
-        let (data, len, _) = typed_array(env, value, "value")?;
+        let (data, len) = bytes(env, value, "value")?;
         // SAFETY: napi reported `len` readable bytes at `data`, alive for this call;
         // `write_from` copies them with raw pointers only (they may be shared memory).
         with_value(id, |e| {
             unsafe { e.seg.write_from(data, len) }.map_err(to_js)
         })?;
         number(env, len as f64)
-    })();
-    finish(env, result)
+    })
 }
 
 /// `valueWaitSync(id, since, timeoutMs)`: blocks until the version differs from `since`;
 /// returns it, or null after `timeoutMs` (`undefined`: no limit).
 unsafe extern "C" fn value_wait_sync_cb(env: sys::napi_env, info: sys::napi_callback_info) -> Raw {
-    let result = (|| {
+    run(env, || {
         // SAFETY: napi passed `env`/`info` to this callback.
         let [id, since, timeout] = unsafe { args::<3>(env, info) }?;
         let id = get_u32(env, id, "handle")?;
@@ -322,8 +339,7 @@ unsafe extern "C" fn value_wait_sync_cb(env: sys::napi_env, info: sys::napi_call
             Some(version) => number(env, version),
             None => null(env),
         }
-    })();
-    finish(env, result)
+    })
 }
 
 /// `channelSendString(id, string)`: sends a string as UTF-8; false if the ring is full.
@@ -331,7 +347,7 @@ unsafe extern "C" fn channel_send_string_cb(
     env: sys::napi_env,
     info: sys::napi_callback_info,
 ) -> Raw {
-    let result = (|| {
+    run(env, || {
         // SAFETY: napi passed `env`/`info` to this callback.
         let [id, msg] = unsafe { args::<2>(env, info) }?;
         let id = get_u32(env, id, "handle")?;
@@ -343,25 +359,23 @@ unsafe extern "C" fn channel_send_string_cb(
             let sent = with_channel(id, |e| e.chan.send(&scratch).map_err(to_js))?;
             boolean(env, sent)
         })
-    })();
-    finish(env, result)
+    })
 }
 
 /// `channelSend(id, bytes)`: sends one message; false if the ring is full.
 unsafe extern "C" fn channel_send_cb(env: sys::napi_env, info: sys::napi_callback_info) -> Raw {
-    let result = (|| {
+    run(env, || {
         // SAFETY: napi passed `env`/`info` to this callback.
         let [id, msg] = unsafe { args::<2>(env, info) }?;
         let id = get_u32(env, id, "handle")?;
-        let (data, len, _) = typed_array(env, msg, "msg")?;
+        let (data, len) = bytes(env, msg, "msg")?;
         // SAFETY: napi reported `len` readable bytes at `data`, alive for this call (the
         // array is an argument); `send_from` copies them with raw pointers only.
         let sent = with_channel(id, |e| {
             unsafe { e.chan.send_from(data, len) }.map_err(to_js)
         })?;
         boolean(env, sent)
-    })();
-    finish(env, result)
+    })
 }
 
 /// `channelReceive(id, area, lens, max, direct, timeoutMs)`: takes up to `max` messages.
@@ -372,7 +386,7 @@ unsafe extern "C" fn channel_send_cb(env: sys::napi_env, info: sys::napi_callbac
 /// `max` is 1, else an array; or `-(length)` when the first message fits neither. `timeoutMs` < 0 returns at once; otherwise the call blocks until a message
 /// arrives or the time passes (`Infinity`: no limit), returning 0 on timeout.
 unsafe extern "C" fn channel_receive_cb(env: sys::napi_env, info: sys::napi_callback_info) -> Raw {
-    let result = (|| {
+    run(env, || {
         // SAFETY: napi passed `env`/`info` to this callback.
         let [id, area, lens, max, direct, timeout] = unsafe { args::<6>(env, info) }?;
         let id = get_u32(env, id, "handle")?;
@@ -382,6 +396,9 @@ unsafe extern "C" fn channel_receive_cb(env: sys::napi_env, info: sys::napi_call
         let max = (get_u32(env, max, "max")? as usize).min(lens.len());
         let direct = get_bool(env, direct, "direct")?;
         let timeout = get_f64(env, timeout, "timeoutMs")?;
+        if max == 0 {
+            return number(env, 0.0); // waiting would spin: data is "ready" but never taken
+        }
         let mut deadline = None;
         loop {
             let mut got = Got::Copied(0);
@@ -404,8 +421,7 @@ unsafe extern "C" fn channel_receive_cb(env: sys::napi_env, info: sys::napi_call
                 return number(env, 0.0);
             }
         }
-    })();
-    finish(env, result)
+    })
 }
 
 enum Got {
@@ -497,7 +513,7 @@ unsafe extern "C" fn release_view(_env: sys::napi_env, _data: *mut c_void, hint:
 /// waits) and writes `meta[0] = count`, then `(offset, length)` of each message in it. The
 /// messages stay in the ring until `channelRelease`, which detaches the ArrayBuffer.
 unsafe extern "C" fn channel_borrow_cb(env: sys::napi_env, info: sys::napi_callback_info) -> Raw {
-    let result = (|| {
+    run(env, || {
         // SAFETY: napi passed `env`/`info` to this callback.
         let [id, meta, max] = unsafe { args::<3>(env, info) }?;
         let id = get_u32(env, id, "handle")?;
@@ -506,6 +522,7 @@ unsafe extern "C" fn channel_borrow_cb(env: sys::napi_env, info: sys::napi_callb
         let room = meta.len().saturating_sub(1) / 2;
         let max = (get_u32(env, max, "max")? as usize).min(room);
         with_channel(id, |e| {
+            let capacity = e.chan.capacity() as usize;
             let mut first = ptr::null::<u8>();
             let mut end = 0usize;
             let mut n = 0usize;
@@ -514,8 +531,11 @@ unsafe extern "C" fn channel_borrow_cb(env: sys::napi_env, info: sys::napi_callb
                     if first.is_null() {
                         first = src;
                     }
-                    // Adjacent records of one run, in order (`borrow`'s contract).
+                    // Adjacent records of one run, in order, never wrapping (`borrow`'s
+                    // contract): offsets grow and stay within the ring.
+                    assert!(src >= first, "a borrowed run wrapped around the ring");
                     let offset = src as usize - first as usize;
+                    assert!(offset + len <= capacity, "a borrowed run left the ring");
                     meta[1 + 2 * n] = offset as u32;
                     meta[2 + 2 * n] = len as u32;
                     end = offset + len;
@@ -546,32 +566,41 @@ unsafe extern "C" fn channel_borrow_cb(env: sys::napi_env, info: sys::napi_callb
             if status != sys::Status::napi_ok {
                 // SAFETY: napi did not take `hint`; reclaim it.
                 drop(unsafe { Box::from_raw(hint) });
-                e.chan.release_borrowed(0);
-                return Err(js_error(
-                    "ERR_EXTERNAL_BUFFER_UNSUPPORTED",
-                    format!(
-                        "{}: this runtime cannot view shared memory (napi status {status}); use receive()",
-                        e.chan.path()
-                    ),
-                ));
+                e.chan.release_borrowed(0); // nothing was delivered: all stay queued
+                if status == sys::Status::napi_no_external_buffers_allowed {
+                    return Err(js_error(
+                        "ERR_EXTERNAL_BUFFER_UNSUPPORTED",
+                        format!(
+                            "{}: this runtime forbids views of shared memory; use receive()",
+                            e.chan.path()
+                        ),
+                    ));
+                }
+                made(status, "view")?;
             }
             Ok(value)
         })
-    })();
-    finish(env, result)
+    })
 }
 
 /// `channelRelease(id, arrayBuffer, delivered)`: ends a borrow. Detaches the view (every
 /// Buffer over it reads as empty from now on), frees the first `delivered` messages and
 /// puts the rest back in the queue. Harmless on a closed handle (closing released them).
 unsafe extern "C" fn channel_release_cb(env: sys::napi_env, info: sys::napi_callback_info) -> Raw {
-    let result = (|| {
+    run(env, || {
         // SAFETY: napi passed `env`/`info` to this callback.
         let [id, view, delivered] = unsafe { args::<3>(env, info) }?;
         let id = get_u32(env, id, "handle")?;
         let delivered = get_u32(env, delivered, "delivered")? as usize;
         // SAFETY: `env` is live and `view` is the ArrayBuffer `channelBorrow` returned.
         let status = unsafe { sys::napi_detach_arraybuffer(env, view) };
+        // A view that stayed attached must not see its bytes reused: then nothing is freed
+        // (all go back to the queue, delivered ones included) and the error says why.
+        let delivered = if status == sys::Status::napi_ok {
+            delivered
+        } else {
+            0
+        };
         let released = with_channel(id, |e| {
             e.chan.release_borrowed(delivered);
             Ok(())
@@ -582,10 +611,9 @@ unsafe extern "C" fn channel_release_cb(env: sys::napi_env, info: sys::napi_call
                 return Err(err);
             }
         }
-        check(status, "view")?;
+        made(status, "detached view")?;
         undefined(env)
-    })();
-    finish(env, result)
+    })
 }
 
 const FUNCTIONS: [(&std::ffi::CStr, Callback); 9] = [
@@ -624,10 +652,10 @@ pub fn fast_api(env: &Env) -> Result<Raw, JsError> {
                 &mut function,
             )
         };
-        check(status, "function")?;
+        made(status, "function")?;
         // SAFETY: `object` and `function` are live values created above.
         let status = unsafe { sys::napi_set_named_property(env, object, name.as_ptr(), function) };
-        check(status, "property")?;
+        made(status, "property")?;
     }
     Ok(object)
 }

@@ -256,8 +256,21 @@ fn value_options(name: &str, o: Option<NativeOpenOptions>) -> Result<ValueOption
     })
 }
 
+/// A wait longer than this (about a century, `Infinity` included) has no limit; this also
+/// keeps `Instant` arithmetic from overflowing on huge timeouts.
+const FOREVER_MS: f64 = 3.2e12;
+
+/// A timeout in milliseconds (`None`: no limit). NaN and negative values mean "now".
 fn millis(ms: Option<f64>) -> Option<Duration> {
-    ms.map(|ms| Duration::from_secs_f64(if ms.is_finite() { ms.max(0.0) } else { 0.0 } / 1000.0))
+    let ms = ms?;
+    if ms > FOREVER_MS {
+        return None;
+    }
+    Some(Duration::from_secs_f64(if ms > 0.0 {
+        ms / 1000.0
+    } else {
+        0.0
+    }))
 }
 
 /// Opens or creates the value segment at `path`; returns its handle number.

@@ -495,9 +495,10 @@ impl<'a> Ring<'a> {
     pub fn mark_taken(&self, pos: u64, record: u64) -> u64 {
         let index = self.index(pos);
         assert!(index + record <= self.capacity, "record beyond the ring");
-        // Relaxed: only the consumer reads headers between head and tail once committed
-        // (the Acquire in `peek_within` already ordered the payload); a successor consumer
-        // is ordered after us by the consumer lock's Acquire/Release.
+        // Relaxed: until head moves only the consumer (us) reads these headers; the payload
+        // was already ordered by the Acquire in `peek_within`. A successor reads the mark
+        // only after our death was detected (the kernel dropped our liveness lock): that,
+        // not a Release of ours, is what makes the store visible to it.
         self.word(index)
             .swap(word_of(record - HEADER, PAD), Ordering::Relaxed)
     }
