@@ -624,3 +624,62 @@ test('1,000,000 operations, 12,000 open/close cycles, 10,000 zero-copy Buffers a
   }
 })
 
+
+// ---------------------------------------------------------------------------------------
+// Waiters killed while parked
+// ---------------------------------------------------------------------------------------
+
+/** The header bytes [from, to) of a segment file, read with plain file I/O. */
+function headerBytes(file, from, to) {
+  const fd = fs.openSync(file, 'r')
+  try {
+    const buf = Buffer.alloc(to - from)
+    fs.readSync(fd, buf, 0, buf.length, from)
+    return buf
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+const announced = (bytes) => bytes.some((b) => b !== 0)
+
+test('a waiter SIGKILLed while parked does not leave writers waking nobody: the next write frees its announcement', async (t) => {
+  const dir = tempDir(t)
+  const file = path.join(dir, 'seg')
+  const obj = SharedObject.open(file)
+  t.after(() => obj.close())
+  const slots = () => headerBytes(file, 192, 256) // the value header's waiter slots
+  for (const mode of ['sync', 'watch']) {
+    const child = spawnFixture(t, 'wait-change.js', [file, mode])
+    await printed(child, '"waiting"', 10_000, `the ${mode} waiter`)
+    await waitFor(() => announced(slots()), 10_000, `the ${mode} waiter to park`)
+    child.kill('SIGKILL')
+    await exitOf(child, 10_000, `the ${mode} waiter to die`)
+    assert.ok(announced(slots()), 'a dead waiter stays announced until a writer looks')
+    obj.write(`after ${mode}`)
+    assert.ok(!announced(slots()), `the dead ${mode} waiter's slot is free again`)
+  }
+  // A live waiter stays announced through writes that do not concern it, and is woken.
+  const live = spawnFixture(t, 'wait-change.js', [file, 'sync'])
+  await printed(live, '"waiting"', 10_000, 'the live waiter')
+  await waitFor(() => announced(slots()), 10_000, 'the live waiter to park')
+  obj.write('for the live one')
+  const { code } = await exitOf(live, 10_000, 'the live waiter')
+  assert.equal(code, 0)
+  assert.equal(JSON.parse(live.lines.at(-1)).value, 'for the live one')
+})
+
+test('a consumer SIGKILLed while parked in receiveSync(): the next send frees its announcement', async (t) => {
+  const dir = tempDir(t)
+  const file = path.join(dir, 'chan')
+  const ch = Channel.open(file, { capacity: 4096 })
+  t.after(() => ch.close())
+  const slots = () => headerBytes(file, 200, 256) // the channel header's data-waiter slots
+  const consumer = spawnFixture(t, 'chan-consumer.js', [file, 1])
+  await printed(consumer, 'ready', 10_000, 'the consumer')
+  await waitFor(() => announced(slots()), 10_000, 'the consumer to park')
+  consumer.kill('SIGKILL')
+  await exitOf(consumer, 10_000, 'the consumer to die')
+  assert.ok(announced(slots()))
+  assert.equal(ch.send('nobody waits'), true)
+  assert.ok(!announced(slots()), "the dead consumer's slot is free again")
+})

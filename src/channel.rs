@@ -23,6 +23,7 @@ use crate::layout::{ChannelHeader, KIND_CHANNEL};
 use crate::lock::{self, LockError};
 use crate::ring::{self, Next, Ring, RingError};
 use crate::segment::{Liveness, Mapping, OpenOptions, Segment};
+use crate::waiters::Announcements;
 
 /// Default ring size.
 pub const DEFAULT_CAPACITY: u64 = 1 << 20;
@@ -222,24 +223,30 @@ impl ChannelSegment {
     /// Wakes a parked consumer, if one announced itself.
     fn announce_data(&self) {
         let h = self.header();
-        // SYNC POINT: this SeqCst fence orders our commits before the load of
-        // `data_waiters`; it pairs with the SeqCst increment in `wait_data` (event count):
-        // either the consumer sees our record, or we see it waiting and wake it.
+        // SYNC POINT: this SeqCst fence orders our commits before the loads in `any`; it
+        // pairs with the SeqCst announcement in `wait` (event count): either the consumer
+        // sees our record, or we see it waiting and wake it.
         fence(Ordering::SeqCst);
-        if h.data_waiters.load(Ordering::SeqCst) != 0 {
+        let waiters = data_announcements(h);
+        if waiters.any() {
             h.data_notify.fetch_add(1, Ordering::SeqCst);
-            futex::wake_all(&h.data_notify);
+            if futex::wake_all(&h.data_notify) == 0 {
+                waiters.reap(&|token| self.seg.is_alive(token));
+            }
         }
     }
 
     /// Wakes parked producers, if any announced themselves.
     fn announce_space(&self) {
         let h = self.header();
-        // SYNC POINT: pairs with the SeqCst increment in `wait_space`, as in `announce_data`.
+        // SYNC POINT: pairs with the SeqCst announcement in `wait`, as in `announce_data`.
         fence(Ordering::SeqCst);
-        if h.space_waiters.load(Ordering::SeqCst) != 0 {
+        let waiters = space_announcements(h);
+        if waiters.any() {
             h.space_notify.fetch_add(1, Ordering::SeqCst);
-            futex::wake_all(&h.space_notify);
+            if futex::wake_all(&h.space_notify) == 0 {
+                waiters.reap(&|token| self.seg.is_alive(token));
+            }
         }
     }
 
@@ -286,7 +293,7 @@ impl ChannelSegment {
             self.release_borrowed(borrowed);
             self.consumer = false;
             lock::release(&self.header().consumer_lock, self.seg.token(), &|w| {
-                futex::wake(w, 1)
+                futex::wake(w, 1);
             });
         }
     }
@@ -479,6 +486,14 @@ impl ChannelSegment {
     }
 }
 
+fn data_announcements(h: &ChannelHeader) -> Announcements<'_> {
+    Announcements::new(&h.data_slots, &h.data_waiters)
+}
+
+fn space_announcements(h: &ChannelHeader) -> Announcements<'_> {
+    Announcements::new(&h.space_slots, &h.space_waiters)
+}
+
 fn valid_capacity(capacity: u64) -> bool {
     capacity.is_power_of_two() && (ring::MIN_CAPACITY..=ring::MAX_CAPACITY).contains(&capacity)
 }
@@ -601,7 +616,7 @@ impl ChannelWatcher {
         let h = self.header();
         self.wait(
             &h.data_notify,
-            &h.data_waiters,
+            data_announcements(h),
             deadline,
             spin,
             cancel,
@@ -620,7 +635,7 @@ impl ChannelWatcher {
         let needed = ring::record_len(bytes) * 2; // room even if the claim must pad the wrap
         self.wait(
             &h.space_notify,
-            &h.space_waiters,
+            space_announcements(h),
             deadline,
             Duration::ZERO,
             cancel,
@@ -637,12 +652,13 @@ impl ChannelWatcher {
     fn wait(
         &self,
         word: &AtomicU32,
-        waiters: &AtomicU32,
+        waiters: Announcements<'_>,
         deadline: Option<Instant>,
         spin: Duration,
         cancel: Option<&AtomicBool>,
         ready: &dyn Fn() -> bool,
     ) -> bool {
+        let token = self.liveness.token();
         let spin = deadline.map_or(spin, |d| {
             spin.min(d.saturating_duration_since(Instant::now()))
         });
@@ -651,8 +667,9 @@ impl ChannelWatcher {
         }
         loop {
             let observed = word.load(Ordering::Acquire);
-            // SYNC POINT: SeqCst increment pairs with the SeqCst fence in `announce_*`.
-            waiters.fetch_add(1, Ordering::SeqCst);
+            // SYNC POINT: the SeqCst announcement pairs with the SeqCst fence in
+            // `announce_*`.
+            let at = waiters.enter(token);
             let now_ready = ready();
             let mut nap = POLL;
             let mut expired = false;
@@ -665,7 +682,7 @@ impl ChannelWatcher {
             if !now_ready && !expired && !stop {
                 futex::wait(word, observed, Some(nap));
             }
-            waiters.fetch_sub(1, Ordering::SeqCst);
+            waiters.leave(at, token);
             if now_ready || ready() {
                 return true;
             }

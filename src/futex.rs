@@ -35,16 +35,16 @@ pub fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Wake 
     }
 }
 
-/// Wakes up to `n` threads parked on `word`, in any process.
-pub fn wake(word: &AtomicU32, n: u32) {
-    // A failure here (EFAULT cannot happen on a live mapping) leaves waiters to their
-    // timeouts, which every wait in this crate has.
-    let _ = futex::wake(word, futex::Flags::empty(), n);
+/// Wakes up to `n` threads parked on `word`, in any process; returns how many woke.
+pub fn wake(word: &AtomicU32, n: u32) -> usize {
+    // A failure here (EFAULT cannot happen on a live mapping) is reported as "one woke", so
+    // that callers never conclude from it that their waiters are gone.
+    futex::wake(word, futex::Flags::empty(), n).unwrap_or(1)
 }
 
-/// Wakes every thread parked on `word`.
-pub fn wake_all(word: &AtomicU32) {
-    wake(word, i32::MAX as u32);
+/// Wakes every thread parked on `word`; returns how many woke.
+pub fn wake_all(word: &AtomicU32) -> usize {
+    wake(word, i32::MAX as u32)
 }
 
 /// Busy-waits up to `budget` for `ready()`, the cheapest wait when the other side answers

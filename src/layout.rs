@@ -23,10 +23,11 @@
 //! 128    4   writer_lock      token of the writing handle | CONTENDED, 0 = free
 //! 132    4   user_lock        token of the lock() holder | CONTENDED, 0 = free
 //! 136    4   notify           futex word: +1 after every completed write
-//! 140    4   notify_waiters   number of threads parked on `notify`
+//! 140    4   notify_waiters   threads parked on `notify` beyond those in `waiter_slots`
 //! 144   48   reserved, 0
-//! ---- line 3: reserved for later fields ----
-//! 192   64   reserved, 0
+//! ---- line 3: waiters ----
+//! 192   64   waiter_slots     16 × u32: token of a handle with a thread parked on
+//!                             `notify`, 0 = free (see `waiters.rs`)
 //! ---- data area ----
 //! 256   capacity bytes
 //! ```
@@ -42,12 +43,12 @@
 //! 128    8   head             bytes ever consumed (position); head <= tail <= head + capacity
 //! 136    4   consumer_lock    token of the consuming handle | CONTENDED, 0 = none
 //! 140    4   space_notify     futex word: bumped when the consumer frees space
-//! 144    4   space_waiters    producers parked on `space_notify`
-//! 148   44   reserved, 0
+//! 144    4   space_waiters    producers parked on `space_notify` beyond `space_slots`
+//! 148   44   space_slots      11 × u32: tokens of handles parked on `space_notify`
 //! ---- line 3: data notification ----
 //! 192    4   data_notify      futex word: bumped when a producer commits and someone waits
-//! 196    4   data_waiters     consumers parked on `data_notify`
-//! 200   56   reserved, 0
+//! 196    4   data_waiters     consumers parked on `data_notify` beyond `data_slots`
+//! 200   56   data_slots       14 × u32: tokens of handles parked on `data_notify`
 //! ---- ring ----
 //! 256   capacity bytes of records (see `ring.rs`)
 //! ```
@@ -125,10 +126,12 @@ pub struct ValueHeader {
     pub user_lock: AtomicU32,
     /// Futex word bumped after every completed write; waiters park on it.
     pub notify: AtomicU32,
-    /// How many threads are parked on `notify`: writers only wake when it is non-zero.
+    /// Threads parked on `notify` that found no free slot in `waiter_slots`.
     pub notify_waiters: AtomicU32,
     pub reserved2: [AtomicU32; 12],
-    pub reserved3: [AtomicU64; 8],
+    /// Tokens of handles with a thread parked on `notify` (0 = free): writers wake only
+    /// when a slot or `notify_waiters` is non-zero (`waiters.rs`).
+    pub waiter_slots: [AtomicU32; 16],
 }
 
 /// The header of a channel segment (kind 2).
@@ -144,14 +147,16 @@ pub struct ChannelHeader {
     pub consumer_lock: AtomicU32,
     /// Futex word bumped when the consumer frees space and producers wait.
     pub space_notify: AtomicU32,
-    /// Producers parked on `space_notify`.
+    /// Producers parked on `space_notify` that found no free slot in `space_slots`.
     pub space_waiters: AtomicU32,
-    pub reserved2: [AtomicU32; 11],
+    /// Tokens of handles with a producer parked on `space_notify` (0 = free).
+    pub space_slots: [AtomicU32; 11],
     /// Futex word bumped when a producer commits and a consumer waits.
     pub data_notify: AtomicU32,
-    /// Consumers parked on `data_notify`.
+    /// Consumers parked on `data_notify` that found no free slot in `data_slots`.
     pub data_waiters: AtomicU32,
-    pub reserved3: [AtomicU32; 14],
+    /// Tokens of handles with a consumer parked on `data_notify` (0 = free).
+    pub data_slots: [AtomicU32; 14],
 }
 
 // The format is fixed: these fail the build if a field moves.
@@ -170,14 +175,17 @@ const _: () = {
     assert!(offset_of!(ValueHeader, user_lock) == 132);
     assert!(offset_of!(ValueHeader, notify) == 136);
     assert!(offset_of!(ValueHeader, notify_waiters) == 140);
+    assert!(offset_of!(ValueHeader, waiter_slots) == 192);
     assert!(size_of::<ChannelHeader>() == HEADER_SIZE);
     assert!(offset_of!(ChannelHeader, tail) == 64);
     assert!(offset_of!(ChannelHeader, head) == 128);
     assert!(offset_of!(ChannelHeader, consumer_lock) == 136);
     assert!(offset_of!(ChannelHeader, space_notify) == 140);
     assert!(offset_of!(ChannelHeader, space_waiters) == 144);
+    assert!(offset_of!(ChannelHeader, space_slots) == 148);
     assert!(offset_of!(ChannelHeader, data_notify) == 192);
     assert!(offset_of!(ChannelHeader, data_waiters) == 196);
+    assert!(offset_of!(ChannelHeader, data_slots) == 200);
     // Lock bytes lie beyond any data a segment can hold, and liveness bytes beyond those.
     assert!(LOCK_OPEN >= HEADER_SIZE as u64 + MAX_CAPACITY);
     assert!(LIVENESS_BASE > LOCK_OPEN && LIVENESS_BASE < i64::MAX as u64 - u32::MAX as u64);

@@ -23,6 +23,7 @@ pub mod ring;
 pub mod segment;
 pub mod seqlock;
 pub mod value;
+pub mod waiters;
 
 #[cfg(test)]
 mod hostile_tests;

@@ -17,6 +17,7 @@ use crate::layout::{ValueHeader, DEFAULT_MAX_SIZE, HEADER_SIZE, KIND_VALUE, MAX_
 use crate::lock::{self, Acquired, LockError};
 use crate::segment::{Liveness, Mapping, OpenOptions, Segment};
 use crate::seqlock::{self, ReadAttempt};
+use crate::waiters::Announcements;
 
 /// How long a writer waits for the writer lock held by a live process before giving up.
 const WRITE_LOCK_WAIT: Duration = Duration::from_secs(10);
@@ -99,6 +100,7 @@ impl ValueSegment {
         Watcher {
             map: Arc::clone(self.seg.mapping()),
             read_only: self.seg.read_only(),
+            token: self.seg.token(),
         }
     }
 
@@ -250,7 +252,7 @@ impl ValueSegment {
 
     fn unlock_writer(&self) {
         lock::release(&self.header().writer_lock, self.seg.token(), &|w| {
-            futex::wake(w, 1)
+            futex::wake(w, 1);
         });
     }
 
@@ -268,7 +270,7 @@ impl ValueSegment {
         // of this segment.
         unsafe { seqlock::copy_in(map.data(), src, len) };
         let seq = seqlock::end_write(&h.seq, &h.len, len as u64, odd);
-        notify_waiters(h);
+        notify_waiters(h, &|token| self.seg.is_alive(token));
         Ok(seq / 2)
     }
 
@@ -324,7 +326,7 @@ impl ValueSegment {
             return; // it can never have taken it
         }
         lock::release(&self.header().user_lock, self.seg.token(), &|w| {
-            futex::wake(w, 1)
+            futex::wake(w, 1);
         });
     }
 
@@ -374,19 +376,25 @@ fn version_of(h: &ValueHeader) -> u64 {
     h.seq.load(Ordering::Acquire) / 2
 }
 
-/// Wakes waiters after a completed write, with a syscall only if someone is parked.
-fn notify_waiters(h: &ValueHeader) {
-    // SYNC POINT: these two SeqCst operations pair with the SeqCst increment of
-    // `notify_waiters` and the kernel's re-check of `notify` in `Watcher::park` (Dekker):
+fn announcements(h: &ValueHeader) -> Announcements<'_> {
+    Announcements::new(&h.waiter_slots, &h.notify_waiters)
+}
+
+/// Wakes waiters after a completed write, with a syscall only if someone is parked; frees
+/// the announcements of waiters that died parked (`waiters.rs`).
+fn notify_waiters(h: &ValueHeader, is_alive: &dyn Fn(u32) -> bool) {
+    // SYNC POINT: this SeqCst bump and the SeqCst loads in `any` pair with the SeqCst
+    // announcement in `Watcher::park` and the kernel's re-check of `notify` (Dekker):
     // either we see the waiter and wake it, or it sees the new `notify` and does not sleep.
     h.notify.fetch_add(1, Ordering::SeqCst);
-    if h.notify_waiters.load(Ordering::SeqCst) != 0 {
-        futex::wake_all(&h.notify);
+    let waiters = announcements(h);
+    if waiters.any() && futex::wake_all(&h.notify) == 0 {
+        waiters.reap(is_alive);
     }
 }
 
 /// How often a read-only handle re-checks the version while waiting: it cannot announce
-/// itself in `notify_waiters` (its mapping is read-only), so writers do not wake it.
+/// itself in the header (its mapping is read-only), so writers do not wake it.
 pub const READ_ONLY_POLL: Duration = Duration::from_millis(2);
 
 /// The part of a value segment other threads need to wait on it. Holds the mapping alive.
@@ -395,6 +403,8 @@ pub struct Watcher {
     map: Arc<Mapping>,
     /// The mapping is read-only: never store into the header.
     read_only: bool,
+    /// The handle's token, announced while a thread parks.
+    token: u32,
 }
 
 impl Watcher {
@@ -460,10 +470,11 @@ impl Watcher {
             futex::wait(&h.notify, observed, nap);
             return;
         }
-        // SYNC POINT: pairs with `notify_waiters` (see there).
-        h.notify_waiters.fetch_add(1, Ordering::SeqCst);
+        // SYNC POINT: the announcement pairs with `notify_waiters` (see there).
+        let waiters = announcements(h);
+        let at = waiters.enter(self.token);
         futex::wait(&h.notify, observed, nap);
-        h.notify_waiters.fetch_sub(1, Ordering::SeqCst);
+        waiters.leave(at, self.token);
     }
 
     /// Wakes every thread parked on this segment's futex word (used to cancel a wait).
