@@ -6,7 +6,8 @@
 //! `SharedObject` class and adds promises, `AbortSignal`, watchers and argument checks.
 //!
 //! Open segments live in a per-thread [`registry::Registry`] and JS refers to them by
-//! number: a napi class unwrap costs more than a whole read.
+//! number: a napi class unwrap costs more than a whole read. Every function catches panics
+//! (`catch_unwind`): a broken internal assertion is an `ERR_INTERNAL` error, not an abort.
 
 #![deny(clippy::all)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -61,7 +62,11 @@ impl AsRef<str> for Code {
 
 impl From<napi::Status> for Code {
     fn from(status: napi::Status) -> Self {
-        Code(format!("ERR_NAPI_{}", status.as_ref()))
+        match status {
+            // What `#[napi(catch_unwind)]` reports a panic (a broken internal assertion) as.
+            napi::Status::GenericFailure => Code("ERR_INTERNAL".into()),
+            _ => Code(format!("ERR_NAPI_{}", status.as_ref())),
+        }
     }
 }
 
@@ -275,14 +280,14 @@ fn millis(ms: Option<f64>) -> Option<Duration> {
 }
 
 /// Opens or creates the value segment at `path`; returns its handle number.
-#[napi]
+#[napi(catch_unwind)]
 pub fn value_open(path: String, options: Option<NativeOpenOptions>) -> Result<u32, Code> {
     let opts = value_options(&path, options)?;
     register(ValueSegment::open(Path::new(&path), &opts).map_err(to_js)?)
 }
 
 /// Creates an anonymous (memfd) value segment; returns its handle number.
-#[napi]
+#[napi(catch_unwind)]
 pub fn value_anonymous(options: Option<NativeOpenOptions>) -> Result<u32, Code> {
     let opts = value_options("memfd", options)?;
     register(ValueSegment::anonymous(&opts).map_err(to_js)?)
@@ -290,7 +295,7 @@ pub fn value_anonymous(options: Option<NativeOpenOptions>) -> Result<u32, Code> 
 
 /// Opens the value segment behind an inherited descriptor (duplicated: the caller keeps
 /// its own); returns its handle number.
-#[napi]
+#[napi(catch_unwind)]
 pub fn value_from_fd(fd: i32, options: Option<NativeOpenOptions>) -> Result<u32, Code> {
     let opts = value_options(&format!("fd:{fd}"), options)?;
     let opened = with_inherited_fd(fd, |fd| ValueSegment::from_fd(fd, &opts).map_err(to_js))?;
@@ -299,13 +304,13 @@ pub fn value_from_fd(fd: i32, options: Option<NativeOpenOptions>) -> Result<u32,
 
 /// Closes a handle: unmaps (unless zero-copy buffers still hold the mapping), closes the
 /// file and so releases the handle's locks. Closing twice is harmless.
-#[napi]
+#[napi(catch_unwind)]
 pub fn value_close(id: u32) {
     remove_handle(&VALUES, id);
 }
 
 /// Removes a segment file (a symlink at the path is removed, never followed).
-#[napi]
+#[napi(catch_unwind)]
 pub fn unlink(path: String) -> Result<(), Code> {
     os::unlink(Path::new(&path)).map_err(|e| to_js(Error::os(&path, "unlink", e)))
 }
@@ -376,7 +381,7 @@ pub fn value_read<'env>(env: &'env Env, id: u32) -> Result<Unknown<'env>, Code> 
 }
 
 /// The hot calls as plain napi callbacks (`fast.rs`), as an object.
-#[napi]
+#[napi(catch_unwind)]
 pub fn fast_api<'env>(env: &'env Env) -> Result<Unknown<'env>, Code> {
     let object = fast::fast_api(env)?;
     // SAFETY: `object` is the live object `fast_api` just created in this env.
@@ -387,7 +392,7 @@ pub fn fast_api<'env>(env: &'env Env) -> Result<Unknown<'env>, Code> {
 /// way (a length above `target.length` means nothing was copied: retry with more room).
 /// `index.js` builds `readBuffer()` on this: a pooled JS Buffer is much cheaper to allocate
 /// than one napi creates.
-#[napi]
+#[napi(catch_unwind)]
 pub fn value_read_into(id: u32, mut target: Uint8ArraySlice<'_>) -> Result<f64, Code> {
     SCRATCH.with(|scratch| {
         let mut scratch = scratch.borrow_mut();
@@ -443,7 +448,7 @@ fn string_utf8_into(env: &Env, value: &Unknown<'_>, out: &mut Vec<u8>) -> Result
 }
 
 /// Number of completed writes, the same in every process.
-#[napi]
+#[napi(catch_unwind)]
 pub fn value_version(id: u32) -> Result<f64, Code> {
     with_value(id, |e| Ok(e.seg.version() as f64))
 }
@@ -459,7 +464,7 @@ pub struct NativeValueInfo {
 }
 
 /// Path, capacity, size limit, mode and descriptor of a handle.
-#[napi]
+#[napi(catch_unwind)]
 pub fn value_info(id: u32) -> Result<NativeValueInfo, Code> {
     with_value(id, |e| {
         Ok(NativeValueInfo {
@@ -473,7 +478,7 @@ pub fn value_info(id: u32) -> Result<NativeValueInfo, Code> {
 }
 
 /// Bytes the value may take before the segment grows.
-#[napi]
+#[napi(catch_unwind)]
 pub fn value_capacity(id: u32) -> Result<f64, Code> {
     with_value(id, |e| Ok(e.seg.capacity() as f64))
 }
@@ -508,7 +513,7 @@ const NOTIFY_SPIN: Duration = Duration::from_micros(30);
 /// Starts a native thread that calls `callback()` after writes (coalesced: at most one
 /// call is queued; the callback reads the latest version itself). Does not keep the
 /// process alive on its own.
-#[napi]
+#[napi(catch_unwind)]
 pub fn value_start_notifier(id: u32, callback: NotifyFn) -> Result<(), Code> {
     with_value(id, |e| {
         e.stop_notifier();
@@ -525,7 +530,7 @@ pub fn value_start_notifier(id: u32, callback: NotifyFn) -> Result<(), Code> {
 }
 
 /// Stops the notifier thread, if any.
-#[napi]
+#[napi(catch_unwind)]
 pub fn value_stop_notifier(id: u32) {
     let _ = with_value(id, |e| {
         e.stop_notifier();
@@ -551,7 +556,7 @@ fn deadline_after(timeout_ms: Option<f64>) -> Option<Instant> {
 }
 
 /// Takes the cross-process lock, blocking; returns true if its previous holder had died.
-#[napi]
+#[napi(catch_unwind)]
 pub fn value_lock_sync(id: u32, timeout_ms: Option<f64>) -> Result<bool, Code> {
     let locker = with_value(id, |e| e.seg.user_locker().map_err(to_js))?;
     let acquired = locker
@@ -562,7 +567,7 @@ pub fn value_lock_sync(id: u32, timeout_ms: Option<f64>) -> Result<bool, Code> {
 
 /// Takes the cross-process lock on a native thread, then calls `callback(err, ownerDied)`.
 /// The pending call keeps the process alive.
-#[napi]
+#[napi(catch_unwind)]
 pub fn value_lock_async(
     id: u32,
     timeout_ms: Option<f64>,
@@ -584,7 +589,7 @@ pub fn value_lock_async(
 }
 
 /// Releases the cross-process lock held by this handle.
-#[napi]
+#[napi(catch_unwind)]
 pub fn value_unlock(id: u32) -> Result<(), Code> {
     with_value(id, |e| {
         e.seg.unlock_user();
@@ -593,7 +598,7 @@ pub fn value_unlock(id: u32) -> Result<(), Code> {
 }
 
 /// Whether a live handle in any process holds the lock.
-#[napi]
+#[napi(catch_unwind)]
 pub fn value_locked(id: u32) -> Result<bool, Code> {
     with_value(id, |e| Ok(e.seg.user_lock_held()))
 }
@@ -652,7 +657,7 @@ fn external_buffer<'env>(
 
 /// A zero-copy Buffer over the value area (the whole capacity). It keeps the mapping alive
 /// by itself, after `close()` too.
-#[napi]
+#[napi(catch_unwind)]
 pub fn value_buffer<'env>(env: &'env Env, id: u32) -> Result<Unknown<'env>, Code> {
     let (path, map, len) = with_value(id, |e| {
         if e.seg.segment().read_only() {
@@ -675,7 +680,7 @@ pub fn value_buffer<'env>(env: &'env Env, id: u32) -> Result<Unknown<'env>, Code
 /// the handle unmaps it at once (a view that kept a mapping alive would hold every closed
 /// segment mapped until garbage collection). `index.js` keeps the Buffer private, reads it
 /// only with `Atomics.load`, and drops it before closing. The mapping is read-only.
-#[napi]
+#[napi(catch_unwind)]
 pub fn value_header<'env>(env: &'env Env, id: u32) -> Result<Unknown<'env>, Code> {
     let data = with_value(id, |e| {
         if e.header_view.is_none() {
@@ -788,21 +793,21 @@ fn channel_options(name: &str, o: Option<NativeChannelOptions>) -> Result<OpenOp
 }
 
 /// Opens or creates the channel at `path`; returns its handle number.
-#[napi]
+#[napi(catch_unwind)]
 pub fn channel_open(path: String, options: Option<NativeChannelOptions>) -> Result<u32, Code> {
     let opts = channel_options(&path, options)?;
     register_channel(ChannelSegment::open(Path::new(&path), &opts).map_err(to_js)?)
 }
 
 /// Creates an anonymous (memfd) channel; returns its handle number.
-#[napi]
+#[napi(catch_unwind)]
 pub fn channel_anonymous(options: Option<NativeChannelOptions>) -> Result<u32, Code> {
     let opts = channel_options("memfd", options)?;
     register_channel(ChannelSegment::anonymous(&opts).map_err(to_js)?)
 }
 
 /// Opens the channel behind an inherited descriptor (duplicated).
-#[napi]
+#[napi(catch_unwind)]
 pub fn channel_from_fd(fd: i32, options: Option<NativeChannelOptions>) -> Result<u32, Code> {
     let opts = channel_options(&format!("fd:{fd}"), options)?;
     let opened = with_inherited_fd(fd, |fd| ChannelSegment::from_fd(fd, &opts).map_err(to_js))?;
@@ -810,7 +815,7 @@ pub fn channel_from_fd(fd: i32, options: Option<NativeChannelOptions>) -> Result
 }
 
 /// Closes a channel handle (giving up the consumer role). Closing twice is harmless.
-#[napi]
+#[napi(catch_unwind)]
 pub fn channel_close(id: u32) {
     remove_handle(&CHANNELS, id);
 }
@@ -828,7 +833,7 @@ pub struct NativeChannelInfo {
 }
 
 /// Path, sizes, queue depth and consumer state of a channel handle.
-#[napi]
+#[napi(catch_unwind)]
 pub fn channel_info(id: u32) -> Result<NativeChannelInfo, Code> {
     with_channel(id, |e| {
         let c = &e.chan;
@@ -846,7 +851,7 @@ pub fn channel_info(id: u32) -> Result<NativeChannelInfo, Code> {
 
 /// Sends messages packed as `[u32 length (LE)][bytes]…` (`count` of them), in order, until
 /// one does not fit; returns how many were sent.
-#[napi]
+#[napi(catch_unwind)]
 pub fn channel_send_packed(id: u32, packed: Uint8ArraySlice<'_>, count: u32) -> Result<u32, Code> {
     let bytes: &[u8] = &packed;
     with_channel(id, |e| {
@@ -869,13 +874,13 @@ pub fn channel_send_packed(id: u32, packed: Uint8ArraySlice<'_>, count: u32) -> 
 }
 
 /// Becomes the consumer now, or fails with ERR_CONSUMER_BUSY.
-#[napi]
+#[napi(catch_unwind)]
 pub fn channel_claim_consumer(id: u32) -> Result<(), Code> {
     with_channel(id, |e| e.chan.claim_consumer(false, None).map_err(to_js))
 }
 
 /// Waits on a native thread to become the consumer, then calls `callback(err)`.
-#[napi]
+#[napi(catch_unwind)]
 pub fn channel_claim_consumer_async(
     id: u32,
     timeout_ms: Option<f64>,
@@ -897,7 +902,7 @@ pub fn channel_claim_consumer_async(
 }
 
 /// Records that a background claim made this handle the consumer.
-#[napi]
+#[napi(catch_unwind)]
 pub fn channel_set_consumer(id: u32) -> Result<(), Code> {
     with_channel(id, |e| {
         e.chan.set_consumer();
@@ -906,7 +911,7 @@ pub fn channel_set_consumer(id: u32) -> Result<(), Code> {
 }
 
 /// Gives up the consumer role.
-#[napi]
+#[napi(catch_unwind)]
 pub fn channel_release_consumer(id: u32) -> Result<(), Code> {
     with_channel(id, |e| {
         e.chan.release_consumer();
@@ -916,7 +921,7 @@ pub fn channel_release_consumer(id: u32) -> Result<(), Code> {
 
 /// Starts a native thread that calls `callback()` (coalesced) whenever there is data for
 /// the consumer (`space == false`) or room for `bytes` more (`space == true`).
-#[napi]
+#[napi(catch_unwind)]
 pub fn channel_start_notifier(
     id: u32,
     space: bool,
@@ -956,7 +961,7 @@ pub fn channel_start_notifier(
 }
 
 /// Stops a notifier thread started by `channel_start_notifier`.
-#[napi]
+#[napi(catch_unwind)]
 pub fn channel_stop_notifier(id: u32, space: bool) {
     let _ = with_channel(id, |e| {
         e.stop_notifier(usize::from(space));
