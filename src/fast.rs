@@ -4,9 +4,9 @@
 //! (a heap allocation, a thread-local stack and, for each typed array, an entry in a
 //! process-wide mutex-guarded map). That costs more than a whole 64-byte send or receive,
 //! so the few calls made once per message or per read are written against napi directly
-//! here. Behaviour and errors are the same as the `#[napi]` functions' (`to_js` codes);
-//! argument types are checked by `lib/`, and checked again here (a wrong type is a coded
-//! error, never undefined behaviour).
+//! here. Errors carry the same codes as everywhere else (`to_js`); argument types are
+//! checked by `lib/`, and checked again here (a wrong type is a coded error, never
+//! undefined behaviour); a panic becomes `ERR_INTERNAL` (see [`run`]).
 //!
 //! Typed arrays from JS are read and written through raw pointers only: a `Uint8Array`
 //! passed to `send` may be a view of shared memory (`buffer()` or a `consume()` view).
@@ -19,11 +19,10 @@ use napi::bindgen_prelude::Unknown;
 use napi::{sys, Env, JsValue};
 
 use super::{
-    deadline_after, js_error, string_utf8_into, to_js, value_read, value_wait_sync, with_channel,
-    with_value, ChannelEntry, Code, JsError, SCRATCH,
+    deadline_after, js_error, release_mapping, string_utf8_into, to_js, value_read,
+    value_wait_sync, with_channel, with_value, ChannelEntry, Code, JsError, SCRATCH,
 };
 use crate::channel::{self, Accept};
-use crate::segment::Mapping;
 
 type Raw = sys::napi_value;
 type Callback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> Raw;
@@ -500,13 +499,6 @@ fn receive(
     })
 }
 
-/// Finalizer of a borrowed view's ArrayBuffer: drops its reference to the mapping.
-unsafe extern "C" fn release_view(_env: sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
-    // SAFETY: `hint` is the `Box<Arc<Mapping>>` leaked in `channel_borrow_cb` for exactly
-    // this ArrayBuffer, and napi runs a finalizer once.
-    drop(unsafe { Box::from_raw(hint.cast::<Arc<Mapping>>()) });
-}
-
 /// `channelBorrow(id, meta, max)`: zero-copy receive of up to `max` adjacent messages.
 ///
 /// Returns an ArrayBuffer over the ring bytes that hold them (or `undefined` if none
@@ -550,7 +542,7 @@ unsafe extern "C" fn channel_borrow_cb(env: sys::napi_env, info: sys::napi_callb
             let hint = Box::into_raw(Box::new(Arc::clone(e.chan.segment().mapping())));
             let mut value = ptr::null_mut();
             // SAFETY: the run's `end` bytes from `first` lie in the ring, which stays
-            // mapped while the `Arc<Mapping>` in `hint` lives; `release_view` drops it only
+            // mapped while the `Arc<Mapping>` in `hint` lives; `release_mapping` drops it only
             // when V8 collects the ArrayBuffer. The bytes are not reused before
             // `channelRelease` detaches the ArrayBuffer.
             let status = unsafe {
@@ -558,7 +550,7 @@ unsafe extern "C" fn channel_borrow_cb(env: sys::napi_env, info: sys::napi_callb
                     env,
                     first.cast_mut().cast(),
                     end,
-                    Some(release_view),
+                    Some(release_mapping),
                     hint.cast(),
                     &mut value,
                 )

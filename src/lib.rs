@@ -608,8 +608,8 @@ unsafe extern "C" fn release_mapping(
     _data: *mut std::ffi::c_void,
     hint: *mut std::ffi::c_void,
 ) {
-    // SAFETY: `hint` is the `Box<Arc<Mapping>>` leaked in `external_buffer` for exactly
-    // this buffer, and napi runs a finalizer once.
+    // SAFETY: `hint` is the `Box<Arc<Mapping>>` leaked for exactly this buffer (in
+    // `external_buffer` or `fast::channel_borrow_cb`), and napi runs a finalizer once.
     drop(unsafe { Box::from_raw(hint.cast::<Arc<Mapping>>()) });
 }
 
