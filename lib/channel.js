@@ -357,27 +357,30 @@ class Channel {
     const n = meta[0]
     this.#lent = view
     this.#lentDelivered = 0
+    let delivered = 0
     let failed = true
     try {
       // close() or releaseConsumer() inside `fn` ends the loan early (see #endLoan).
-      while (this.#lent === view && this.#lentDelivered < n) {
-        const at = 1 + 2 * this.#lentDelivered++
+      while (this.#lent === view && delivered < n) {
+        const at = 1 + 2 * delivered++
+        this.#lentDelivered = delivered
         fn(Buffer.from(view, meta[at], meta[at + 1]))
       }
       failed = false
     } finally {
-      const delivered = this.#lentDelivered
-      // An error of fn's own is the one to report, not a later one of the release.
-      if (failed) {
-        try {
+      // Only this call's loan (a nested consume() after releaseConsumer() ended its own).
+      if (this.#lent === view) {
+        // An error of fn's own is the one to report, not a later one of the release.
+        if (failed) {
+          try {
+            this.#endLoan()
+          } catch {}
+        } else {
           this.#endLoan()
-        } catch {}
-      } else {
-        this.#endLoan()
+        }
       }
-      this.#lentDelivered = delivered
     }
-    return this.#lentDelivered
+    return delivered
   }
 
   // Ends consume()'s loan: detaches the view, frees the messages its callback was given and
