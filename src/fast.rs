@@ -273,6 +273,9 @@ fn run(env: sys::napi_env, body: impl FnOnce() -> Result<Raw, JsError>) -> Raw {
 }
 
 /// `valueRead(id)`: the current value as a string (see `value_read`).
+///
+/// # Safety
+/// Called by napi only, with the live `env` and `info` of this call.
 unsafe extern "C" fn value_read_cb(env: sys::napi_env, info: sys::napi_callback_info) -> Raw {
     run(env, || {
         // SAFETY: napi passed `env`/`info` to this callback.
@@ -283,6 +286,9 @@ unsafe extern "C" fn value_read_cb(env: sys::napi_env, info: sys::napi_callback_
 }
 
 /// `valueWriteString(id, string)`: stores the string as UTF-8; returns its byte length.
+///
+/// # Safety
+/// Called by napi only, with the live `env` and `info` of this call.
 unsafe extern "C" fn value_write_string_cb(
     env: sys::napi_env,
     info: sys::napi_callback_info,
@@ -303,6 +309,9 @@ unsafe extern "C" fn value_write_string_cb(
 }
 
 /// `valueWriteBytes(id, bytes)`: stores the bytes; returns their length.
+///
+/// # Safety
+/// Called by napi only, with the live `env` and `info` of this call.
 unsafe extern "C" fn value_write_bytes_cb(
     env: sys::napi_env,
     info: sys::napi_callback_info,
@@ -323,6 +332,9 @@ unsafe extern "C" fn value_write_bytes_cb(
 
 /// `valueWaitSync(id, since, timeoutMs)`: blocks until the version differs from `since`;
 /// returns it, or null after `timeoutMs` (`undefined`: no limit).
+///
+/// # Safety
+/// Called by napi only, with the live `env` and `info` of this call.
 unsafe extern "C" fn value_wait_sync_cb(env: sys::napi_env, info: sys::napi_callback_info) -> Raw {
     run(env, || {
         // SAFETY: napi passed `env`/`info` to this callback.
@@ -342,6 +354,9 @@ unsafe extern "C" fn value_wait_sync_cb(env: sys::napi_env, info: sys::napi_call
 }
 
 /// `channelSendString(id, string)`: sends a string as UTF-8; false if the ring is full.
+///
+/// # Safety
+/// Called by napi only, with the live `env` and `info` of this call.
 unsafe extern "C" fn channel_send_string_cb(
     env: sys::napi_env,
     info: sys::napi_callback_info,
@@ -362,6 +377,9 @@ unsafe extern "C" fn channel_send_string_cb(
 }
 
 /// `channelSend(id, bytes)`: sends one message; false if the ring is full.
+///
+/// # Safety
+/// Called by napi only, with the live `env` and `info` of this call.
 unsafe extern "C" fn channel_send_cb(env: sys::napi_env, info: sys::napi_callback_info) -> Raw {
     run(env, || {
         // SAFETY: napi passed `env`/`info` to this callback.
@@ -384,6 +402,9 @@ unsafe extern "C" fn channel_send_cb(env: sys::napi_env, info: sys::napi_callbac
 /// run of such messages as Buffers of their own (one copy each): the Buffer itself when
 /// `max` is 1, else an array; or `-(length)` when the first message fits neither. `timeoutMs` < 0 returns at once; otherwise the call blocks until a message
 /// arrives or the time passes (`Infinity`: no limit), returning 0 on timeout.
+///
+/// # Safety
+/// Called by napi only, with the live `env` and `info` of this call.
 unsafe extern "C" fn channel_receive_cb(env: sys::napi_env, info: sys::napi_callback_info) -> Raw {
     run(env, || {
         // SAFETY: napi passed `env`/`info` to this callback.
@@ -504,6 +525,9 @@ fn receive(
 /// Returns an ArrayBuffer over the ring bytes that hold them (or `undefined` if none
 /// waits) and writes `meta[0] = count`, then `(offset, length)` of each message in it. The
 /// messages stay in the ring until `channelRelease`, which detaches the ArrayBuffer.
+///
+/// # Safety
+/// Called by napi only, with the live `env` and `info` of this call.
 unsafe extern "C" fn channel_borrow_cb(env: sys::napi_env, info: sys::napi_callback_info) -> Raw {
     run(env, || {
         // SAFETY: napi passed `env`/`info` to this callback.
@@ -578,6 +602,9 @@ unsafe extern "C" fn channel_borrow_cb(env: sys::napi_env, info: sys::napi_callb
 /// `channelRelease(id, arrayBuffer, delivered)`: ends a borrow. Detaches the view (every
 /// Buffer over it reads as empty from now on), frees the first `delivered` messages and
 /// puts the rest back in the queue. Harmless on a closed handle (closing released them).
+///
+/// # Safety
+/// Called by napi only, with the live `env` and `info` of this call.
 unsafe extern "C" fn channel_release_cb(env: sys::napi_env, info: sys::napi_callback_info) -> Raw {
     run(env, || {
         // SAFETY: napi passed `env`/`info` to this callback.

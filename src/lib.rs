@@ -603,6 +603,11 @@ pub fn value_locked(id: u32) -> Result<bool, Code> {
     with_value(id, |e| Ok(e.seg.user_lock_held()))
 }
 
+/// Finalizer of a Buffer or ArrayBuffer over a mapping: drops the mapping reference that
+/// kept it mapped.
+///
+/// # Safety
+/// Called by napi only, once, with the `hint` given when the buffer was created.
 unsafe extern "C" fn release_mapping(
     _env: sys::napi_env,
     _data: *mut std::ffi::c_void,
