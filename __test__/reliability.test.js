@@ -605,7 +605,7 @@ test('a full filesystem: ENOSPC at create or grow for values and channels, no ha
 // 11. Leaks
 // ---------------------------------------------------------------------------------------
 
-test('1,000,000 operations, 12,000 open/close cycles, 10,000 zero-copy Buffers and 13,200 timed-out waits leave descriptors, mappings, threads and memory flat', async (t) => {
+test('1,000,000 operations, 12,000 open/close cycles, 10,000 zero-copy Buffers, 20,000 consume() views and 13,200 timed-out waits leave descriptors, mappings, threads and memory flat', async (t) => {
   const dir = tempDir(t)
   const child = spawnFixture(t, 'rel-leaks.js', [dir])
   const results = await finished(child, 170_000, 'the leak workloads')
