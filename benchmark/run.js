@@ -2,7 +2,7 @@
 // share-object benchmark harness (issue #5): measures share-object against the usual
 // alternatives in one run on one machine and reports ratios.
 //
-//   npm run bench                 full run (1.5–2.5 minutes), writes benchmark/results.json + .svg
+//   npm run bench                 full run (about 1.5 minutes), writes benchmark/results.json + .svg
 //   npm run bench -- --quick      smoke mode: every case briefly (a few seconds); results go
 //                                 to the temp folder (checked, then removed) unless --out
 //   npm run bench -- --out DIR    write results.json and results.svg to DIR instead
@@ -15,7 +15,7 @@
 //                             watch, Channel receiveSync / recv vs Unix socket,
 //                             child_process IPC, worker + Atomics.wait
 //   3. cases/channel-streaming.js  one-way streaming of 64 B / 1 KiB / 64 KiB messages from a
-//                             child: Channel single and batch forms vs a Unix socket
+//                             child: Channel single, batch and consume forms vs a Unix socket
 //                             (per-message and coalesced writes) and an in-process copy
 //   4. cases/footprint.js     RSS / maps lines / fds for 100 segments and 1,000,000 calls
 //
@@ -57,10 +57,6 @@ async function runSuites(ctx, only) {
   const sections = []
   for (const suite of SUITES) {
     if (only !== null && suite.id !== only) continue
-    if (suite.pending) {
-      sections.push({ id: suite.id, title: suite.title, pending: suite.pending })
-      continue
-    }
     const started = Date.now()
     process.stderr.write(`bench: ${suite.title} …`)
     sections.push(await suite.run(ctx))
@@ -84,7 +80,9 @@ function writeOutputs(results, outDir) {
 async function main() {
   const args = parseArgs(process.argv.slice(2))
   if (args.help) {
-    process.stdout.write(fs.readFileSync(__filename, 'utf8').split('\n').slice(1, 22).join('\n') + '\n')
+    // The header comment, up to its first blank line.
+    const lines = fs.readFileSync(__filename, 'utf8').split('\n').slice(1)
+    process.stdout.write(lines.slice(0, lines.findIndex((l) => !l.startsWith('//'))).join('\n') + '\n')
     return
   }
   const started = Date.now()

@@ -6,9 +6,8 @@
 
 const path = require('node:path')
 const native = require('../binding.js')
-const fast = native.fastApi() // the per-message calls as plain napi callbacks (src/fast.rs)
 const { coded, fromNative, invalidArgType, invalidArgValue, closedError, abortError, timeoutError } = require('./errors.js')
-const { checkPath, checkObject, checkTimeout, checkSignal, checkBytes, checkFunction, call, INTERNAL } = require('./common.js')
+const { fast, checkPath, checkObject, checkTimeout, checkSignal, checkBytes, checkFunction, call, INTERNAL } = require('./common.js')
 
 const finalizer = new FinalizationRegistry((id) => native.channelClose(id))
 const MAX_TIMER_MS = 2 ** 31 - 1
@@ -90,6 +89,11 @@ class Channel {
     if (this.#closed) throw closedError(this.#path)
   }
 
+  // Receiving inside a consume() callback would reuse the space the callback is reading.
+  #checkNotLent() {
+    if (this.#lent !== null) throw coded(Error, 'ERR_INVALID_STATE', `${this.#path}: cannot receive inside a consume() callback`)
+  }
+
   get path() {
     return this.#path
   }
@@ -134,19 +138,11 @@ class Channel {
   /** Sends one message; returns false if the channel is full right now (never blocks). */
   send(msg) {
     this.#check()
-    if (msg instanceof Uint8Array) {
-      try {
-        return fast.channelSend(this.#id, msg)
-      } catch (err) {
-        throw fromNative(err)
-      }
-    }
-    if (typeof msg === 'string') {
-      try {
-        return fast.channelSendString(this.#id, msg)
-      } catch (err) {
-        throw fromNative(err)
-      }
+    try {
+      if (msg instanceof Uint8Array) return fast.channelSend(this.#id, msg)
+      if (typeof msg === 'string') return fast.channelSendString(this.#id, msg)
+    } catch (err) {
+      throw fromNative(err)
     }
     throw invalidArgType('msg', 'a string, Buffer or Uint8Array', msg)
   }
@@ -253,7 +249,7 @@ class Channel {
   // above 4 KiB come back as Buffers of their own (one copy, see src/fast.rs); a batch that
   // starts with one goes on taking what waits, without blocking.
   #receiveNative(max, encoding, timeout) {
-    if (this.#lent !== null) throw coded(Error, 'ERR_INVALID_STATE', `${this.#path}: cannot receive inside a consume() callback`)
+    this.#checkNotLent()
     const wait = timeout === false ? -1 : (timeout ?? Infinity)
     for (;;) {
       let got
@@ -345,7 +341,7 @@ class Channel {
     this.#check()
     checkFunction('fn', fn)
     if (!Number.isInteger(max) || max < 1) throw invalidArgValue('max', 'must be a positive integer', max)
-    if (this.#lent !== null) throw coded(Error, 'ERR_INVALID_STATE', `${this.#path}: cannot receive inside a consume() callback`)
+    this.#checkNotLent()
     const meta = this.#meta
     let view
     try {

@@ -4,6 +4,9 @@
 
 const { coded, fromNative, invalidArgType, invalidArgValue } = require('./errors.js')
 
+// The per-message and per-read calls as plain napi callbacks (src/fast.rs), made once.
+const fast = require('../binding.js').fastApi()
+
 // Guards the private constructors: instances come from the static factories only.
 const INTERNAL = Symbol('share-object.internal')
 
@@ -55,4 +58,4 @@ function call(fn) {
   }
 }
 
-module.exports = { INTERNAL, call, checkPath, checkBytes, checkTimeout, checkSignal, checkObject, checkFunction }
+module.exports = { INTERNAL, fast, call, checkPath, checkBytes, checkTimeout, checkSignal, checkObject, checkFunction }

@@ -8,9 +8,8 @@
 const path = require('node:path')
 const { AsyncLocalStorage } = require('node:async_hooks')
 const native = require('../binding.js')
-const fast = native.fastApi()
 const { coded, fromNative, invalidArgType, invalidArgValue, timeoutError, closedError, abortError } = require('./errors.js')
-const { INTERNAL, call, checkPath, checkBytes, checkTimeout, checkSignal, checkObject, checkFunction } = require('./common.js')
+const { INTERNAL, fast, call, checkPath, checkBytes, checkTimeout, checkSignal, checkObject, checkFunction } = require('./common.js')
 
 // Index of `seq` in a BigUint64Array over the header (byte offset 64, see src/layout.rs).
 const SEQ_INDEX = 8

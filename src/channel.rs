@@ -223,30 +223,25 @@ impl ChannelSegment {
     /// Wakes a parked consumer, if one announced itself.
     fn announce_data(&self) {
         let h = self.header();
-        // SYNC POINT: this SeqCst fence orders our commits before the loads in `any`; it
-        // pairs with the SeqCst announcement in `wait` (event count): either the consumer
-        // sees our record, or we see it waiting and wake it.
-        fence(Ordering::SeqCst);
-        let waiters = data_announcements(h);
-        if waiters.any() {
-            h.data_notify.fetch_add(1, Ordering::SeqCst);
-            if futex::wake_all(&h.data_notify) == 0 {
-                waiters.reap(&|token| self.seg.is_alive(token));
-            }
-        }
+        self.announce(&h.data_notify, data_announcements(h));
     }
 
     /// Wakes parked producers, if any announced themselves.
     fn announce_space(&self) {
         let h = self.header();
-        // SYNC POINT: pairs with the SeqCst announcement in `wait`, as in `announce_data`.
+        self.announce(&h.space_notify, space_announcements(h));
+    }
+
+    /// Bumps `word` and wakes its waiters, with a syscall only if one announced itself;
+    /// frees the announcements of waiters that died parked.
+    fn announce(&self, word: &AtomicU32, waiters: Announcements<'_>) {
+        // SYNC POINT: this SeqCst fence orders what we published (records, or freed space)
+        // before the loads in `any`; it pairs with the SeqCst announcement in `wait`
+        // (event count): either the waiter sees our change, or we see it and wake it.
         fence(Ordering::SeqCst);
-        let waiters = space_announcements(h);
         if waiters.any() {
-            h.space_notify.fetch_add(1, Ordering::SeqCst);
-            if futex::wake_all(&h.space_notify) == 0 {
-                waiters.reap(&|token| self.seg.is_alive(token));
-            }
+            word.fetch_add(1, Ordering::SeqCst);
+            waiters.wake(word, &|token| self.seg.is_alive(token));
         }
     }
 

@@ -56,7 +56,7 @@ use crate::layout::{self, HEADER_SIZE};
 use crate::ring::{self, Next, Ring, RingError};
 use crate::segment::OpenOptions;
 use crate::seqlock::{self, ReadAttempt};
-use crate::test_support::TempDir;
+use crate::test_support::{RingMem, TempDir};
 use crate::value::{ValueOptions, ValueSegment};
 
 // ---------------------------------------------------------------------------------------
@@ -327,7 +327,9 @@ fn exercise_value_file(path: &Path, spec: &FileSpec) -> Result<(), TestCaseError
     if locked.is_ok() {
         v.unlock_user();
     }
-    let _ = v.wait_for_change(v.version(), Some(Duration::ZERO));
+    let _ = v
+        .watcher()
+        .wait_for_change(v.version(), Some(Duration::ZERO), Duration::ZERO, None);
     for value in [&b"hello"[..], &[7u8; 5000][..], &b""[..]] {
         let written = v.write(value);
         typed("write", &written)?;
@@ -392,61 +394,6 @@ proptest! {
 }
 
 // --- in-memory ring: arbitrary head, tail and record words ----------------------------
-
-/// A heap stand-in for a channel mapping: positions and the ring's words.
-struct RingMem {
-    head: AtomicU64,
-    tail: AtomicU64,
-    words: Vec<AtomicU64>,
-}
-
-// SAFETY: the words are only touched through `Ring` (atomics and raw copies into claimed
-// space) or through atomics here, as on shared memory.
-unsafe impl Sync for RingMem {}
-
-impl RingMem {
-    fn new(capacity: u64, head: u64, tail: u64, words: &[u64]) -> RingMem {
-        let n = (capacity / 8) as usize;
-        RingMem {
-            head: AtomicU64::new(head),
-            tail: AtomicU64::new(tail),
-            words: (0..n)
-                .map(|i| AtomicU64::new(words.get(i).copied().unwrap_or(0)))
-                .collect(),
-        }
-    }
-
-    fn ring(&self) -> Ring<'_> {
-        // SAFETY: `words` is 8-aligned and `capacity` bytes long, a power of two in range.
-        unsafe {
-            Ring::new(
-                &self.head,
-                &self.tail,
-                self.words.as_ptr() as *mut u8,
-                self.words.len() as u64 * 8,
-            )
-        }
-    }
-
-    fn bytes(&self) -> *mut u8 {
-        self.words.as_ptr() as *mut u8
-    }
-
-    fn word(&self, i: u64) -> &AtomicU64 {
-        &self.words[(i / 8) as usize % self.words.len()]
-    }
-
-    fn snapshot(&self) -> (u64, u64, Vec<u64>) {
-        (
-            self.head.load(Ordering::Relaxed),
-            self.tail.load(Ordering::Relaxed),
-            self.words
-                .iter()
-                .map(|w| w.load(Ordering::Relaxed))
-                .collect(),
-        )
-    }
-}
 
 fn word_of(len: u64, state: u32) -> u64 {
     len | (u64::from(state) << 32)

@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use napi::bindgen_prelude::{Uint8ArraySlice, Unknown};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
-use napi::{sys, Env, JsValue, Result};
+use napi::{sys, Env, Result};
 use napi_derive::napi;
 
 use crate::channel::ChannelSegment;
@@ -113,8 +113,6 @@ thread_local! {
     static VALUES: RefCell<Registry<ValueEntry>> = RefCell::new(Registry::default());
     /// Reused for reads and string writes, so a hot loop does not allocate.
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    /// Reused to hand non-ASCII text to V8 as UTF-16.
-    static UTF16: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
 }
 
 type Handles<E> = &'static std::thread::LocalKey<RefCell<Registry<E>>>;
@@ -272,11 +270,8 @@ fn millis(ms: Option<f64>) -> Option<Duration> {
     if ms > FOREVER_MS {
         return None;
     }
-    Some(Duration::from_secs_f64(if ms > 0.0 {
-        ms / 1000.0
-    } else {
-        0.0
-    }))
+    // `f64::max` maps NaN to 0 as well.
+    Some(Duration::from_secs_f64(ms.max(0.0) / 1000.0))
 }
 
 /// Opens or creates the value segment at `path`; returns its handle number.
@@ -315,71 +310,6 @@ pub fn unlink(path: String) -> Result<(), Code> {
     os::unlink(Path::new(&path)).map_err(|e| to_js(Error::os(&path, "unlink", e)))
 }
 
-/// Creates a JS string from UTF-8 bytes (invalid sequences become U+FFFD).
-///
-/// V8's own UTF-8 decoder is slow outside ASCII (~4 µs for 1 KiB of accented text), so
-/// valid text is decoded here: ASCII goes in as Latin-1 (a plain copy), other valid
-/// UTF-8 as UTF-16. Only invalid input is left to V8, for its U+FFFD replacement.
-fn js_string_from_utf8<'env>(env: &'env Env, bytes: &[u8]) -> Result<Unknown<'env>, Code> {
-    let mut value = ptr::null_mut();
-    let status = if bytes.is_ascii() {
-        // SAFETY: `bytes` is private memory valid for its length; V8 copies it.
-        unsafe {
-            sys::napi_create_string_latin1(
-                env.raw(),
-                bytes.as_ptr().cast(),
-                bytes.len() as isize,
-                &mut value,
-            )
-        }
-    } else if let Ok(text) = std::str::from_utf8(bytes) {
-        UTF16.with(|units| {
-            let mut units = units.borrow_mut();
-            units.clear();
-            units.extend(text.encode_utf16());
-            // SAFETY: `units` is private memory valid for its length; V8 copies it.
-            unsafe {
-                sys::napi_create_string_utf16(
-                    env.raw(),
-                    units.as_ptr(),
-                    units.len() as isize,
-                    &mut value,
-                )
-            }
-        })
-    } else {
-        // SAFETY: `bytes` is private memory valid for its length; V8 copies it.
-        unsafe {
-            sys::napi_create_string_utf8(
-                env.raw(),
-                bytes.as_ptr().cast(),
-                bytes.len() as isize,
-                &mut value,
-            )
-        }
-    };
-    if status != sys::Status::napi_ok {
-        return Err(js_error(
-            "ERR_STRING_TOO_LONG",
-            format!(
-                "a value of {} bytes is too long for a JS string; use readBuffer()",
-                bytes.len()
-            ),
-        ));
-    }
-    // SAFETY: `value` is a live string created in this env just above.
-    Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value) })
-}
-
-/// The current value, decoded as UTF-8.
-pub fn value_read<'env>(env: &'env Env, id: u32) -> Result<Unknown<'env>, Code> {
-    SCRATCH.with(|scratch| {
-        let mut scratch = scratch.borrow_mut();
-        with_value(id, |e| e.seg.read_into(&mut scratch).map_err(to_js))?;
-        js_string_from_utf8(env, &scratch)
-    })
-}
-
 /// The hot calls as plain napi callbacks (`fast.rs`), as an object.
 #[napi(catch_unwind)]
 pub fn fast_api<'env>(env: &'env Env) -> Result<Unknown<'env>, Code> {
@@ -405,46 +335,6 @@ pub fn value_read_into(id: u32, mut target: Uint8ArraySlice<'_>) -> Result<f64, 
         }
         Ok(scratch.len() as f64)
     })
-}
-
-/// Copies a JS string's UTF-8 encoding into `out` with one conversion pass.
-fn string_utf8_into(env: &Env, value: &Unknown<'_>, out: &mut Vec<u8>) -> Result<(), Code> {
-    let raw = value.raw();
-    let mut units = 0usize;
-    // SAFETY: with a null buffer napi only reports the string's length in UTF-16 units.
-    let status =
-        unsafe { sys::napi_get_value_string_utf16(env.raw(), raw, ptr::null_mut(), 0, &mut units) };
-    if status != sys::Status::napi_ok {
-        return Err(js_error(
-            "ERR_INVALID_ARG_TYPE",
-            "the value must be a string".into(),
-        ));
-    }
-    // Each UTF-16 unit takes at most 3 UTF-8 bytes, plus napi's terminating NUL: the copy
-    // below can never be truncated.
-    let room = units * 3 + 1;
-    out.clear();
-    out.reserve(room);
-    let mut written = 0usize;
-    // SAFETY: `out` has capacity for `room` bytes and napi writes at most `room` (including
-    // the NUL); `written` excludes the NUL and is at most `room - 1`.
-    unsafe {
-        let status = sys::napi_get_value_string_utf8(
-            env.raw(),
-            raw,
-            out.as_mut_ptr().cast(),
-            room,
-            &mut written,
-        );
-        if status != sys::Status::napi_ok {
-            return Err(js_error(
-                "ERR_INVALID_ARG_TYPE",
-                "the value must be a string".into(),
-            ));
-        }
-        out.set_len(written);
-    }
-    Ok(())
 }
 
 /// Number of completed writes, the same in every process.
@@ -481,27 +371,6 @@ pub fn value_info(id: u32) -> Result<NativeValueInfo, Code> {
 #[napi(catch_unwind)]
 pub fn value_capacity(id: u32) -> Result<f64, Code> {
     with_value(id, |e| Ok(e.seg.capacity() as f64))
-}
-
-/// Blocks until the version differs from `since`; returns it, or null on timeout.
-pub fn value_wait_sync(id: u32, since: f64, timeout_ms: Option<f64>) -> Result<Option<f64>, Code> {
-    let since = since as u64;
-    let timeout = millis(timeout_ms);
-    let spin = timeout.map_or(value::WAIT_SPIN, |t| t.min(value::WAIT_SPIN));
-    // The fast path: the other side answers while we spin.
-    if let Some(v) = with_value(id, |e| Ok(e.seg.spin_for_change(since, spin)))? {
-        return Ok(Some(v as f64));
-    }
-    // Park outside the registry borrow, so nothing else on this thread is held.
-    let watcher = with_value(id, |e| Ok(e.seg.watcher()))?;
-    Ok(watcher
-        .wait_for_change(
-            since,
-            timeout.map(|t| t.saturating_sub(spin)),
-            Duration::ZERO,
-            None,
-        )
-        .map(|v| v as f64))
 }
 
 type NotifyFn = ThreadsafeFunction<(), (), (), Code, false, true, 1>;

@@ -607,39 +607,9 @@ impl<'a> Ring<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::RingMem;
     use std::collections::HashMap;
     use std::sync::Arc;
-
-    /// A heap stand-in for the shared mapping.
-    struct Mem {
-        head: AtomicU64,
-        tail: AtomicU64,
-        words: Vec<AtomicU64>,
-    }
-    // SAFETY: the words are only touched through `Ring`, which uses atomics and raw copies
-    // into claimed space exactly as on shared memory.
-    unsafe impl Sync for Mem {}
-
-    impl Mem {
-        fn new(capacity: u64) -> Arc<Mem> {
-            Arc::new(Mem {
-                head: AtomicU64::new(0),
-                tail: AtomicU64::new(0),
-                words: (0..capacity / 8).map(|_| AtomicU64::new(0)).collect(),
-            })
-        }
-        fn ring(&self) -> Ring<'_> {
-            // SAFETY: `words` is 8-aligned and `capacity` bytes long, a power of two.
-            unsafe {
-                Ring::new(
-                    &self.head,
-                    &self.tail,
-                    self.words.as_ptr() as *mut u8,
-                    self.words.len() as u64 * 8,
-                )
-            }
-        }
-    }
 
     fn send(ring: &Ring<'_>, token: u32, msg: &[u8]) -> bool {
         match ring.claim(msg.len() as u64, token).unwrap() {
@@ -689,7 +659,7 @@ mod tests {
 
     #[test]
     fn messages_come_out_in_order_and_whole_across_the_wrap() {
-        let mem = Mem::new(1024);
+        let mem = Arc::new(RingMem::new(1024, 0, 0, &[]));
         let ring = mem.ring();
         let mut head = 0;
         let mut out = vec![];
@@ -707,7 +677,7 @@ mod tests {
 
     #[test]
     fn a_full_ring_refuses_and_accepts_again_once_drained() {
-        let mem = Mem::new(1024);
+        let mem = Arc::new(RingMem::new(1024, 0, 0, &[]));
         let ring = mem.ring();
         let msg = [7u8; 120]; // 128-byte records: 8 fit
         let mut sent = 0;
@@ -723,7 +693,7 @@ mod tests {
 
     #[test]
     fn a_record_in_progress_is_reported_with_its_producer() {
-        let mem = Mem::new(1024);
+        let mem = Arc::new(RingMem::new(1024, 0, 0, &[]));
         let ring = mem.ring();
         let claim = ring.claim(10, 42).unwrap().unwrap();
         assert_eq!(
@@ -742,7 +712,7 @@ mod tests {
 
     #[test]
     fn unwritten_space_is_revoked_and_the_late_producer_claims_again() {
-        let mem = Mem::new(1024);
+        let mem = Arc::new(RingMem::new(1024, 0, 0, &[]));
         let ring = mem.ring();
         // A producer that claimed 24 bytes of tail and was suspended before its header.
         mem.tail.store(24, Ordering::Relaxed);
@@ -765,7 +735,7 @@ mod tests {
 
     #[test]
     fn a_batch_claim_takes_what_fits_before_the_end_and_pads_the_wrap() {
-        let mem = Mem::new(1024);
+        let mem = Arc::new(RingMem::new(1024, 0, 0, &[]));
         let ring = mem.ring();
         let mut claims = vec![];
         // 120-byte payloads take 128-byte records: 8 fill the ring.
@@ -795,7 +765,7 @@ mod tests {
 
     #[test]
     fn a_batch_whose_first_header_was_revoked_gives_up_all_of_it_in_order() {
-        let mem = Mem::new(1024);
+        let mem = Arc::new(RingMem::new(1024, 0, 0, &[]));
         let ring = mem.ring();
         // The consumer revoked the word where the batch's first header goes.
         mem.words[0].store(word_of(0, REVOKED), Ordering::Relaxed); // revoked in lap 0
@@ -823,7 +793,7 @@ mod tests {
 
     #[test]
     fn garbage_positions_and_headers_are_corrupt_errors() {
-        let mem = Mem::new(1024);
+        let mem = Arc::new(RingMem::new(1024, 0, 0, &[]));
         let ring = mem.ring();
         mem.tail.store(5000, Ordering::Relaxed);
         assert!(matches!(ring.peek(0), Err(RingError::Corrupt(_))));
@@ -837,7 +807,7 @@ mod tests {
 
     #[test]
     fn four_producers_one_consumer_exactly_once_in_producer_order() {
-        let mem = Mem::new(4096);
+        let mem = Arc::new(RingMem::new(4096, 0, 0, &[]));
         const PER: u32 = 20_000;
         let producers: Vec<_> = (1..=4u32)
             .map(|p| {

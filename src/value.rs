@@ -23,6 +23,8 @@ use crate::waiters::Announcements;
 const WRITE_LOCK_WAIT: Duration = Duration::from_secs(10);
 /// How long a reader waits for a live writer that is mid-copy before giving up.
 const READ_WAIT: Duration = Duration::from_secs(10);
+/// Busy-wait iterations of a reader facing a mid-copy writer before it sleeps between looks.
+const READ_SPINS: u32 = 2_000;
 /// How long a blocking wait busy-waits before it parks (bounded and yielding, so a busy
 /// 2-core machine is not starved).
 pub const WAIT_SPIN: Duration = Duration::from_micros(20);
@@ -123,7 +125,7 @@ impl ValueSegment {
     /// Copies the current value into `out` (replacing its contents); returns its version.
     pub fn read_into(&mut self, out: &mut Vec<u8>) -> Result<u64> {
         let mut waited_since: Option<Instant> = None;
-        let mut spins = 0u32; // before looking at whether a mid-copy writer is alive
+        let mut spins = 0u32;
         loop {
             // Borrowed, not cloned: the hot path touches no reference count.
             let map = self.seg.mapping();
@@ -147,7 +149,7 @@ impl ValueSegment {
                     self.seg.remap(claimed)?;
                 }
                 ReadAttempt::WriterActive { seq } => {
-                    if spins < 2_000 {
+                    if spins < READ_SPINS {
                         spins += 1;
                         std::hint::spin_loop();
                         continue;
@@ -342,12 +344,6 @@ impl ValueSegment {
         let h = self.header();
         futex::spin_until(budget, &|| version_of(h) != since).then(|| version_of(h))
     }
-
-    /// Blocks until the version differs from `since`, or the timeout passes (`None`).
-    pub fn wait_for_change(&self, since: u64, timeout: Option<Duration>) -> Option<u64> {
-        self.watcher()
-            .wait_for_change(since, timeout, WAIT_SPIN, None)
-    }
 }
 
 fn checked_options(name: &str, opts: &ValueOptions) -> Result<OpenOptions> {
@@ -388,8 +384,8 @@ fn notify_waiters(h: &ValueHeader, is_alive: &dyn Fn(u32) -> bool) {
     // either we see the waiter and wake it, or it sees the new `notify` and does not sleep.
     h.notify.fetch_add(1, Ordering::SeqCst);
     let waiters = announcements(h);
-    if waiters.any() && futex::wake_all(&h.notify) == 0 {
-        waiters.reap(is_alive);
+    if waiters.any() {
+        waiters.wake(&h.notify, is_alive);
     }
 }
 
@@ -666,7 +662,9 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         a.write(b"x").unwrap();
         assert_eq!(t.join().unwrap(), Some(1));
-        assert_eq!(a.wait_for_change(1, Some(Duration::from_millis(10))), None);
+        let quiet = a.watcher();
+        let waited = quiet.wait_for_change(1, Some(Duration::from_millis(10)), WAIT_SPIN, None);
+        assert_eq!(waited, None);
     }
 
     #[test]

@@ -14,6 +14,8 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use crate::futex;
+
 /// The slots and overflow counter of one futex word, borrowed from a segment header.
 pub struct Announcements<'a> {
     slots: &'a [AtomicU32],
@@ -73,6 +75,15 @@ impl<'a> Announcements<'a> {
         // SYNC POINT: SeqCst loads pair with the SeqCst announcements in `enter`.
         self.overflow.load(Ordering::SeqCst) != 0
             || self.slots.iter().any(|s| s.load(Ordering::SeqCst) != 0)
+    }
+
+    /// Wakes every thread parked on `word` (after the writer bumped it, having seen
+    /// [`any`](Self::any)). If nobody woke although waiters were announced, they are
+    /// either about to park (alive) or dead: frees the slots of the dead.
+    pub fn wake(&self, word: &AtomicU32, is_alive: &dyn Fn(u32) -> bool) {
+        if futex::wake_all(word) == 0 {
+            self.reap(is_alive);
+        }
     }
 
     /// Frees the slots of dead handles. Called by a writer whose wake woke nobody although

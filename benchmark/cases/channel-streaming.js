@@ -152,7 +152,7 @@ function isMessage(msg, seq, size) {
 /** Sends the producer the command for one run; resolves once the line left this process. */
 function startRun(peer, runId, count) {
   return new Promise((resolve, reject) => {
-    if (peer.exit) return reject(new Error(`${peer.name} exited (${peer.exit.code ?? peer.exit.signal}) before run ${runId}${stderrOf(peer)}`))
+    if (peer.exit) return reject(new Error(`${peer.name} exited (${peer.exit.code ?? peer.exit.signal}) before run ${runId}${peer.stderrNote()}`))
     const timer = setTimeout(() => reject(new Error(`${peer.name}: could not send a command within ${WAIT_MS} ms`)), WAIT_MS)
     peer.child.stdin.write(JSON.stringify({ run: runId, count }) + '\n', (err) => {
       clearTimeout(timer)
@@ -160,11 +160,6 @@ function startRun(peer, runId, count) {
       else resolve()
     })
   })
-}
-
-function stderrOf(peer) {
-  const text = peer.stderr.trim()
-  return text ? `; stderr: ${text.slice(-2000)}` : ''
 }
 
 // The producer's report of a run (its first-send time), after the consumer has every message.
@@ -179,7 +174,7 @@ async function explain(peer, err) {
   await new Promise((resolve) => setTimeout(resolve, 200))
   const failed = peer.messages.find((m) => m.error !== undefined)
   if (failed) return new Error(`${peer.name} failed: ${failed.error}`)
-  if (peer.exit) return new Error(`${err.message} (the producer exited: ${peer.exit.code ?? peer.exit.signal}${stderrOf(peer)})`)
+  if (peer.exit) return new Error(`${err.message} (the producer exited: ${peer.exit.code ?? peer.exit.signal}${peer.stderrNote()})`)
   return err
 }
 
@@ -407,4 +402,4 @@ async function setupCopy(ctx, form, { size, capacity }) {
   }
 }
 
-module.exports = { run, SIZES, FORMS, frameParser }
+module.exports = { run }

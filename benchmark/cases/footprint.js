@@ -39,4 +39,4 @@ async function inChild(name, args, ms, nodeArgs = []) {
   }
 }
 
-module.exports = { run, SEGMENTS }
+module.exports = { run }

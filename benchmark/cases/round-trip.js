@@ -189,6 +189,15 @@ function report(entries) {
 
 // --- share-object -------------------------------------------------------------------
 
+// Ends a session over a ping/pong pair: asks the peer to stop (through ping, while it is
+// open), waits for it to exit, closes both ends.
+async function closePair(peer, ping, pong, stop) {
+  if (!ping.closed) stop()
+  await peer.stop()
+  ping.close()
+  pong.close()
+}
+
 function openPair(dir, prefix) {
   const pingPath = path.join(dir, `${prefix}-ping`)
   const pongPath = path.join(dir, `${prefix}-pong`)
@@ -209,12 +218,7 @@ async function setupSharedSync(ctx) {
       return pong.read()
     },
     abort() {}, // every wait above has its own deadline
-    async close() {
-      if (!ping.closed) ping.write(STOP)
-      await peer.stop()
-      ping.close()
-      pong.close()
-    },
+    close: () => closePair(peer, ping, pong, () => ping.write(STOP)),
   }
 }
 
@@ -270,12 +274,9 @@ async function setupSharedAsync(ctx, peerName, makeReceiver) {
       session.failure ??= err
       receiver.abort(err)
     },
-    async close() {
+    close() {
       receiver.stop()
-      if (!ping.closed) ping.write(STOP)
-      await peer.stop()
-      ping.close()
-      pong.close()
+      return closePair(peer, ping, pong, () => ping.write(STOP))
     },
   }
   peer.onExit((err) => session.abort(err))
@@ -307,12 +308,7 @@ async function setupChannelSync(ctx) {
       return answer
     },
     abort() {}, // every wait above has its own deadline
-    async close() {
-      if (!ping.closed) ping.send(STOP)
-      await peer.stop()
-      ping.close()
-      pong.close()
-    },
+    close: () => closePair(peer, ping, pong, () => ping.send(STOP)),
   }
 }
 
@@ -341,12 +337,7 @@ async function setupChannelAsync(ctx) {
       session.failure ??= err
       pong.close()
     },
-    async close() {
-      if (!ping.closed) ping.send(STOP)
-      await peer.stop()
-      ping.close()
-      pong.close()
-    },
+    close: () => closePair(peer, ping, pong, () => ping.send(STOP)),
   }
   peer.onExit((err) => session.abort(err))
   return session
@@ -475,4 +466,4 @@ async function setupWorker() {
   }
 }
 
-module.exports = { run, TRANSPORTS }
+module.exports = { run }

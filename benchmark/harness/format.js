@@ -63,4 +63,4 @@ function sig(x) {
   return String(Number(x.toFixed(digits)))
 }
 
-module.exports = { duration, bytes, ratio, count, rate, megabytes, percent, sig }
+module.exports = { duration, bytes, ratio, count, rate, megabytes, percent }

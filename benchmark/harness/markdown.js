@@ -4,15 +4,7 @@
 
 const { duration, bytes, ratio, count, rate, megabytes, percent } = require('./format.js')
 const { machineLine } = require('./machine.js')
-
-// Which target a row of a section is checked against.
-const ROW_TARGETS = {
-  'latest-value': { 'read-cached': 'read', 'read-uncached': 'read', write: 'write' },
-  'round-trip': { 'so-sync': 'sync-round-trip', 'so-promise': 'promise-round-trip', 'channel-sync': 'channel-sync-round-trip' },
-}
-// Which targets the Channel rows of a streaming message size are checked against.
-const STREAM_TARGETS = { 64: ['stream-64b'], 65536: ['stream-64k-socket', 'stream-64k-copy'] }
-const CHANNEL_FORMS = new Set(['channel-single', 'channel-batch', 'channel-consume'])
+const { targetsOf } = require('./targets.js')
 
 const SECTION_RENDERERS = {
   'latest-value': latestValue,
@@ -23,11 +15,7 @@ const SECTION_RENDERERS = {
 
 function render(results) {
   const out = [...header(results)]
-  for (const section of results.sections) {
-    out.push('')
-    if (section.pending) out.push(`### ${section.title}`, '', `_${section.pending}_`)
-    else out.push(...SECTION_RENDERERS[section.id](section, results))
-  }
+  for (const section of results.sections) out.push('', ...SECTION_RENDERERS[section.id](section, results))
   out.push('', ...targetsTable(results))
   return out.join('\n') + '\n'
 }
@@ -55,11 +43,14 @@ function maxSpinners(results) {
   return trips ? Math.max(0, ...trips.rows.map((r) => r.spinners || 0)) : 0
 }
 
-function targetCell(results, sectionId, rowId) {
-  const id = ROW_TARGETS[sectionId]?.[rowId]
-  if (!id) return ['—', '']
-  const t = results.targets.find((x) => x.id === id)
-  return [t.threshold, verdict(t.met, results.quick)]
+// The target and result cells of a row: every target that applies to it (for a streaming
+// row, its own verdict within the target), or '—'.
+function targetCells(results, sectionId, row, size) {
+  const targets = targetsOf(results.targets, sectionId, row, size)
+  if (targets.length === 0) return ['—', '']
+  const threshold = targets.map((t) => t.threshold).join('; ')
+  const result = targets.map((t) => verdict(t.byRow ? t.byRow[row.id] ?? null : t.met, results.quick)).join('; ')
+  return [threshold, result]
 }
 
 function verdict(met, quick) {
@@ -77,7 +68,7 @@ function latestValue(section, results) {
   for (const row of section.rows) {
     const so = `${duration(row.shareObject.median)} (${duration(row.shareObject.p99)})`
     const alt = `${row.alternative.label} ${duration(row.alternative.ns.median)} (${duration(row.alternative.ns.p99)})`
-    lines.push(`| ${row.label} | ${so} | ${alt} | ${ratio(row.ratio)} | ${targetCell(results, section.id, row.id).join(' | ')} |`)
+    lines.push(`| ${row.label} | ${so} | ${alt} | ${ratio(row.ratio)} | ${targetCells(results, section.id, row).join(' | ')} |`)
   }
   const rounds = section.rows[0].shareObject.n
   lines.push(
@@ -100,15 +91,15 @@ function roundTrip(section, results) {
   for (const row of section.rows) {
     let label = row.label
     if (row.note) {
-      notes.push(row.note)
+      notes.push(row.note + (row.spinners > 0 ? ` (this machine has ${results.machine.cores} cores)` : ''))
       label += ` [${notes.length}]`
     }
-    const [threshold, result] = row.baseline ? ['baseline', ''] : targetCell(results, section.id, row.id)
+    const [threshold, result] = row.baseline ? ['baseline', ''] : targetCells(results, section.id, row)
     const n = row.ns
     lines.push(`| ${label} | ${duration(n.median)} | ${duration(n.p99)} | ${duration(n.mean)} | ${ratio(row.vsSocket)} | ${ratio(row.vsSocketP99)} | ${threshold} | ${result} |`)
   }
   lines.push('')
-  notes.forEach((note, i) => lines.push(`[${i + 1}] ${note}${/spinner/.test(note) ? ` (this machine has ${results.machine.cores} cores)` : ''}.  `))
+  notes.forEach((note, i) => lines.push(`[${i + 1}] ${note}.  `))
   lines.push(
     `Each round trip timed on its own (hrtime, ~40 ns included); ${section.rows.map((r) => `${count(r.ns.n)} ${r.id}`).join(', ')} round trips. ` +
       'share-object uses two segments, one per direction; each trip is write → peer wakes, read(), write() → parent wakes, read(). ' +
@@ -127,7 +118,7 @@ function channelStreaming(section, results) {
   ]
   for (const group of section.sizes) {
     for (const row of group.rows) {
-      const [threshold, result] = streamTargetCells(results, group.size, row)
+      const [threshold, result] = row.baseline ? ['baseline', ''] : targetCells(results, section.id, row, group.size)
       const vsSocket = row.baseline ? 'baseline' : ratio(row.vsSocket)
       const vsCopy = row.reference ? 'ceiling (100 %)' : percent(row.vsCopy)
       lines.push(`| ${bytes(group.size)} | ${row.label} | ${rate(row.messagesPerSec)} | ${megabytes(row.bytesPerSec)} | ${vsSocket} | ${vsCopy} | ${rate(row.messagesPerSecMin)}–${rate(row.messagesPerSecMax)} | ${threshold} | ${result} |`)
@@ -145,7 +136,8 @@ function channelStreaming(section, results) {
     '',
     'Socket: one socket.write() per length-prefixed frame, \'drain\' honoured (the baseline); "writes coalesced" packs ~256 KiB of frames into each write(). The parent parses the frames out of the \'data\' chunks into subarrays. ' +
       'Channel single: send() per message, sendAsync() of that message when the channel is full; the parent calls receiveSync() per message (its own copy). ' +
-      'Channel batch: sendBatch() of many, sendAsync() of the first unsent one when it took only part; the parent calls receiveBatch() (views of one copy per batch), receiveSync() of one message when none waits. ' +
+      'Channel batch: sendBatch() of many, sendAsync() of the first unsent one when it took only part; the parent calls receiveBatch() (views of one copy per batch; over 4 KiB a Buffer each), receiveSync() of one message when none waits. ' +
+      'Channel consume: the producer as single; the parent calls consume() (views of the messages in the ring, checked in place, no copy), receiveSync() of one message when none waits. ' +
       'Copy: Buffer.copy of each message in this process into a ring-sized buffer, wrapping: the bandwidth ceiling (one copy, no second process). ' +
       'When the consumer catches up with the producer, receiveSync() spins ~20 µs before it sleeps: another process on the cores slows that down.',
     '',
@@ -153,16 +145,6 @@ function channelStreaming(section, results) {
   )
   if (results.quick) lines.push('', `_Quick mode: a fiftieth of the messages, one run each._`)
   return lines
-}
-
-// The target and result cells of a streaming row: the Channel rows at a size with targets.
-function streamTargetCells(results, size, row) {
-  const ids = CHANNEL_FORMS.has(row.id) ? STREAM_TARGETS[size] : null
-  if (!ids) return [row.baseline ? 'baseline' : '—', '']
-  const targets = ids.map((id) => results.targets.find((t) => t.id === id))
-  const threshold = targets.map((t) => t.threshold).join('; ')
-  const result = targets.map((t) => verdict(t.byRow?.[row.id] ?? null, results.quick)).join('; ')
-  return [threshold, result]
 }
 
 function footprint(section, results) {

@@ -70,14 +70,14 @@ class Peer {
   /** Resolves with the first message for which `match(message)` is true; rejects on exit or after `ms`. */
   message(match, ms, what) {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => finish(new Error(`${this.name}: no ${what} within ${ms} ms${this.#stderrNote()}`)), ms)
+      const timer = setTimeout(() => finish(new Error(`${this.name}: no ${what} within ${ms} ms${this.stderrNote()}`)), ms)
       const check = () => {
         const found = this.messages.find((m) => m.error === undefined && match(m))
         const failed = this.messages.find((m) => m.error !== undefined)
         if (failed) finish(new Error(`${this.name} failed: ${failed.error}`))
         else if (found) finish(null, found)
         else if (this.spawnError) finish(this.spawnError)
-        else if (this.exit && this.outputDone) finish(new Error(`${this.name} exited (${this.exit.code ?? this.exit.signal}) before ${what}${this.#stderrNote()}`))
+        else if (this.exit && this.outputDone) finish(new Error(`${this.name} exited (${this.exit.code ?? this.exit.signal}) before ${what}${this.stderrNote()}`))
       }
       const finish = (err, value) => {
         clearTimeout(timer)
@@ -100,7 +100,7 @@ class Peer {
     const check = () => {
       if (!this.exit && !this.spawnError) return
       this.listeners.delete(check)
-      fn(this.spawnError || new Error(`${this.name} exited (${this.exit.code ?? this.exit.signal})${this.#stderrNote()}`))
+      fn(this.spawnError || new Error(`${this.name} exited (${this.exit.code ?? this.exit.signal})${this.stderrNote()}`))
     }
     this.listeners.add(check)
     return () => this.listeners.delete(check)
@@ -132,7 +132,8 @@ class Peer {
     })
   }
 
-  #stderrNote() {
+  /** "; stderr: …" (its last 2,000 characters), or nothing if the peer wrote none. */
+  stderrNote() {
     const text = this.stderr.trim()
     return text ? `; stderr: ${text.slice(-2000)}` : ''
   }

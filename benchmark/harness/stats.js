@@ -33,4 +33,4 @@ function summarize(samples) {
   }
 }
 
-module.exports = { percentile, median, summarize }
+module.exports = { median, summarize }

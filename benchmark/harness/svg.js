@@ -4,7 +4,8 @@
 // faster than the comparison, left when slower. Red ticks mark the targets. The machine,
 // Node version and date are written into the chart.
 
-const { ratio } = require('./format.js')
+const { ratio, bytes } = require('./format.js')
+const { targetsOf } = require('./targets.js')
 const { machineLine } = require('./machine.js')
 
 const W = 960
@@ -33,8 +34,12 @@ const TRIP_LABELS = {
 
 /** The chart's groups of bars from a results object. */
 function groupsOf(results) {
-  const targets = Object.fromEntries(results.targets.map((t) => [t.id, t]))
   const groups = []
+  // The threshold drawn on a bar: the (first) target that applies to its row.
+  const targetFor = (sectionId, row) => {
+    const t = targetsOf(results.targets, sectionId, row)[0]
+    return t ? { value: t.min } : null
+  }
   const latest = results.sections.find((s) => s.id === 'latest-value')
   if (latest) {
     groups.push({
@@ -43,13 +48,12 @@ function groupsOf(results) {
         label: LATEST_LABELS[r.id] || r.label,
         value: r.ratio,
         kind: 'so',
-        target: targetFor(targets, r.target === 'read' ? 'read' : 'write'),
+        target: targetFor(latest.id, r),
       })),
     })
   }
   const trips = results.sections.find((s) => s.id === 'round-trip')
   if (trips) {
-    const byRow = { 'so-sync': 'sync-round-trip', 'so-promise': 'promise-round-trip', 'channel-sync': 'channel-sync-round-trip' }
     groups.push({
       title: 'Cross-process round trip — Unix socket time ÷ transport time (socket = 1×)',
       bars: trips.rows
@@ -58,12 +62,12 @@ function groupsOf(results) {
           label: (TRIP_LABELS[r.id] || r.label) + (r.spinners ? ` (spins: ${r.spinners} cores)` : ''),
           value: r.vsSocket,
           kind: r.reference ? 'ref' : /^(so|channel)-/.test(r.id) ? 'so' : 'alt',
-          target: targetFor(targets, byRow[r.id]),
+          target: targetFor(trips.id, r),
         })),
     })
   }
   const stream = results.sections.find((s) => s.id === 'channel-streaming')
-  if (stream) groups.push(...streamGroups(stream))
+  if (stream) groups.push(...streamGroups(stream, results.targets))
   return groups
 }
 
@@ -73,17 +77,10 @@ const STREAM_LABELS = {
   'channel-batch': 'Channel sendBatch / receiveBatch',
   'channel-consume': 'Channel send / consume (zero-copy)',
 }
-// Targets drawn on the streaming bars: ratio to the socket by message size; ratio to the copy.
-const STREAM_SOCKET_TARGETS = { 64: 10, 65536: 4 }
-const STREAM_COPY_TARGET = { size: 65536, value: 0.5 }
-
-function sizeLabel(size) {
-  return size >= 1024 ? `${size / 1024} KiB` : `${size} B`
-}
-
 // Two groups: every form against the per-message-write socket, and the Channel's bytes/s
 // against the in-process copy at the size that has a target for it.
-function streamGroups(section) {
+function streamGroups(section, targets) {
+  const streamTarget = (measure, size) => targets.find((t) => t.section === section.id && t.measure === measure && (size === undefined || t.size === size))
   const vsSocket = {
     title: 'Channel streaming, one way — messages/s ÷ Unix socket with one write() per message (socket = 1×)',
     bars: [],
@@ -91,29 +88,23 @@ function streamGroups(section) {
   for (const g of section.sizes) {
     for (const r of g.rows) {
       if (!STREAM_LABELS[r.id]) continue
-      const channel = r.id.startsWith('channel-')
-      const target = channel && STREAM_SOCKET_TARGETS[g.size]
-      vsSocket.bars.push({ label: `${sizeLabel(g.size)}: ${STREAM_LABELS[r.id]}`, value: r.vsSocket, kind: channel ? 'so' : 'alt', target: target ? { value: target } : null })
+      const channel = r.kind === 'channel'
+      const target = channel && streamTarget('vsSocket', g.size)
+      vsSocket.bars.push({ label: `${bytes(g.size)}: ${STREAM_LABELS[r.id]}`, value: r.vsSocket, kind: channel ? 'so' : 'alt', target: target ? { value: target.min } : null })
     }
   }
   const groups = [vsSocket]
-  const big = section.sizes.find((g) => g.size === STREAM_COPY_TARGET.size)
+  const copyTarget = streamTarget('vsCopy')
+  const big = copyTarget && section.sizes.find((g) => g.size === copyTarget.size)
   if (big) {
     groups.push({
-      title: `Channel streaming, ${sizeLabel(big.size)} — MB/s ÷ in-process Buffer.copy MB/s (the ceiling; copy = 1×)`,
+      title: `Channel streaming, ${bytes(big.size)} — MB/s ÷ in-process Buffer.copy MB/s (the ceiling; copy = 1×)`,
       bars: big.rows
-        .filter((r) => r.id.startsWith('channel-'))
-        .map((r) => ({ label: `${sizeLabel(big.size)}: ${STREAM_LABELS[r.id]}`, value: r.vsCopy, kind: 'so', target: { value: STREAM_COPY_TARGET.value } })),
+        .filter((r) => r.kind === 'channel')
+        .map((r) => ({ label: `${bytes(big.size)}: ${STREAM_LABELS[r.id]}`, value: r.vsCopy, kind: 'so', target: { value: copyTarget.min } })),
     })
   }
   return groups
-}
-
-function targetFor(targets, id) {
-  const t = id && targets[id]
-  if (!t) return null
-  const value = Number(/([\d.]+)×/.exec(t.threshold)?.[1])
-  return Number.isFinite(value) ? { value } : null
 }
 
 // Powers of ten spanning every bar, every target and 1×.

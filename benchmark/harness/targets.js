@@ -7,72 +7,70 @@ const MiB = 1024 * 1024
 const MAPS_JITTER = 4
 const { ratio, bytes, count, percent } = require('./format.js')
 
+// Each target names its threshold (`min`, a ratio) and the rows it applies to, so the
+// report and the chart mark those rows without a list of their own:
+// `rows` (ids in `section`) or, for streaming, every Channel row at message `size`, with
+// `measure` the row field compared with `min`.
 const TARGETS = [
   {
     id: 'read',
+    min: 20,
     threshold: '≥ 20×',
     text: 'read() ≥ 20× fs.readFileSync',
-    check(r) {
-      const cached = rowOf(r, 'latest-value', 'read-cached').ratio
-      const uncached = rowOf(r, 'latest-value', 'read-uncached').ratio
-      return { met: cached >= 20 && uncached >= 20, measured: `after every change ${ratio(uncached)}; unchanged (cached) ${ratio(cached)}` }
+    section: 'latest-value',
+    rows: ['read-cached', 'read-uncached'],
+    check(r, t) {
+      const cached = rowOf(r, t.section, 'read-cached').ratio
+      const uncached = rowOf(r, t.section, 'read-uncached').ratio
+      return { met: cached >= t.min && uncached >= t.min, measured: `after every change ${ratio(uncached)}; unchanged (cached) ${ratio(cached)}` }
     },
   },
   {
     id: 'write',
+    min: 50,
     threshold: '≥ 50×',
     text: 'write() ≥ 50× fs.writeFileSync',
-    check(r) {
-      const x = rowOf(r, 'latest-value', 'write').ratio
-      return { met: x >= 50, measured: ratio(x) }
+    section: 'latest-value',
+    rows: ['write'],
+    check(r, t) {
+      const x = rowOf(r, t.section, 'write').ratio
+      return { met: x >= t.min, measured: ratio(x) }
     },
   },
-  {
-    id: 'sync-round-trip',
-    threshold: '≥ 50×',
-    text: 'sync round trip (waitForChangeSync) ≥ 50× lower than the socket’s',
-    check(r) {
-      const x = rowOf(r, 'round-trip', 'so-sync').vsSocket
-      return { met: x >= 50, measured: `socket ÷ waitForChangeSync = ${ratio(x)} (medians)` }
-    },
-  },
-  {
-    id: 'promise-round-trip',
-    threshold: '≥ 1×',
-    text: 'promise round trip (waitForChange) no slower than the socket’s',
-    check(r) {
-      const x = rowOf(r, 'round-trip', 'so-promise').vsSocket
-      return { met: x >= 1, measured: `socket ÷ waitForChange = ${ratio(x)} (medians)` }
-    },
-  },
-  {
-    id: 'channel-sync-round-trip',
-    threshold: '≥ 50×',
-    text: 'Channel round trip (receiveSync) ≥ 50× lower than the socket’s',
-    check(r) {
-      const x = rowOf(r, 'round-trip', 'channel-sync').vsSocket
-      return { met: x >= 50, measured: `socket ÷ Channel receiveSync = ${ratio(x)} (medians)` }
-    },
-  },
+  roundTrip('sync-round-trip', 50, 'so-sync', 'sync round trip (waitForChangeSync) ≥ 50× lower than the socket’s', 'waitForChangeSync'),
+  roundTrip('promise-round-trip', 1, 'so-promise', 'promise round trip (waitForChange) no slower than the socket’s', 'waitForChange'),
+  roundTrip('channel-sync-round-trip', 50, 'channel-sync', 'Channel round trip (receiveSync) ≥ 50× lower than the socket’s', 'Channel receiveSync'),
   // Streaming targets are met when any Channel form (single, batch, consume) reaches them; the
   // verdict names the form(s), and `byRow` gives each form's own verdict for its table row.
   {
     id: 'stream-64b',
+    min: 10,
     threshold: '≥ 10× socket',
     text: 'Channel streaming, 64 B messages: ≥ 10× the socket’s messages/s (any Channel form)',
-    check: (r) => byForm(streamRows(r, 64), (row) => row.vsSocket, 10, (x) => ratio(x)),
+    section: 'channel-streaming',
+    size: 64,
+    measure: 'vsSocket',
+    check: (r, t) => byForm(streamRows(r, t.size), (row) => row.vsSocket, t.min, (x) => ratio(x)),
   },
   {
     id: 'stream-64k-socket',
+    min: 4,
     threshold: '≥ 4× socket',
     text: 'Channel streaming, 64 KiB messages: ≥ 4× the socket’s bytes/s',
-    check: (r) => byForm(streamRows(r, 64 * 1024), (row) => row.vsSocket, 4, (x) => ratio(x)),
+    section: 'channel-streaming',
+    size: 64 * 1024,
+    measure: 'vsSocket',
+    check: (r, t) => byForm(streamRows(r, t.size), (row) => row.vsSocket, t.min, (x) => ratio(x)),
   },
   {
     id: 'stream-64k-copy',
+    min: 0.5,
     threshold: 'within 2× of copy (≥ 50 %)',
     text: 'Channel streaming, 64 KiB messages: bytes/s within 2× of the in-process Buffer.copy’s',
-    check: (r) => byForm(streamRows(r, 64 * 1024), (row) => row.vsCopy, 0.5, (x) => `${percent(x)} of the copy's MB/s`),
+    section: 'channel-streaming',
+    size: 64 * 1024,
+    measure: 'vsCopy',
+    check: (r, t) => byForm(streamRows(r, t.size), (row) => row.vsCopy, t.min, (x) => `${percent(x)} of the copy's MB/s`),
   },
   {
     id: 'calls-maps',
@@ -106,6 +104,22 @@ const TARGETS = [
   },
 ]
 
+/** A round-trip target: socket median ÷ the row's median at least `min`. */
+function roundTrip(id, min, row, text, name) {
+  return {
+    id,
+    min,
+    threshold: `≥ ${min}×`,
+    text,
+    section: 'round-trip',
+    rows: [row],
+    check(r, t) {
+      const x = rowOf(r, t.section, row).vsSocket
+      return { met: x >= t.min, measured: `socket ÷ ${name} = ${ratio(x)} (medians)` }
+    },
+  }
+}
+
 function section(results, id) {
   const found = results.sections.find((s) => s.id === id)
   if (!found) throw new Error(`no section ${id}`)
@@ -120,11 +134,11 @@ function rowOf(results, sectionId, rowId) {
 
 const FORMS = { 'channel-single': 'single', 'channel-batch': 'batch', 'channel-consume': 'consume' }
 
-// The Channel rows (single and batch form) of the streaming section at one message size.
+// The Channel rows (every form) of the streaming section at one message size.
 function streamRows(results, size) {
   const group = section(results, 'channel-streaming').sizes.find((g) => g.size === size)
   if (!group) throw new Error(`no ${size}-byte streaming case`)
-  const rows = group.rows.filter((row) => FORMS[row.id])
+  const rows = group.rows.filter((row) => row.kind === 'channel')
   if (rows.length !== Object.keys(FORMS).length) throw new Error(`no Channel rows for ${size}-byte messages`)
   return rows
 }
@@ -142,15 +156,23 @@ function byForm(rows, value, threshold, show) {
   return { met: reached.length > 0, measured: `${values}: ${who}`, byRow }
 }
 
-/** [{ id, text, met, measured }] for every target (met: null if it could not be checked). */
+/**
+ * Every target with its verdict: { id, text, threshold, min, section, rows | size + measure,
+ * met, measured, byRow? } (met: null if it could not be checked).
+ */
 function evaluate(results) {
-  return TARGETS.map((t) => {
+  return TARGETS.map(({ check, ...t }) => {
     try {
-      return { id: t.id, text: t.text, threshold: t.threshold, ...t.check(results) }
+      return { ...t, ...check(results, t) }
     } catch (err) {
-      return { id: t.id, text: t.text, threshold: t.threshold, met: null, measured: `not measured (${err.message})` }
+      return { ...t, met: null, measured: `not measured (${err.message})` }
     }
   })
 }
 
-module.exports = { evaluate, TARGETS }
+/** The targets that apply to row `row` of section `sectionId` (at message `size`, if any). */
+function targetsOf(targets, sectionId, row, size) {
+  return targets.filter((t) => t.section === sectionId && (t.rows ? t.rows.includes(row.id) : t.size === size && row.kind === 'channel'))
+}
+
+module.exports = { evaluate, targetsOf }

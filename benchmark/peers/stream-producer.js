@@ -1,6 +1,6 @@
 'use strict'
 // Producer of the Channel streaming case (cases/channel-streaming.js): sends `count`
-// messages of `size` bytes to the parent each time the parent asks, in one of four forms.
+// messages of `size` bytes to the parent each time the parent asks, in one of five forms.
 // node stream-producer.js <form> <channel or socket path> <size> <batch>
 //
 // Forms:
@@ -20,10 +20,10 @@
 // checks both, so a lost, repeated or torn message fails the run.
 //
 // Protocol: prints {"ready":true} once connected; then every stdin line {"run":r,"count":n}
-// starts a run, answered by {"done":true,"run":r,"t0":…,"sentAt":…} where t0 is
-// process.hrtime.bigint() just before the first message was sent and sentAt just after the
-// last (CLOCK_MONOTONIC, so the parent can compare them with its own clock). Ends when stdin
-// closes or the parent disappears.
+// starts a run, answered by {"done":true,"run":r,"t0":…} where t0 is
+// process.hrtime.bigint() just before the first message was sent (CLOCK_MONOTONIC, so the
+// parent can compare it with its own clock). Ends when stdin closes or the parent
+// disappears.
 
 const net = require('node:net')
 const { shareObject, print, fail, exitWithParent } = require('./common.js')
@@ -167,8 +167,7 @@ async function main() {
       const { run, count } = JSON.parse(line)
       queue = queue.then(async () => {
         const t0 = await produce(count)
-        const sentAt = process.hrtime.bigint()
-        print({ done: true, run, t0: String(t0), sentAt: String(sentAt) })
+        print({ done: true, run, t0: String(t0) })
       }).catch(fail)
     }
   })
