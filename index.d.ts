@@ -280,7 +280,7 @@ export declare class Channel implements Disposable, AsyncIterable<Buffer> {
   readonly capacity: number
   /** The largest message accepted, in bytes (an eighth of the capacity). */
   readonly maxMessage: number
-  /** Bytes sent and not yet received. */
+  /** Ring bytes in use: messages sent and not yet received, with their 8-byte record headers and alignment. */
   readonly queued: number
   /** Whether this handle is the consumer. */
   readonly isConsumer: boolean
@@ -320,8 +320,9 @@ export declare class Channel implements Disposable, AsyncIterable<Buffer> {
   receiveBatch(max?: number, options?: ReceiveOptions & { encoding?: undefined }): Buffer[]
   receiveBatch(max: number | undefined, options: ReceiveOptions): Message[]
   /**
-   * Zero-copy receive: calls `fn(view)` for each waiting message in order (up to `max`,
-   * default all up to 4096; never blocks). `view` is a Buffer over the message's bytes in
+   * Zero-copy receive: calls `fn(view)` for the waiting messages in order (up to `max`,
+   * default 4096; never blocks) as far as they lie one after another in the ring: a call
+   * stops where the ring wraps around, so call again until it returns 0. `view` is a Buffer over the message's bytes in
    * the shared ring: nothing is copied. Treat it as read-only and valid only while `fn`
    * runs: afterwards the space goes back to producers and every view is detached (length
    * 0), so copy what you keep. Returns how many messages were delivered. If `fn` throws,

@@ -16,7 +16,8 @@ Commands:
   read <path>                      print a value segment's value
   write <path> [value|-]           set the value (- or no value: read stdin)
   watch <path>                     print each new value as it changes (Ctrl-C stops)
-  send <path> [msg|-]              send a message to a channel (- or none: stdin)
+  send <path> [msg|-] [--timeout ms]
+                                   send a message to a channel (- or none: stdin)
   recv <path> [--follow] [--timeout ms]
                                    receive a message (with --follow: keep receiving)
   rm <path>                        remove a segment file
@@ -49,7 +50,7 @@ const COMMANDS = {
     run: watch,
   },
   send: {
-    usage: 'share-object send <path> [msg|-]\n\nSends one message to a channel, creating it if needed; waits while the channel is\nfull. With "-" or no message, the message is read from standard input.',
+    usage: 'share-object send <path> [msg|-] [--timeout ms]\n\nSends one message to a channel, creating it if needed; waits while the channel is\nfull (--timeout: fails with ERR_TIMEOUT after that many milliseconds). With "-" or\nno message, the message is read from standard input.',
     options: { timeout: { type: 'string' } },
     args: [1, 2],
     run: send,

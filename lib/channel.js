@@ -108,7 +108,7 @@ class Channel {
     return this.#maxMessage
   }
 
-  /** Bytes queued in the ring (sent, not yet received). */
+  /** Ring bytes in use: messages sent and not yet received, with record headers and alignment. */
   get queued() {
     this.#check()
     return native.channelInfo(this.#id).queued
@@ -329,8 +329,9 @@ class Channel {
   }
 
   /**
-   * Zero-copy receive: calls `fn(view)` for each waiting message, in order (up to `max`,
-   * default all up to 4096; never blocks), where `view` is a Buffer over the message's
+   * Zero-copy receive: calls `fn(view)` for the waiting messages, in order (up to `max`,
+   * default 4096; never blocks) as far as they lie one after another in the ring (a call
+   * stops where the ring wraps: call again until it returns 0), where `view` is a Buffer over the message's
    * bytes inside the shared ring: nothing is copied. A view is valid only while `fn` runs:
    * when `consume` returns, the space goes back to producers and every view is detached
    * (its length reads 0), so copy what you keep. Returns how many messages were delivered.

@@ -120,7 +120,7 @@ class SharedObject {
     return this.#path
   }
 
-  /** Number of completed writes, the same in every process. */
+  /** Counts writes, the same in every process (a write cut short by a killed writer counts too). */
   get version() {
     this.#check()
     return Number(Atomics.load(this.#seq, SEQ_INDEX) / 2n)

@@ -57,8 +57,8 @@ const FORMS = [
   { id: 'copy', label: 'in-process Buffer.copy (ceiling)', kind: 'copy', reference: true },
 ]
 
-// Messages per run, full mode, by form and size: about 0.3–0.6 s a run on a 2-core EPYC
-// VM, so ~1–2 s per case over the rounds. The copy moves as many bytes as the batch form.
+// Messages per run, full mode, by form and size: from tens of ms (the copy) to under 1 s a
+// run on a 2-core EPYC VM. The copy moves as many bytes as the batch form.
 // Quick mode divides them by QUICK_DIVISOR.
 const COUNTS = {
   socket: { 64: 200_000, 1024: 100_000, 65536: 10_000 },
