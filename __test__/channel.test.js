@@ -113,7 +113,7 @@ test('a consumer killed with SIGKILL is taken over by one waiting with { wait: t
   assert.equal(ch.receiveString(), 'for the new consumer')
 })
 
-test('async iteration and recv() with AbortSignal and timeout', async (t) => {
+test('async iteration and recv() with AbortSignal and timeout', { timeout: 20_000 }, async (t) => {
   const { file, ch } = channel(t)
   const producer = Channel.open(file)
   t.after(() => producer.close())
@@ -336,6 +336,41 @@ test('sendAsync() copies its message: a consume() view forwarded to a full chann
   assert.equal(all[all.length - 1], 'forwarded')
 })
 
+test('messages over 4 KiB arrive in Buffers of their own; smaller ones share one copy per call', (t) => {
+  const { ch } = channel(t, { capacity: 1 << 16 })
+  const big = [Buffer.alloc(5000, 1), Buffer.alloc(6000, 2)]
+  assert.equal(ch.sendBatch(big), 2)
+  const [a, b] = ch.receiveBatch()
+  assert.deepEqual([a, b], big)
+  assert.notEqual(a.buffer, b.buffer)
+  assert.equal(a.byteOffset, 0)
+  assert.equal(a.buffer.byteLength, 5000)
+  assert.equal(ch.sendBatch(['one', 'two']), 2)
+  const [c, d] = ch.receiveBatch()
+  assert.equal(c.buffer, d.buffer)
+})
+
+test('receiving in any form inside a consume() callback is ERR_INVALID_STATE', async (t) => {
+  const { ch } = channel(t, { capacity: 4096 })
+  const forms = {
+    receive: () => ch.receive(),
+    receiveString: () => ch.receiveString(),
+    receiveBatch: () => ch.receiveBatch(),
+    receiveSync: () => ch.receiveSync(0),
+  }
+  for (const [name, receive] of Object.entries(forms)) {
+    ch.sendBatch(['a', 'b'])
+    assert.throws(() => ch.consume(() => receive()), { code: 'ERR_INVALID_STATE' }, name)
+    assert.equal(String(ch.receive()), 'b', `${name}: the message after the callback's stays queued`)
+  }
+  ch.send('c')
+  let pending
+  ch.consume(() => {
+    pending = ch.recv()
+  })
+  await assert.rejects(pending, { code: 'ERR_INVALID_STATE' })
+})
+
 test('a huge or infinite timeout means no limit, never a crash', (t) => {
   const { ch } = channel(t)
   ch.send('now')
@@ -347,4 +382,22 @@ test('a huge or infinite timeout means no limit, never a crash', (t) => {
   obj.write('x')
   assert.equal(obj.waitForChangeSync(v, 1e300), v + 1)
   assert.equal(obj.waitForChangeSync(v, Infinity), v + 1)
+})
+
+test('waits with a timeout of 1e300 ms block until the event, in another process', async (t) => {
+  const dir = tempDir(t)
+  const valueFile = path.join(dir, 'v')
+  const obj = SharedObject.open(valueFile)
+  t.after(() => obj.close())
+  const { file, ch } = channel(t)
+  const child = spawnFixture(t, 'wait-forever.js', [valueFile, file])
+  await waitFor(() => child.lines.includes('waiting value'), 10_000, 'the value wait')
+  await new Promise((resolve) => setTimeout(resolve, 50)) // let it spin and park
+  obj.write('now')
+  await waitFor(() => child.lines.includes('waiting channel'), 10_000, 'the channel wait')
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  ch.send('message')
+  const { code, signal } = await exitOf(child, 10_000, 'the waiter')
+  assert.deepEqual({ code, signal }, { code: 0, signal: null }, child.stderrText)
+  assert.deepEqual(JSON.parse(child.lines.at(-1)), { version: 1, value: 'now', msg: 'message' })
 })

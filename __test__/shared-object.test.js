@@ -258,6 +258,35 @@ test('an active watcher keeps the process alive; { ref: false } does not', async
   assert.equal(kept.exitCode, null, 'still running')
 })
 
+test('watch(): a change whose value cannot be read goes to onError, and the watcher goes on', async (t) => {
+  const { file, obj } = segment(t)
+  obj.write('ok')
+  const errors = []
+  const seen = []
+  const stop = obj.watch((value) => seen.push(value), { onError: (err) => errors.push(err.code) })
+  t.after(stop)
+  // Another process leaves a header whose length cannot be: version 2, an impossible
+  // length, and a bumped futex word.
+  const fd = fs.openSync(file, 'r+')
+  const word = Buffer.alloc(8)
+  word.writeBigUInt64LE(0xffff_ffffn)
+  fs.writeSync(fd, word, 0, 8, 72) // len
+  word.writeBigUInt64LE(4n)
+  fs.writeSync(fd, word, 0, 8, 64) // seq: even, version 2
+  const notify = Buffer.alloc(4)
+  fs.readSync(fd, notify, 0, 4, 136)
+  notify.writeUInt32LE(notify.readUInt32LE(0) + 1)
+  fs.writeSync(fd, notify, 0, 4, 136)
+  fs.closeSync(fd)
+  await waitFor(() => errors.length > 0, 10_000, 'onError')
+  assert.deepEqual(errors, ['ERR_CORRUPT'])
+  assert.deepEqual(seen, [])
+  obj.write('repaired')
+  await waitFor(() => seen.length > 0, 10_000, 'the listener after the repair')
+  assert.deepEqual(seen, ['repaired'])
+  assert.throws(() => obj.watch(() => {}, { onError: 'no' }), { code: 'ERR_INVALID_ARG_TYPE' })
+})
+
 test('a read-only handle refuses writes with ERR_READ_ONLY', (t) => {
   const { file, obj } = segment(t)
   obj.write('fixed')
