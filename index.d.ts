@@ -292,14 +292,17 @@ export declare class Channel implements Disposable, AsyncIterable<Buffer> {
   readonly closed: boolean
 
   /**
-   * Sends one message; `false` when the channel is full right now (it never blocks). A
-   * string is sent as UTF-8. Over {@link Channel.maxMessage}: `RangeError`
+   * Sends one message; `false` when the channel is full right now (it never blocks), or
+   * while earlier {@link Channel.sendAsync} calls of this handle still wait (their order is
+   * kept). A string is sent as UTF-8. Over {@link Channel.maxMessage}: `RangeError`
    * `ERR_MESSAGE_TOO_LARGE`.
    */
   send(msg: string | Buffer | Uint8Array): boolean
   /**
    * Sends messages in order with one native call until one does not fit; returns how many
-   * were sent (resend the rest later). The fastest way to send many small messages.
+   * were sent (resend the rest later). The fastest way to send many small messages. A
+   * message over {@link Channel.maxMessage} throws `ERR_MESSAGE_TOO_LARGE` after the ones
+   * before it were sent; the error's `sent` says how many.
    */
   sendBatch(msgs: ReadonlyArray<string | Buffer | Uint8Array>): number
   /** Sends one message, waiting for room when the channel is full. */
@@ -343,7 +346,7 @@ export declare class Channel implements Disposable, AsyncIterable<Buffer> {
   recv(options: RecvOptions): Promise<Message>
   /** `for await (const msg of channel)`: messages until the channel is closed. */
   [Symbol.asyncIterator](): AsyncIterator<Buffer>
-  /** An async iterator of messages with options. */
+  /** An async iterator of messages with options (`timeout` applies to each message). */
   messages(options?: RecvOptions): AsyncIterableIterator<Message>
 
   /**

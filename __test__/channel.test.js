@@ -401,3 +401,36 @@ test('waits with a timeout of 1e300 ms block until the event, in another process
   assert.deepEqual({ code, signal }, { code: 0, signal: null }, child.stderrText)
   assert.deepEqual(JSON.parse(child.lines.at(-1)), { version: 1, value: 'now', msg: 'message' })
 })
+
+test('a handle\'s messages keep their order: send() and sendAsync() wait behind earlier sendAsync() calls', async (t) => {
+  const { ch } = channel(t, { capacity: 1024 })
+  while (ch.send('.'));
+  const pa = ch.sendAsync('A', { timeout: 10_000 })
+  assert.equal(String(ch.receive()), '.') // room for one message
+  const pb = ch.sendAsync('B', { timeout: 10_000 })
+  assert.equal(ch.send('C'), false, 'send() does not jump the queue')
+  assert.equal(ch.sendBatch(['C']), 0, 'nor does sendBatch()')
+  const got = []
+  const deadline = Date.now() + 10_000
+  while (!got.includes('B') && Date.now() < deadline) {
+    for (const m of ch.receiveBatch()) if (String(m) !== '.') got.push(String(m))
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+  await Promise.all([pa, pb])
+  assert.deepEqual(got, ['A', 'B'])
+  assert.equal(ch.send('C'), true)
+})
+
+test('messages({ timeout }) rejects with ERR_TIMEOUT when no message comes', { timeout: 10_000 }, async (t) => {
+  const { ch } = channel(t)
+  ch.send('first')
+  const it = ch.messages({ encoding: 'utf8', timeout: 50 })
+  assert.deepEqual(await it.next(), { value: 'first', done: false })
+  await assert.rejects(it.next(), { code: 'ERR_TIMEOUT' })
+})
+
+test('sendBatch() with an oversize message sends the ones before it and says how many', (t) => {
+  const { ch } = channel(t, { capacity: 1024 })
+  assert.throws(() => ch.sendBatch(['a', 'b', 'x'.repeat(129), 'c']), (err) => err.code === 'ERR_MESSAGE_TOO_LARGE' && err.sent === 2)
+  assert.deepEqual(ch.receiveBatch().map(String), ['a', 'b'])
+})

@@ -135,9 +135,20 @@ class Channel {
     return this.#closed
   }
 
-  /** Sends one message; returns false if the channel is full right now (never blocks). */
+  /**
+   * Sends one message; returns false if the channel is full right now (never blocks), or
+   * while earlier sendAsync() calls of this handle still wait for room (their order is kept).
+   */
   send(msg) {
     this.#check()
+    if (this.#sends.length > 0) {
+      if (typeof msg !== 'string' && !(msg instanceof Uint8Array)) throw invalidArgType('msg', 'a string, Buffer or Uint8Array', msg)
+      return false
+    }
+    return this.#trySend(msg)
+  }
+
+  #trySend(msg) {
     try {
       if (msg instanceof Uint8Array) return fast.channelSend(this.#id, msg)
       if (typeof msg === 'string') return fast.channelSendString(this.#id, msg)
@@ -154,6 +165,7 @@ class Channel {
   sendBatch(msgs) {
     this.#check()
     if (!Array.isArray(msgs)) throw invalidArgType('msgs', 'an array', msgs)
+    if (this.#sends.length > 0) return 0 // after the waiting sendAsync() calls, in order
     // Pack as [u32 length][bytes]… and send with one native call per pack-full.
     const max = this.#maxMessage
     let pack = this.#pack
@@ -176,7 +188,13 @@ class Channel {
         if (need > pack.length) pack = this.#pack = Buffer.allocUnsafeSlow(Math.max(need, pack.length * 2))
       }
       const length = isString ? pack.utf8Write(msg, at + 4) : (pack.set(msg, at + 4), msg.byteLength)
-      if (length > max) throw coded(RangeError, 'ERR_MESSAGE_TOO_LARGE', `${this.#path}: message ${i} of ${length} bytes exceeds the channel's limit of ${max} bytes; none of msgs[${i}…] was sent`)
+      if (length > max) {
+        // The messages before it go (as far as they fit); `err.sent` says how many did.
+        if (count > 0) sent += this.#sendPacked(pack, count)
+        const err = coded(RangeError, 'ERR_MESSAGE_TOO_LARGE', `${this.#path}: message ${i} of ${length} bytes exceeds the channel's limit of ${max} bytes; ${sent} message(s) before it were sent (err.sent), none from msgs[${i}] on`)
+        err.sent = sent
+        throw err
+      }
       pack[at] = length
       pack[at + 1] = length >>> 8
       pack[at + 2] = length >>> 16
@@ -199,7 +217,7 @@ class Channel {
       const o = checkObject('options', options)
       const timeout = checkTimeout('options.timeout', o.timeout)
       const signal = checkSignal(o.signal)
-      if (this.send(msg)) return Promise.resolve()
+      if (this.#sends.length === 0 && this.#trySend(msg)) return Promise.resolve()
       if (signal?.aborted) return Promise.reject(abortError(signal))
       const bytes = typeof msg === 'string' ? Buffer.byteLength(msg) : msg.byteLength
       // Bytes are copied now: the caller may reuse its buffer, or it may be a consume() view
@@ -409,7 +427,7 @@ class Channel {
   /** An async iterator of messages with options (`encoding`, `signal`). */
   async *messages(options) {
     const o = checkObject('options', options)
-    for (;;) yield await this.recv({ encoding: o.encoding, signal: o.signal })
+    for (;;) yield await this.recv({ encoding: o.encoding, signal: o.signal, timeout: o.timeout })
   }
 
   /**
@@ -546,7 +564,7 @@ class Channel {
       const waiter = this.#sends[0]
       let sent
       try {
-        sent = this.send(waiter.msg)
+        sent = this.#trySend(waiter.msg)
       } catch (err) {
         this.#sends.shift()
         this.#settle(waiter)
