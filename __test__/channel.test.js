@@ -8,16 +8,8 @@ const fs = require('node:fs')
 const path = require('node:path')
 const { execFileSync } = require('node:child_process')
 const { Channel, SharedObject } = require('..')
-const { tempDir, spawnFixture, waitFor, exitOf } = require('./helpers.js')
+const { tempDir, channel, spawnFixture, waitFor, exitOf } = require('./helpers.js')
 const { check } = require('./fixtures/chan-message.js')
-
-function channel(t, options) {
-  const dir = tempDir(t)
-  const file = path.join(dir, 'chan')
-  const ch = Channel.open(file, options)
-  t.after(() => ch.close())
-  return { dir, file, ch }
-}
 
 test('4 producer processes × 250,000 messages: each arrives exactly once, in per-producer order', async (t) => {
   const { file } = channel(t)

@@ -6,8 +6,8 @@ const assert = require('node:assert/strict')
 const path = require('node:path')
 const fs = require('node:fs')
 const { spawn } = require('node:child_process')
-const { SharedObject, Channel } = require('..')
-const { tempDir, waitFor } = require('./helpers.js')
+const { SharedObject } = require('..')
+const { tempDir, segment, channel, waitFor } = require('./helpers.js')
 
 const BIN = path.join(__dirname, '..', 'bin', 'share-object.js')
 
@@ -63,10 +63,7 @@ test('write - takes the value from stdin, byte for byte', async (t) => {
 })
 
 test('watch prints each new value written by another process and ends cleanly on SIGINT', async (t) => {
-  const dir = tempDir(t)
-  const file = path.join(dir, 'seg')
-  const obj = SharedObject.open(file)
-  t.after(() => obj.close())
+  const { file, obj } = segment(t)
   obj.write('first')
   const watcher = cli(t, ['watch', file])
   await waitFor(() => watcher.output().stdout.includes('first\n'), 10_000, 'the initial value')
@@ -97,10 +94,7 @@ test('send and recv move messages through a channel; info shows the queue', asyn
 })
 
 test('recv --follow keeps printing until SIGINT', async (t) => {
-  const dir = tempDir(t)
-  const file = path.join(dir, 'chan')
-  const ch = Channel.open(file)
-  t.after(() => ch.close())
+  const { file, ch } = channel(t)
   const follower = cli(t, ['recv', file, '--follow'])
   await waitFor(() => ch.hasConsumer, 10_000, 'the follower to become the consumer')
   ch.send('a')

@@ -117,4 +117,24 @@ function canUnshareMounts() {
   })
 }
 
-module.exports = { FIXTURES, tempDir, spawnFixture, waitFor, exitOf, runFixture, mapsLines, canUnshareMounts }
+/** A value segment `name` (default "seg") in a fresh temp folder, closed after the test. */
+function segment(t, options, name = 'seg') {
+  const { SharedObject } = require('..')
+  const dir = tempDir(t)
+  const file = path.join(dir, name)
+  const obj = SharedObject.open(file, options)
+  t.after(() => obj.close())
+  return { dir, file, obj }
+}
+
+/** A channel `name` (default "chan") in a fresh temp folder, closed after the test. */
+function channel(t, options, name = 'chan') {
+  const { Channel } = require('..')
+  const dir = tempDir(t)
+  const file = path.join(dir, name)
+  const ch = Channel.open(file, options)
+  t.after(() => ch.close())
+  return { dir, file, ch }
+}
+
+module.exports = { FIXTURES, tempDir, segment, channel, spawnFixture, waitFor, exitOf, runFixture, mapsLines, canUnshareMounts }

@@ -6,7 +6,7 @@ const test = require('node:test')
 const assert = require('node:assert/strict')
 const path = require('node:path')
 const { SharedObject } = require('..')
-const { tempDir, spawnFixture, waitFor, exitOf } = require('./helpers.js')
+const { tempDir, segment, spawnFixture, waitFor, exitOf } = require('./helpers.js')
 const { check } = require('./fixtures/checked-value.js')
 
 test('a reader process never sees a torn value while a writer process rewrites long values', async (t) => {
@@ -27,10 +27,7 @@ test('a reader process never sees a torn value while a writer process rewrites l
 })
 
 test('a writer killed mid-loop: the reader carries on and another writer takes over', async (t) => {
-  const dir = tempDir(t)
-  const file = path.join(dir, 'seg')
-  const obj = SharedObject.open(file, { size: 70_000 })
-  t.after(() => obj.close())
+  const { file, obj } = segment(t, { size: 70_000 })
   let diedMidWrite = 0
   for (let round = 0; round < 10; round++) {
     const writer = spawnFixture(t, 'writer-loop.js', [file, 'forever', 10_000, 60_000], {

@@ -6,7 +6,7 @@ const assert = require('node:assert/strict')
 const fs = require('node:fs')
 const path = require('node:path')
 const { SharedObject } = require('..')
-const { tempDir, runFixture, mapsLines } = require('./helpers.js')
+const { tempDir, segment, runFixture, mapsLines } = require('./helpers.js')
 
 const HEADER = 256
 
@@ -89,10 +89,7 @@ test('write() returns the number of bytes written', (t) => {
 })
 
 test('a non-string argument is a TypeError with code ERR_INVALID_ARG_TYPE', async (t) => {
-  const dir = tempDir(t)
-  const file = path.join(dir, 'seg')
-  const obj = SharedObject.open(file)
-  t.after(() => obj.close())
+  const { file, obj } = segment(t)
   obj.write('kept')
   for (const bad of [42, null, undefined, {}, [], () => {}, Symbol('s'), 10n]) {
     assert.throws(() => obj.write(bad), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' })
@@ -150,10 +147,7 @@ test('a header that claims more than the file holds is ERR_CORRUPT', (t) => {
 })
 
 test('a value length beyond the capacity is ERR_CORRUPT, not an out-of-bounds read', (t) => {
-  const dir = tempDir(t)
-  const file = path.join(dir, 'seg')
-  const obj = SharedObject.open(file)
-  t.after(() => obj.close())
+  const { file, obj } = segment(t)
   obj.write('fine')
   const fd = fs.openSync(file, 'r+')
   const len = Buffer.alloc(8)

@@ -9,7 +9,7 @@ const fs = require('node:fs')
 const path = require('node:path')
 const { execFileSync } = require('node:child_process')
 const { SharedObject, Channel } = require('..')
-const { tempDir, spawnFixture, waitFor, exitOf, runFixture, FIXTURES, canUnshareMounts } = require('./helpers.js')
+const { tempDir, segment, channel, spawnFixture, waitFor, exitOf, runFixture, FIXTURES, canUnshareMounts } = require('./helpers.js')
 const { makeValue, checkValue, HEAD } = require('./fixtures/rel-common.js')
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
@@ -99,10 +99,7 @@ test('a writer SIGKILLed at random moments, 200 times: reader processes never ac
 
 for (const mode of ['async', 'sync']) {
   test(`a ${mode} lock holder SIGKILLed, 8 times: the next lock() and a waiter in another process get the lock with { timeout: 1000 }`, async (t) => {
-    const dir = tempDir(t)
-    const file = path.join(dir, 'seg')
-    const obj = SharedObject.open(file)
-    t.after(() => obj.close())
+    const { file, obj } = segment(t)
     for (let round = 0; round < 8; round++) {
       const holder = spawnFixture(t, 'rel-lock-holder.js', [file, mode])
       await printed(holder, 'locked', 20_000, 'the holder')
@@ -129,10 +126,7 @@ for (const mode of ['async', 'sync']) {
 const WAIT_MODES = ['sync', 'promise', 'watch', 'iterator']
 
 test('a writer that dies between its update and its wake: waiters return by their timeout, never with stale data', async (t) => {
-  const dir = tempDir(t)
-  const file = path.join(dir, 'seg')
-  const obj = SharedObject.open(file)
-  t.after(() => obj.close())
+  const { file, obj } = segment(t)
   obj.write('old value')
   const v0 = obj.version
   const waiters = WAIT_MODES.map((mode) => spawnFixture(t, 'rel-waiter.js', [file, mode, 1500]))
@@ -159,15 +153,17 @@ test('a writer that dies between its update and its wake: waiters return by thei
 })
 
 test('a writer killed mid-write before its wake: waiters time out, reads say ERR_WRITER_DIED (not the old value), and the next write wakes everyone', async (t) => {
-  const dir = tempDir(t)
-  const file = path.join(dir, 'seg')
-  const obj = SharedObject.open(file)
-  t.after(() => obj.close())
+  const { file, obj } = segment(t)
   obj.write('old value')
   const v0 = obj.version
-  const waiters = WAIT_MODES.map((mode) => spawnFixture(t, 'rel-waiter.js', [file, mode, 800]))
+  // The writer is started first, so that its torn write lands well within the waiters'
+  // timeouts however slowly a process starts.
+  const writer = spawnFixture(t, 'rel-silent-writer.js', [file, 'half of a new val', 'torn', 'wait'])
+  await printed(writer, 'ready', 20_000, 'the writer')
+  const waiters = WAIT_MODES.map((mode) => spawnFixture(t, 'rel-waiter.js', [file, mode, 1500]))
   for (const w of waiters) await printed(w, 'waiting', 20_000, 'a waiter')
-  const torn = await runFixture(t, 'rel-silent-writer.js', [file, 'half of a new val', 'torn'])
+  writer.stdin.write('go\n')
+  const torn = await exitOf(writer, 10_000, 'the torn writer')
   assert.equal(torn.signal, 'SIGKILL')
   for (const [i, w] of waiters.entries()) {
     assert.deepEqual(await finished(w, 20_000, 'a waiter'), { code: 'ERR_TIMEOUT', after: 'ERR_WRITER_DIED' }, WAIT_MODES[i])
@@ -297,10 +293,7 @@ test('4 producers and a consumer SIGKILLed and replaced 3 times mid-run: no mess
 })
 
 test('producers blocked in sendAsync() on a full channel all resume once the consumer makes room (3 rounds of 4 × 20,000 through 1 KiB)', async (t) => {
-  const dir = tempDir(t)
-  const file = path.join(dir, 'chan')
-  const ch = Channel.open(file, { capacity: 1024 })
-  t.after(() => ch.close())
+  const { dir, file, ch } = channel(t, { capacity: 1024 })
   ch.receiveBatch(1) // the consumer
   for (let round = 0; round < 3; round++) {
     const producers = [1, 2, 3, 4].map((id) => spawnFixture(t, 'rel-producer.js', [file, id, 20_000]))
@@ -644,10 +637,7 @@ function headerBytes(file, from, to) {
 const announced = (bytes) => bytes.some((b) => b !== 0)
 
 test('a waiter SIGKILLed while parked does not leave writers waking nobody: the next write frees its announcement', async (t) => {
-  const dir = tempDir(t)
-  const file = path.join(dir, 'seg')
-  const obj = SharedObject.open(file)
-  t.after(() => obj.close())
+  const { file, obj } = segment(t)
   const slots = () => headerBytes(file, 192, 256) // the value header's waiter slots
   for (const mode of ['sync', 'watch']) {
     const child = spawnFixture(t, 'wait-change.js', [file, mode])
@@ -670,10 +660,7 @@ test('a waiter SIGKILLed while parked does not leave writers waking nobody: the 
 })
 
 test('a consumer SIGKILLed while parked in receiveSync(): the next send frees its announcement', async (t) => {
-  const dir = tempDir(t)
-  const file = path.join(dir, 'chan')
-  const ch = Channel.open(file, { capacity: 4096 })
-  t.after(() => ch.close())
+  const { file, ch } = channel(t, { capacity: 4096 })
   const slots = () => headerBytes(file, 200, 256) // the channel header's data-waiter slots
   const consumer = spawnFixture(t, 'chan-consumer.js', [file, 1])
   await printed(consumer, 'ready', 10_000, 'the consumer')
@@ -686,10 +673,7 @@ test('a consumer SIGKILLed while parked in receiveSync(): the next send frees it
 })
 
 test('a producer SIGKILLed while parked in sendAsync(): the next receive frees its announcement', async (t) => {
-  const dir = tempDir(t)
-  const file = path.join(dir, 'chan')
-  const ch = Channel.open(file, { capacity: 4096 })
-  t.after(() => ch.close())
+  const { file, ch } = channel(t, { capacity: 4096 })
   const slots = () => headerBytes(file, 148, 192) // the channel header's space-waiter slots
   const producer = spawnFixture(t, 'chan-send-wait.js', [file])
   await printed(producer, 'waiting', 10_000, 'the producer')

@@ -9,19 +9,11 @@ const path = require('node:path')
 const { execFileSync } = require('node:child_process')
 const { Worker } = require('node:worker_threads')
 const { SharedObject } = require('..')
-const { tempDir, spawnFixture, waitFor, exitOf, FIXTURES, canUnshareMounts } = require('./helpers.js')
+const { tempDir, segment, spawnFixture, waitFor, exitOf, FIXTURES, canUnshareMounts } = require('./helpers.js')
 
 function forceGc() {
   require('node:v8').setFlagsFromString('--expose-gc')
   return require('node:vm').runInNewContext('gc')
-}
-
-function segment(t, options) {
-  const dir = tempDir(t)
-  const file = path.join(dir, 'seg')
-  const obj = SharedObject.open(file, options)
-  t.after(() => obj.close())
-  return { dir, file, obj }
 }
 
 for (const mode of ['promise', 'sync', 'watch', 'iterator']) {
