@@ -338,6 +338,8 @@ test('options are validated with coded errors', (t) => {
   assert.throws(() => SharedObject.open(file, { size: 'big' }), { code: 'ERR_INVALID_ARG_TYPE' })
   assert.throws(() => SharedObject.open(file, { create: 'yes' }), { code: 'ERR_INVALID_ARG_TYPE' })
   assert.throws(() => SharedObject.open(file, { size: 10, maxSize: 5 }), { code: 'ERR_OUT_OF_RANGE' })
+  assert.throws(() => SharedObject.open(file, { maxSize: 2 ** 40 }), { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' })
+  assert.throws(() => SharedObject.anonymous({ size: 2 ** 39 + 1 }), { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' })
   assert.throws(() => SharedObject.open(file, { create: false }), { code: 'ENOENT' })
   assert.equal(fs.existsSync(file), false)
 })

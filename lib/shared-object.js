@@ -11,6 +11,8 @@ const native = require('../binding.js')
 const { coded, fromNative, invalidArgType, invalidArgValue, timeoutError, closedError, abortError } = require('./errors.js')
 const { INTERNAL, fast, call, checkPath, checkBytes, checkTimeout, checkSignal, checkObject, checkFunction } = require('./common.js')
 
+// The largest value size the on-file format allows (MAX_CAPACITY in src/layout.rs).
+const MAX_BYTES = 2 ** 39
 // Index of `seq` in a BigUint64Array over the header (byte offset 64, see src/layout.rs).
 const SEQ_INDEX = 8
 // How long an idle notifier thread lingers before it is stopped (a ping-pong would
@@ -38,6 +40,9 @@ function openOptions(options) {
   }
   if (out.mode !== undefined && (!Number.isInteger(out.mode) || out.mode < 0 || out.mode > 0o777)) {
     throw invalidArgValue('options.mode', 'must be an integer from 0 to 0o777', out.mode)
+  }
+  for (const key of ['size', 'maxSize']) {
+    if (out[key] > MAX_BYTES) throw invalidArgValue(`options.${key}`, `must be at most ${MAX_BYTES} bytes (2^39, the format's limit)`, out[key])
   }
   if (out.size !== undefined && out.maxSize !== undefined && out.size > out.maxSize) {
     throw invalidArgValue('options.size', `must not exceed options.maxSize (${out.maxSize})`, out.size)
