@@ -5,36 +5,17 @@ const test = require('node:test')
 const assert = require('node:assert/strict')
 const path = require('node:path')
 const fs = require('node:fs')
-const { spawn } = require('node:child_process')
 const { SharedObject } = require('..')
-const { tempDir, segment, channel, waitFor } = require('./helpers.js')
+const { FIXTURES, tempDir, segment, channel, spawnFixture, exitOf, waitFor } = require('./helpers.js')
 
 const BIN = path.join(__dirname, '..', 'bin', 'share-object.js')
 
 /** Runs the CLI; resolves with { code, signal, stdout, stderr }. */
 function cli(t, args, { input, cwd, timeout = 20_000 } = {}) {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd })
-  t.after(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
-  })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.setEncoding('utf8').on('data', (d) => (stdout += d))
-  child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d))
+  const child = spawnFixture(t, path.relative(FIXTURES, BIN), args, { cwd })
   child.stdin.end(input)
-  child.exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })))
-  child.output = () => ({ stdout, stderr })
-  child.done = (async () => {
-    let timer
-    const limit = new Promise((_, reject) => {
-      timer = setTimeout(() => {
-        child.kill('SIGKILL')
-        reject(new Error(`share-object ${args.join(' ')} ran over ${timeout} ms`))
-      }, timeout)
-    })
-    const r = await Promise.race([child.exited, limit]).finally(() => clearTimeout(timer))
-    return { ...r, stdout, stderr }
-  })()
+  child.output = () => ({ stdout: child.stdoutText, stderr: child.stderrText })
+  child.done = exitOf(child, timeout, `share-object ${args.join(' ')}`).then((r) => ({ ...r, ...child.output() }))
   return child
 }
 
