@@ -40,6 +40,8 @@ export interface WatchOptions {
   /**
    * Called instead of the listener when a change's value cannot be read (for example
    * `ERR_WRITER_DIED` after a writer was killed mid-write); the watcher keeps watching.
+   * Called once per change: a state that was already unreadable when watching began is
+   * not reported.
    */
   onError?: (err: ShareObjectError) => void
 }

@@ -279,14 +279,24 @@ class SharedObject {
    * the listener runs are coalesced: it always gets the latest value). Returns a function
    * that stops watching. An active watcher keeps the process alive unless `{ ref: false }`.
    * A change whose value cannot be read (ERR_WRITER_DIED, ERR_CORRUPT) is skipped and
-   * passed to `options.onError` if given.
+   * passed to `options.onError` if given, once per change (a state that was already
+   * unreadable when watching began is not a change).
    */
   watch(listener, options) {
     this.#check()
     checkFunction('listener', listener)
     const o = checkObject('options', options)
     if (o.onError !== undefined) checkFunction('options.onError', o.onError)
-    const watcher = { listener, onError: o.onError, ref: o.ref === undefined ? true : Boolean(o.ref), last: this.version }
+    const seq = Atomics.load(this.#seq, SEQ_INDEX)
+    const watcher = {
+      listener,
+      onError: o.onError,
+      ref: o.ref === undefined ? true : Boolean(o.ref),
+      last: Number(seq / 2n),
+      // The sequence word of the last state onError heard about; starting at the current
+      // one, a state that was already unreadable when watching began is not a change.
+      failedSeq: seq,
+    }
     this.#watchers.add(watcher)
     this.#listenersChanged()
     return () => {
@@ -356,15 +366,21 @@ class SharedObject {
       if (waiter.since !== version && this.#dropWaiter(waiter)) waiter.resolve(version)
     }
     if (this.#watchers.size === 0) return
+    // The sequence word before the read names the state an error belongs to: a wake-up
+    // that finds the same unreadable state (the futex word bumped again, a spurious wake)
+    // reports nothing new.
+    const seq = Atomics.load(this.#seq, SEQ_INDEX)
     let current
     try {
       current = this.#readVersioned()
     } catch (err) {
       // The value cannot be read now (a writer died mid-write, a damaged header): this
-      // change is not delivered; watchers that asked hear why. Never thrown from here,
-      // where it would be an uncaught exception.
+      // change is not delivered; watchers that asked hear why, once per state. Never
+      // thrown from here, where it would be an uncaught exception.
       for (const watcher of [...this.#watchers]) {
-        if (watcher.onError && this.#watchers.has(watcher)) watcher.onError(err)
+        if (!watcher.onError || !this.#watchers.has(watcher) || watcher.failedSeq === seq) continue
+        watcher.failedSeq = seq
+        watcher.onError(err)
       }
       return
     }
