@@ -38,10 +38,11 @@ export interface WatchOptions {
   /** Keep the process alive while watching (default `true`). */
   ref?: boolean
   /**
-   * Called instead of the listener when a change's value cannot be read (for example
-   * `ERR_WRITER_DIED` after a writer was killed mid-write); the watcher keeps watching.
-   * Called once per change: a state that was already unreadable when watching began is
-   * not reported.
+   * Called instead of the listener when a change's value cannot be read (`ERR_CORRUPT`:
+   * a header another process damaged); the watcher keeps watching. Called once per
+   * change: a state that was already unreadable when watching began is not reported. A
+   * writer killed mid-write completes no change, so it wakes no watcher: the next write
+   * is delivered as usual.
    */
   onError?: (err: ShareObjectError) => void
 }
@@ -56,7 +57,10 @@ export interface ChangesOptions {
 
 /** Options for {@link SharedObject.lock} and {@link SharedObject.lockSync}. */
 export interface LockOptions {
-  /** Fail with `ERR_TIMEOUT` if the lock is not obtained within this many milliseconds. */
+  /**
+   * Fail with `ERR_TIMEOUT` if the lock is not obtained within this many milliseconds of
+   * the call (time spent behind this handle's own earlier `lock()` sections counts).
+   */
   timeout?: number
 }
 
@@ -105,7 +109,11 @@ export declare class SharedObject implements Disposable {
    */
   static anonymous(sizeOrOptions?: number | OpenOptions): SharedObject
 
-  /** Opens the segment behind an inherited file descriptor (it is duplicated). */
+  /**
+   * Opens the segment behind an inherited file descriptor. The file is opened afresh
+   * (through `/proc/self/fd`), so this handle's locks are its own; the descriptor stays
+   * the caller's.
+   */
   static fromFd(fd: number, options?: OpenOptions): SharedObject
 
   /** Removes a segment file. Handles already open keep working on the removed file. */
@@ -121,7 +129,12 @@ export declare class SharedObject implements Disposable {
   readonly maxSize: number
   /** Whether the handle was opened with `readOnly: true`. */
   readonly readOnly: boolean
-  /** The segment's file descriptor (to pass an anonymous segment to a child). */
+  /**
+   * A descriptor of the segment to pass to a child through `spawn`'s `stdio` (the child
+   * calls {@link SharedObject.fromFd}). Opened on first use, the same number every time,
+   * closed with the handle. It holds none of this handle's locks, so a child that keeps it
+   * open does not keep this handle's locks alive after it closes or its process dies.
+   */
   readonly fd: number
   /** Whether {@link SharedObject.close} was called. */
   readonly closed: boolean
@@ -169,14 +182,20 @@ export declare class SharedObject implements Disposable {
    */
   watch(listener: (value: string, version: number) => void, options?: WatchOptions): () => void
 
-  /** An async iterator of changes (coalesced like {@link SharedObject.watch}). */
+  /**
+   * An async iterator of the changes after this call (coalesced like
+   * {@link SharedObject.watch}). Ends when the handle is closed; a change whose value cannot
+   * be read ends it with that error (`ERR_CORRUPT`); `signal` ends it with an `AbortError`.
+   */
   changes(options?: ChangesOptions): AsyncIterableIterator<Change>
 
   /**
    * Runs `fn` (sync or async) holding the segment's cross-process exclusive lock and
    * resolves with its result. The lock is released when `fn` returns or throws, and by the
    * kernel if the process dies (the next waiter gets it). `write()` inside `fn` is fine;
-   * nested `lock()`/`lockSync()` on the same handle run at once.
+   * nested `lock()`/`lockSync()` on the same handle run at once. `close()` rejects a
+   * pending `lock()` with `ERR_CLOSED` (its `fn` never runs), and releases a lock the
+   * handle holds.
    */
   lock<T>(fn: () => T | Promise<T>, options?: LockOptions): Promise<T>
 
@@ -288,7 +307,7 @@ export declare class Channel implements Disposable, AsyncIterable<Buffer> {
   readonly isConsumer: boolean
   /** Whether some live process is the consumer. */
   readonly hasConsumer: boolean
-  /** The file descriptor (to pass an anonymous channel to a child). */
+  /** A descriptor to pass to a child (opened once, lock-free: see {@link SharedObject.fd}). */
   readonly fd: number
   /** Whether {@link Channel.close} was called. */
   readonly closed: boolean
@@ -354,6 +373,7 @@ export declare class Channel implements Disposable, AsyncIterable<Buffer> {
   /**
    * Becomes the consumer. Rejects with `ERR_CONSUMER_BUSY` if another live handle is,
    * unless `{ wait: true }`: then resolves when that consumer closes or dies (SIGKILL too).
+   * `close()` rejects a waiting claim with `ERR_CLOSED`.
    */
   claimConsumer(options?: ClaimOptions): Promise<void>
   /** Gives up the consumer role so another handle can take it. */

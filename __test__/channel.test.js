@@ -8,7 +8,7 @@ const fs = require('node:fs')
 const path = require('node:path')
 const { execFileSync } = require('node:child_process')
 const { Channel, SharedObject } = require('..')
-const { tempDir, channel, spawnFixture, waitFor, exitOf } = require('./helpers.js')
+const { tempDir, channel, spawnFixture, waitFor, within, exitOf } = require('./helpers.js')
 const { check } = require('./fixtures/chan-message.js')
 
 test('4 producer processes × 250,000 messages: each arrives exactly once, in per-producer order', async (t) => {
@@ -425,4 +425,63 @@ test('sendBatch() with an oversize message sends the ones before it and says how
   const { ch } = channel(t, { capacity: 1024 })
   assert.throws(() => ch.sendBatch(['a', 'b', 'x'.repeat(129), 'c']), (err) => err.code === 'ERR_MESSAGE_TOO_LARGE' && err.sent === 2)
   assert.deepEqual(ch.receiveBatch().map(String), ['a', 'b'])
+})
+
+test('a sendAsync() that timed out does not hold up the smaller ones queued behind it', async (t) => {
+  const { ch } = channel(t, { capacity: 1024 })
+  while (ch.send('.'));
+  const big = ch.sendAsync(Buffer.alloc(128), { timeout: 50 })
+  const small = ch.sendAsync('x', { timeout: 10_000 })
+  assert.equal(ch.receiveBatch(3).length, 3) // room for 'x', not for the big one
+  await assert.rejects(within(big, 10_000, 'the big send to time out'), { code: 'ERR_TIMEOUT' })
+  await within(small, 15_000, 'the small send') // no more room comes: it must use the room there is
+  const rest = ch.receiveBatch().map(String)
+  assert.equal(rest.at(-1), 'x')
+})
+
+test('send() and sendAsync() check their message even while earlier sends wait', async (t) => {
+  const { ch } = channel(t, { capacity: 1024 })
+  while (ch.send('.'));
+  const waiting = ch.sendAsync('A', { timeout: 10_000 })
+  await assert.rejects(ch.sendAsync(null), { code: 'ERR_INVALID_ARG_TYPE' })
+  await assert.rejects(ch.sendAsync(new ArrayBuffer(2)), { code: 'ERR_INVALID_ARG_TYPE' })
+  await assert.rejects(ch.sendAsync(Buffer.alloc(129)), { name: 'RangeError', code: 'ERR_MESSAGE_TOO_LARGE' })
+  await assert.rejects(ch.sendAsync('é'.repeat(65)), { code: 'ERR_MESSAGE_TOO_LARGE' }) // 130 UTF-8 bytes
+  assert.throws(() => ch.send(Buffer.alloc(129)), { code: 'ERR_MESSAGE_TOO_LARGE' })
+  assert.throws(() => ch.send('x'.repeat(1_000_000)), { code: 'ERR_MESSAGE_TOO_LARGE' })
+  assert.throws(() => ch.send(42), { code: 'ERR_INVALID_ARG_TYPE' })
+  while (ch.receive() !== null);
+  await within(waiting, 10_000, 'the valid waiting send')
+  assert.equal(ch.receiveString(), 'A', 'only the valid message was queued')
+  assert.equal(ch.receive(), null)
+})
+
+test('claimConsumer({ wait: true }) rejects with ERR_CLOSED on close() and keeps nothing alive', async (t) => {
+  const dir = tempDir(t)
+  const file = path.join(dir, 'chan')
+  const child = spawnFixture(t, 'claim-close.js', [file])
+  const { code } = await exitOf(child, 10_000, 'the process to exit once its claim was closed')
+  assert.equal(code, 0, child.stderrText)
+  assert.deepEqual(JSON.parse(child.lines[0]), { got: 'ERR_CLOSED' })
+  // In this process: the closed handle's wait never takes the role once it frees up.
+  const consumer = Channel.open(file)
+  t.after(() => consumer.close())
+  consumer.receive()
+  const closing = Channel.open(file)
+  const claim = closing.claimConsumer({ wait: true })
+  closing.close()
+  await assert.rejects(within(claim, 10_000, 'the closed claim to settle'), { code: 'ERR_CLOSED' })
+  consumer.close()
+  const next = Channel.open(file)
+  t.after(() => next.close())
+  await within(next.claimConsumer({ wait: true, timeout: 5_000 }), 10_000, 'the next claim')
+  assert.equal(next.isConsumer, true)
+})
+
+test('encodings and descriptors are checked with the codes of the error table', (t) => {
+  const { ch } = channel(t)
+  assert.throws(() => ch.receive({ encoding: 'nope' }), { name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE' })
+  assert.throws(() => ch.receive({ encoding: 42 }), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' })
+  assert.throws(() => Channel.fromFd(2 ** 32), { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' })
+  assert.throws(() => Channel.fromFd('3'), { code: 'ERR_INVALID_ARG_TYPE' })
 })

@@ -57,6 +57,28 @@ test('watch prints each new value written by another process and ends cleanly on
   assert.equal(r.stdout, 'first\nsecond\n')
 })
 
+test('info and watch report a value whose writer died mid-write; watch then prints the next write', async (t) => {
+  const { file, obj } = segment(t)
+  obj.write('before')
+  // What a writer killed mid-write leaves: an odd sequence word and no live writer.
+  const fd = fs.openSync(file, 'r+')
+  const seq = Buffer.alloc(8)
+  fs.readSync(fd, seq, 0, 8, 64)
+  seq.writeBigUInt64LE(seq.readBigUInt64LE(0) + 1n)
+  fs.writeSync(fd, seq, 0, 8, 64)
+  fs.closeSync(fd)
+  const info = await cli(t, ['info', file, '--json']).done
+  assert.equal(info.code, 0, info.stderr)
+  assert.deepEqual(JSON.parse(info.stdout), { path: file, kind: 'value', format: 1, capacity: 1024, length: null, unreadable: 'ERR_WRITER_DIED', version: 1, locked: false })
+  const watcher = cli(t, ['watch', file])
+  await waitFor(() => watcher.output().stderr.includes('ERR_WRITER_DIED'), 10_000, 'the report of the dead writer')
+  obj.write('after')
+  await waitFor(() => watcher.output().stdout.includes('after\n'), 10_000, 'the next value')
+  watcher.kill('SIGINT')
+  const r = await watcher.done
+  assert.deepEqual([r.code, r.stdout], [0, 'after\n'])
+})
+
 test('send and recv move messages through a channel; info shows the queue', async (t) => {
   const dir = tempDir(t)
   const file = path.join(dir, 'chan')

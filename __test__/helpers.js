@@ -70,6 +70,19 @@ function waitFor(predicate, ms, what) {
   })
 }
 
+/** Settles as `promise` does; rejects after `ms` with `what` in the message if it has not. */
+async function within(promise, ms, what) {
+  let timer
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)
+  })
+  try {
+    return await Promise.race([promise, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 /** Resolves with the child's exit; kills it and rejects if it runs longer than `ms`. */
 async function exitOf(child, ms, what = 'the child to exit') {
   let timer
@@ -137,4 +150,4 @@ function channel(t, options, name = 'chan') {
   return { dir, file, ch }
 }
 
-module.exports = { FIXTURES, tempDir, segment, channel, spawnFixture, waitFor, exitOf, runFixture, mapsLines, canUnshareMounts }
+module.exports = { FIXTURES, tempDir, segment, channel, spawnFixture, waitFor, within, exitOf, runFixture, mapsLines, canUnshareMounts }

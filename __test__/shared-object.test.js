@@ -9,7 +9,7 @@ const path = require('node:path')
 const { execFileSync } = require('node:child_process')
 const { Worker } = require('node:worker_threads')
 const { SharedObject } = require('..')
-const { tempDir, segment, spawnFixture, waitFor, exitOf, FIXTURES, canUnshareMounts } = require('./helpers.js')
+const { tempDir, segment, spawnFixture, runFixture, waitFor, within, exitOf, FIXTURES, canUnshareMounts } = require('./helpers.js')
 
 function forceGc() {
   require('node:v8').setFlagsFromString('--expose-gc')
@@ -211,6 +211,58 @@ test('an anonymous (memfd) segment is shared with a child through stdio', async 
   assert.equal(obj.read(), 'child saw: from parent')
 })
 
+test('a child that opened fd 3 with fromFd() cannot take a lock its parent holds', async (t) => {
+  const obj = SharedObject.anonymous(4096)
+  t.after(() => obj.close())
+  // Both sides share the inherited descriptor: each handle's liveness must still be its own.
+  const got = await within(new Promise((resolve, reject) => {
+    obj
+      .lock(async () => {
+        const child = spawnFixture(t, 'fd-lock.js', ['try'], { stdio: ['ignore', 'pipe', 'pipe', obj.fd] })
+        const { code } = await exitOf(child, 20_000, 'the child to try the lock')
+        assert.equal(code, 0, child.stderrText)
+        resolve(JSON.parse(child.lines[0]).got)
+      })
+      .catch(reject)
+  }), 30_000, 'the child to try the lock')
+  assert.equal(got, 'ERR_TIMEOUT', 'the parent holds the lock: the child must wait, not take it over')
+  const free = spawnFixture(t, 'fd-lock.js', ['try'], { stdio: ['ignore', 'pipe', 'pipe', obj.fd] })
+  await exitOf(free, 20_000, 'the child to take the free lock')
+  assert.equal(JSON.parse(free.lines[0]).got, 'locked')
+})
+
+test('a lock holder that opened an inherited fd and was killed is taken over by others', async (t) => {
+  const { file, obj } = segment(t)
+  // The parent keeps its descriptor open; the dead child's liveness must go with the child.
+  const holder = spawnFixture(t, 'fd-lock.js', ['hold'], { stdio: ['ignore', 'pipe', 'pipe', obj.fd] })
+  await waitFor(() => holder.lines.includes('locked'), 20_000, 'the child to take the lock')
+  const other = SharedObject.open(file)
+  t.after(() => other.close())
+  assert.equal(other.locked, true)
+  holder.kill('SIGKILL')
+  await exitOf(holder, 10_000, 'the killed child to exit')
+  assert.equal(other.lockSync(() => 'taken over', { timeout: 5_000 }), 'taken over')
+})
+
+test('fd is a descriptor of its own, opened once and closed with the handle', (t) => {
+  const { file, obj } = segment(t)
+  const fd = obj.fd
+  assert.equal(obj.fd, fd, 'the same descriptor every time')
+  assert.equal(fs.fstatSync(fd).ino, fs.statSync(file).ino)
+  const other = SharedObject.fromFd(fd)
+  other.write('through fromFd')
+  other.close()
+  assert.equal(obj.read(), 'through fromFd')
+  obj.close()
+  assert.throws(() => fs.fstatSync(fd), { code: 'EBADF' })
+})
+
+test('fromFd() refuses a number that is not a file descriptor', () => {
+  assert.throws(() => SharedObject.fromFd(2 ** 32 + 3), { code: 'ERR_OUT_OF_RANGE' })
+  assert.throws(() => SharedObject.fromFd(-1), { code: 'ERR_OUT_OF_RANGE' })
+  assert.throws(() => SharedObject.fromFd(1.5), { code: 'ERR_INVALID_ARG_TYPE' })
+})
+
 test('worker threads open the same segment, and a write in one wakes a waiter in another', async (t) => {
   const { file, obj } = segment(t)
   const worker = new Worker(`
@@ -303,6 +355,94 @@ function damageHeader(file) {
     fs.closeSync(fd)
   }
 }
+
+test('watch(): a listener that throws does not take the change from the other watchers', async (t) => {
+  const { file } = segment(t)
+  const { code, stdout, stderr } = await runFixture(t, 'watch-throws.js', [file])
+  assert.equal(code, 0, stderr)
+  assert.deepEqual(JSON.parse(stdout), { second: 'changed', uncaught: 'listener failed' })
+})
+
+test('changes(): delivers the changes after the call, and ends when the handle closes', async (t) => {
+  const { obj } = segment(t)
+  obj.write('before')
+  const changes = obj.changes()
+  obj.write('between the call and the first next()')
+  const first = await within(changes.next(), 10_000, 'the first change')
+  assert.deepEqual(first, { done: false, value: { value: 'between the call and the first next()', version: 2 } })
+  const second = changes.next()
+  obj.close()
+  assert.deepEqual(await within(second, 10_000, 'the end of the iteration'), { done: true, value: undefined })
+  assert.throws(() => obj.changes(), { code: 'ERR_CLOSED' })
+})
+
+test('lock(): close() rejects a pending lock() with ERR_CLOSED, and its section never runs', async (t) => {
+  const { file, obj } = segment(t)
+  const other = SharedObject.open(file)
+  t.after(() => other.close())
+  let release
+  const held = obj.lock(() => new Promise((resolve) => (release = resolve)))
+  await waitFor(() => release, 10_000, 'the first section to start')
+  let ran = false
+  const queuedNative = other.lock(() => {
+    ran = true
+  })
+  await new Promise((resolve) => setTimeout(resolve, 50)) // let it wait in the kernel
+  other.close()
+  await assert.rejects(within(queuedNative, 10_000, 'the pending lock() to settle'), { code: 'ERR_CLOSED' })
+  release()
+  await held
+  assert.equal(ran, false)
+  const third = SharedObject.open(file)
+  t.after(() => third.close())
+  assert.equal(third.lockSync(() => 'free', { timeout: 5_000 }), 'free', 'the closed handle did not keep the lock')
+})
+
+test('lock(): the timeout also counts the wait behind the same handle\'s earlier section', async (t) => {
+  const { obj } = segment(t)
+  let release
+  const first = obj.lock(() => new Promise((resolve) => (release = resolve)))
+  await waitFor(() => release, 10_000, 'the first section to start')
+  let ran = false
+  const second = obj.lock(() => (ran = true), { timeout: 20 })
+  await assert.rejects(within(second, 10_000, 'the second lock() to time out'), { code: 'ERR_TIMEOUT' })
+  const third = obj.lock(() => 'third') // still waits its turn behind the first
+  release()
+  await first
+  assert.equal(await within(third, 10_000, 'the third section'), 'third')
+  assert.equal(ran, false)
+})
+
+test('where external buffers are refused (Electron), a SharedObject still reads, writes and waits', (t) => {
+  const dir = tempDir(t)
+  // Stands in for Electron's memory cage: the binding refuses the header view as it would.
+  const script = `
+    const native = require(${JSON.stringify(path.join(__dirname, '..', 'binding.js'))})
+    native.valueHeader = () => {
+      throw Object.assign(new Error('external buffers are not allowed'), { code: 'ERR_EXTERNAL_BUFFER_UNSUPPORTED' })
+    }
+    const { SharedObject } = require(${JSON.stringify(path.join(__dirname, '..'))})
+    const a = SharedObject.open(process.argv[1])
+    const b = SharedObject.open(process.argv[1])
+    const seen = []
+    const stop = b.watch((value, version) => seen.push([value, version]))
+    const next = b.waitForChange(0, { timeout: 10000 })
+    a.write('one')
+    const first = b.read()
+    a.write('two')
+    next.then(async (v) => {
+      const until = Date.now() + 10000
+      while (seen.length === 0 || seen.at(-1)[1] !== 2) {
+        if (Date.now() > until) throw new Error('the watcher saw ' + JSON.stringify(seen))
+        await new Promise((r) => setTimeout(r, 5))
+      }
+      stop()
+      console.log(JSON.stringify({ first, second: b.read(), version: b.version, waited: v >= 1, last: seen.at(-1) }))
+    })
+  `
+  const out = execFileSync(process.execPath, ['-e', script, path.join(dir, 'seg')], { encoding: 'utf8', timeout: 20_000 })
+  assert.deepEqual(JSON.parse(out), { first: 'one', second: 'two', version: 2, waited: true, last: ['two', 2] })
+})
 
 test('a read-only handle refuses writes with ERR_READ_ONLY', (t) => {
   const { file, obj } = segment(t)

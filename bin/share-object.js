@@ -116,7 +116,7 @@ function info([file], values) {
       kind,
       format: 1,
       capacity: handle.capacity,
-      length: handle.readBuffer().length,
+      ...valueLength(handle),
       version: handle.version,
       locked: handle.locked,
     }
@@ -138,6 +138,17 @@ function info([file], values) {
   }
   const width = Math.max(...Object.keys(facts).map((k) => k.length))
   for (const [k, v] of Object.entries(facts)) out(`${k.padEnd(width)}  ${v}\n`)
+}
+
+// The value's length, or why it cannot be read now (a writer killed mid-write, damage):
+// `info` still reports the rest.
+function valueLength(handle) {
+  try {
+    return { length: handle.readBuffer().length }
+  } catch (err) {
+    if (err.code !== 'ERR_WRITER_DIED' && err.code !== 'ERR_CORRUPT') throw err
+    return { length: null, unreadable: err.code }
+  }
 }
 
 function read([file]) {
@@ -162,8 +173,28 @@ function watch([file]) {
     if (err.code !== 'EACCES' && err.code !== 'EROFS' && err.code !== 'EPERM') throw err
     obj = SharedObject.open(file, { create: false, readOnly: true })
   }
-  out(obj.read() + '\n')
-  obj.watch((value) => out(value + '\n'))
+  // Watch first, then print the current value: a write in between is printed, once.
+  let printed = -1
+  const show = (value, version) => {
+    if (version <= printed) return
+    printed = version
+    out(value + '\n')
+  }
+  // A value that cannot be read now is reported, and the next write is printed.
+  const unreadable = (err) => process.stderr.write(`share-object: ${err.code}: ${err.message}\n`)
+  obj.watch(show, { onError: unreadable })
+  try {
+    let version
+    let value
+    do {
+      version = obj.version
+      value = obj.read()
+    } while (obj.version !== version)
+    show(value, version)
+  } catch (err) {
+    if (err.code !== 'ERR_WRITER_DIED' && err.code !== 'ERR_CORRUPT') throw err
+    unreadable(err)
+  }
   process.once('SIGINT', () => {
     obj.close()
     process.exitCode = 0

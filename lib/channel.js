@@ -6,14 +6,15 @@
 
 const path = require('node:path')
 const native = require('../binding.js')
-const { coded, fromNative, invalidArgType, invalidArgValue, closedError, abortError, timeoutError } = require('./errors.js')
-const { fast, checkPath, checkObject, checkTimeout, checkSignal, checkBytes, checkFunction, call, INTERNAL } = require('./common.js')
+const { coded, fromNative, invalidArgType, invalidArgValue, outOfRange, closedError, abortError, timeoutError } = require('./errors.js')
+const { fast, checkFd, checkPath, checkObject, checkTimeout, checkSignal, checkBytes, checkFunction, call, INTERNAL, MAX_TIMER_MS, longTimeout, clearLongTimeout } = require('./common.js')
 
 const finalizer = new FinalizationRegistry((id) => native.channelClose(id))
-const MAX_TIMER_MS = 2 ** 31 - 1
 const NOTIFIER_LINGER_MS = 250
 // Messages a receive call takes at most (the lengths array size).
 const MAX_BATCH = 4096
+// Size of the sendBatch packing area kept between calls (a larger one is made as needed).
+const PACK_KEPT = 64 * 1024
 const DATA = false
 const SPACE = true
 
@@ -21,18 +22,19 @@ function channelOptions(options) {
   const o = checkObject('options', options)
   const out = { capacity: checkBytes('options.capacity', o.capacity), create: o.create, mode: o.mode }
   if (out.capacity !== undefined && (out.capacity < 1024 || out.capacity > 2 ** 30 || (out.capacity & (out.capacity - 1)) !== 0)) {
-    throw invalidArgValue('options.capacity', 'must be a power of two from 1024 to 2^30', out.capacity)
+    throw outOfRange('options.capacity', 'must be a power of two from 1024 to 2^30', out.capacity)
   }
   if (out.create !== undefined && typeof out.create !== 'boolean') throw invalidArgType('options.create', 'a boolean', out.create)
   if (out.mode !== undefined && (!Number.isInteger(out.mode) || out.mode < 0 || out.mode > 0o777)) {
-    throw invalidArgValue('options.mode', 'must be an integer from 0 to 0o777', out.mode)
+    throw outOfRange('options.mode', 'must be an integer from 0 to 0o777', out.mode)
   }
   return out
 }
 
 function checkEncoding(encoding) {
   if (encoding === undefined || encoding === null || encoding === 'buffer') return undefined
-  if (!Buffer.isEncoding(encoding)) throw invalidArgValue('options.encoding', 'must be a Buffer encoding', encoding)
+  if (typeof encoding !== 'string') throw invalidArgType('options.encoding', 'a string', encoding)
+  if (!Buffer.isEncoding(encoding)) throw invalidArgValue('options.encoding', "must be a Buffer encoding (such as 'utf8') or 'buffer'", encoding)
   return encoding
 }
 
@@ -47,22 +49,28 @@ class Channel {
   #meta = new Uint32Array(1 + 2 * MAX_BATCH) // consume(): count, then (offset, length) pairs
   #lent = null // the ArrayBuffer over the messages a running consume() lends, or null
   #lentDelivered = 0 // how many of them its callback has been given
-  #pack = Buffer.allocUnsafeSlow(64 * 1024) // sendBatch packing area
+  #pack = Buffer.allocUnsafeSlow(PACK_KEPT) // sendBatch packing area
   #recvs = [] // pending recv() calls, oldest first
   #sends = [] // pending sendAsync() calls, oldest first
   #notifiers = [false, false]
+  #spaceNeed = 0 // the message size the space notifier waits for room for
   #lingers = [null, null]
   #keepAlive = null
-  #consumerTail = Promise.resolve()
+  #claims = new Set() // pending claimConsumer({ wait: true }) calls, for close() to reject
 
   constructor(key, id) {
     if (key !== INTERNAL) throw coded(TypeError, 'ERR_ILLEGAL_CONSTRUCTOR', 'Use Channel.open(path), Channel.anonymous() or Channel.fromFd(fd)')
     this.#id = id
-    const info = native.channelInfo(id)
-    this.#path = info.path
-    this.#capacity = info.capacity
-    this.#maxMessage = info.maxMessage
-    this.#rx = Buffer.allocUnsafeSlow(Math.max(64 * 1024, info.maxMessage))
+    try {
+      const info = native.channelInfo(id)
+      this.#path = info.path
+      this.#capacity = info.capacity
+      this.#maxMessage = info.maxMessage
+      this.#rx = Buffer.allocUnsafeSlow(Math.max(64 * 1024, info.maxMessage))
+    } catch (err) {
+      native.channelClose(id)
+      throw fromNative(err)
+    }
     finalizer.register(this, id, this)
   }
 
@@ -81,7 +89,7 @@ class Channel {
 
   /** Opens the channel behind an inherited file descriptor (it is duplicated). */
   static fromFd(fd, options) {
-    if (!Number.isInteger(fd)) throw invalidArgType('fd', 'an integer', fd)
+    checkFd(fd)
     return new Channel(INTERNAL, call(() => native.channelFromFd(fd, channelOptions(options))))
   }
 
@@ -111,7 +119,7 @@ class Channel {
   /** Ring bytes in use: messages sent and not yet received, with record headers and alignment. */
   get queued() {
     this.#check()
-    return native.channelInfo(this.#id).queued
+    return call(() => native.channelQueued(this.#id))
   }
 
   /** Whether this handle is the consumer. */
@@ -126,9 +134,10 @@ class Channel {
     return native.channelInfo(this.#id).consumerHeld
   }
 
+  /** A descriptor to pass to a child (see SharedObject's `fd`): opened once, lock-free. */
   get fd() {
     this.#check()
-    return native.channelInfo(this.#id).fd
+    return call(() => native.channelFd(this.#id))
   }
 
   get closed() {
@@ -142,10 +151,31 @@ class Channel {
   send(msg) {
     this.#check()
     if (this.#sends.length > 0) {
-      if (typeof msg !== 'string' && !(msg instanceof Uint8Array)) throw invalidArgType('msg', 'a string, Buffer or Uint8Array', msg)
+      this.#checkMessage(msg)
       return false
     }
     return this.#trySend(msg)
+  }
+
+  // What the native send checks, for a message that is not sent now: its type, and its
+  // size against maxMessage. Returns its size in bytes.
+  #checkMessage(msg) {
+    if (typeof msg === 'string') {
+      // Every UTF-16 unit takes at least one UTF-8 byte: a string that long is too large
+      // without counting.
+      if (msg.length > this.#maxMessage) throw this.#tooLarge('message', msg.length, true)
+      const bytes = Buffer.byteLength(msg)
+      if (bytes > this.#maxMessage) throw this.#tooLarge('message', bytes)
+      return bytes
+    }
+    if (!(msg instanceof Uint8Array)) throw invalidArgType('msg', 'a string, Buffer or Uint8Array', msg)
+    if (msg.byteLength > this.#maxMessage) throw this.#tooLarge('message', msg.byteLength)
+    return msg.byteLength
+  }
+
+  #tooLarge(what, bytes, atLeast = false) {
+    const size = `${atLeast ? 'at least ' : ''}${bytes} bytes`
+    return coded(RangeError, 'ERR_MESSAGE_TOO_LARGE', `${this.#path}: ${what} of ${size} exceeds the channel's limit of ${this.#maxMessage} bytes`)
   }
 
   #trySend(msg) {
@@ -176,6 +206,10 @@ class Channel {
       const msg = msgs[i]
       const isString = typeof msg === 'string'
       if (!isString && !(msg instanceof Uint8Array)) throw invalidArgType(`msgs[${i}]`, 'a string, Buffer or Uint8Array', msg)
+      // Too large for sure (every UTF-16 unit takes at least one byte): said before any
+      // packing space is made for it.
+      const least = isString ? msg.length : msg.byteLength
+      if (least > max) throw this.#batchTooLarge(pack, count, sent, i, least, isString)
       // Room for the worst case: 3 UTF-8 bytes per UTF-16 unit.
       const need = 4 + (isString ? msg.length * 3 : msg.byteLength)
       if (at + need > pack.length) {
@@ -188,13 +222,7 @@ class Channel {
         if (need > pack.length) pack = this.#pack = Buffer.allocUnsafeSlow(Math.max(need, pack.length * 2))
       }
       const length = isString ? pack.utf8Write(msg, at + 4) : (pack.set(msg, at + 4), msg.byteLength)
-      if (length > max) {
-        // The messages before it go (as far as they fit); `err.sent` says how many did.
-        if (count > 0) sent += this.#sendPacked(pack, count)
-        const err = coded(RangeError, 'ERR_MESSAGE_TOO_LARGE', `${this.#path}: message ${i} of ${length} bytes exceeds the channel's limit of ${max} bytes; ${sent} message(s) before it were sent (err.sent), none from msgs[${i}] on`)
-        err.sent = sent
-        throw err
-      }
+      if (length > max) throw this.#batchTooLarge(pack, count, sent, i, length)
       pack[at] = length
       pack[at + 1] = length >>> 8
       pack[at + 2] = length >>> 16
@@ -203,11 +231,23 @@ class Channel {
       count++
     }
     if (count > 0) sent += this.#sendPacked(pack, count)
+    // A batch of large messages does not pin its packing area for the handle's life.
+    if (pack.length > PACK_KEPT) this.#pack = Buffer.allocUnsafeSlow(PACK_KEPT)
     return sent
   }
 
   #sendPacked(pack, count) {
     return call(() => native.channelSendPacked(this.#id, pack, count))
+  }
+
+  // The error for msgs[i] of sendBatch(): the messages packed before it go first (as far as
+  // they fit), and `err.sent` says how many of the batch were sent in all.
+  #batchTooLarge(pack, count, sent, i, bytes, atLeast = false) {
+    if (count > 0) sent += this.#sendPacked(pack, count)
+    const err = this.#tooLarge(`message ${i}`, bytes, atLeast)
+    err.message += `; ${sent} message(s) before it were sent (err.sent), none from msgs[${i}] on`
+    err.sent = sent
+    return err
   }
 
   /** Sends one message, waiting for room when the channel is full. */
@@ -218,8 +258,8 @@ class Channel {
       const timeout = checkTimeout('options.timeout', o.timeout)
       const signal = checkSignal(o.signal)
       if (this.#sends.length === 0 && this.#trySend(msg)) return Promise.resolve()
+      const bytes = this.#checkMessage(msg)
       if (signal?.aborted) return Promise.reject(abortError(signal))
-      const bytes = typeof msg === 'string' ? Buffer.byteLength(msg) : msg.byteLength
       // Bytes are copied now: the caller may reuse its buffer, or it may be a consume() view
       // that is detached before room appears.
       const queued = typeof msg === 'string' ? msg : Buffer.from(msg)
@@ -299,7 +339,7 @@ class Channel {
    */
   receiveBatch(max = MAX_BATCH, options) {
     this.#check()
-    if (!Number.isInteger(max) || max < 1) throw invalidArgValue('max', 'must be a positive integer', max)
+    if (!Number.isInteger(max) || max < 1) throw outOfRange('max', 'must be a positive integer', max)
     const encoding = checkEncoding(checkObject('options', options).encoding)
     return this.#receiveNative(Math.min(max, MAX_BATCH), encoding, false)
   }
@@ -359,7 +399,7 @@ class Channel {
   consume(fn, max = MAX_BATCH) {
     this.#check()
     checkFunction('fn', fn)
-    if (!Number.isInteger(max) || max < 1) throw invalidArgValue('max', 'must be a positive integer', max)
+    if (!Number.isInteger(max) || max < 1) throw outOfRange('max', 'must be a positive integer', max)
     this.#checkNotLent()
     const meta = this.#meta
     let view
@@ -444,12 +484,26 @@ class Channel {
         return Promise.resolve()
       }
       return new Promise((resolve, reject) => {
-        call(() => native.channelClaimConsumerAsync(this.#id, timeout, (err) => {
-          if (err) return reject(fromNative(err))
-          if (this.#closed) return reject(closedError(this.#path))
-          native.channelSetConsumer(this.#id)
-          resolve()
-        }))
+        const claim = { reject }
+        this.#claims.add(claim)
+        try {
+          call(() =>
+            native.channelClaimConsumerAsync(this.#id, timeout, (err) => {
+              // Closed meanwhile: close() rejected it; false gives the role straight back.
+              if (!this.#claims.delete(claim) || this.#closed) return false
+              if (err) {
+                reject(fromNative(err))
+                return false
+              }
+              native.channelSetConsumer(this.#id)
+              resolve()
+              return true
+            }),
+          )
+        } catch (err) {
+          this.#claims.delete(claim)
+          throw err
+        }
       })
     } catch (err) {
       return Promise.reject(err)
@@ -466,11 +520,18 @@ class Channel {
   #pend(queue, which, extra, timeout, signal, what) {
     return new Promise((resolve, reject) => {
       const waiter = { ...extra, resolve, reject, timer: null, signal, onAbort: null }
+      queue.push(waiter)
+      try {
+        this.#waitersChanged(which)
+      } catch (err) {
+        queue.pop() // no notifier thread: nothing would serve it
+        throw err
+      }
       if (timeout !== undefined) {
-        waiter.timer = setTimeout(() => {
+        waiter.timer = longTimeout(() => {
           this.#drop(queue, which, waiter)
           reject(timeoutError(this.#path, timeout, what))
-        }, Math.min(timeout, MAX_TIMER_MS))
+        }, timeout)
       }
       if (signal) {
         waiter.onAbort = () => {
@@ -479,13 +540,11 @@ class Channel {
         }
         signal.addEventListener('abort', waiter.onAbort, { once: true })
       }
-      queue.push(waiter)
-      this.#waitersChanged(which)
     })
   }
 
   #settle(waiter) {
-    if (waiter.timer) clearTimeout(waiter.timer)
+    clearLongTimeout(waiter.timer)
     if (waiter.onAbort) waiter.signal.removeEventListener('abort', waiter.onAbort)
   }
 
@@ -494,13 +553,30 @@ class Channel {
     if (i < 0) return
     queue.splice(i, 1)
     this.#settle(waiter)
-    this.#waitersChanged(which)
+    // The next send in line may fit where the dropped one did not: try it (after the
+    // dropped one's rejection, which the caller makes next).
+    if (which === SPACE && i === 0 && queue.length > 0) queueMicrotask(() => this.#onNotify(SPACE))
+    else this.#waitersChanged(which)
   }
 
+  // Starts, restarts or stops a notifier thread and the keep-alive handle to match the
+  // waiting calls. Throws (changing nothing) if the thread cannot be started.
   #waitersChanged(which) {
     if (this.#closed) return
     const queue = which === SPACE ? this.#sends : this.#recvs
     const index = which === SPACE ? 1 : 0
+    if (queue.length > 0 && !this.#notifiers[index]) {
+      const bytes = which === SPACE ? queue[0].bytes : 0
+      call(() => native.channelStartNotifier(this.#id, which, bytes, () => this.#onNotify(which)))
+      this.#notifiers[index] = true
+      this.#spaceNeed = bytes
+    }
+    // The space notifier waits for room for the first waiting send: a new first one (the
+    // previous was sent, timed out or aborted) has it wait for its own size.
+    if (which === SPACE && queue.length > 0 && queue[0].bytes !== this.#spaceNeed) {
+      this.#spaceNeed = queue[0].bytes
+      native.channelSetSpaceNeed(this.#id, this.#spaceNeed)
+    }
     const pending = this.#recvs.length + this.#sends.length > 0
     if (pending && !this.#keepAlive) this.#keepAlive = setInterval(() => {}, MAX_TIMER_MS)
     else if (!pending && this.#keepAlive) {
@@ -511,11 +587,6 @@ class Channel {
       if (this.#lingers[index]) {
         clearTimeout(this.#lingers[index])
         this.#lingers[index] = null
-      }
-      if (!this.#notifiers[index]) {
-        const bytes = which === SPACE ? queue[0].bytes : 0
-        call(() => native.channelStartNotifier(this.#id, which, bytes, () => this.#onNotify(which)))
-        this.#notifiers[index] = true
       }
     } else if (this.#notifiers[index] && !this.#lingers[index]) {
       this.#lingers[index] = setTimeout(() => {
@@ -588,6 +659,8 @@ class Channel {
       this.#settle(waiter)
       waiter.reject(err)
     }
+    for (const claim of this.#claims) claim.reject(err)
+    this.#claims.clear()
     this.#recvs = []
     this.#sends = []
     try {

@@ -2,7 +2,7 @@
 
 // Argument checks and error plumbing shared by SharedObject and Channel.
 
-const { coded, fromNative, invalidArgType, invalidArgValue } = require('./errors.js')
+const { fromNative, invalidArgType, invalidArgValue, outOfRange } = require('./errors.js')
 
 // The per-message and per-read calls as plain napi callbacks (src/fast.rs), made once.
 const fast = require('../binding.js').fastApi()
@@ -12,22 +12,28 @@ const INTERNAL = Symbol('share-object.internal')
 
 function checkPath(p) {
   if (typeof p !== 'string') throw invalidArgType('path', 'a string', p)
-  if (p.length === 0) throw coded(TypeError, 'ERR_INVALID_ARG_VALUE', 'The "path" argument must not be empty')
-  if (p.includes('\0')) throw coded(TypeError, 'ERR_INVALID_ARG_VALUE', `The "path" argument must not contain a NUL byte. Received ${JSON.stringify(p)}`)
+  if (p.length === 0) throw invalidArgValue('path', 'must not be empty', p)
+  if (p.includes('\0')) throw invalidArgValue('path', 'must not contain a NUL byte', p)
   return p
+}
+
+function checkFd(fd) {
+  if (!Number.isInteger(fd)) throw invalidArgType('fd', 'an integer', fd)
+  if (fd < 0 || fd > 2 ** 31 - 1) throw outOfRange('fd', 'must be a file descriptor from 0 to 2^31 - 1', fd)
+  return fd
 }
 
 function checkBytes(name, v) {
   if (v === undefined) return undefined
   if (typeof v !== 'number') throw invalidArgType(name, 'a number', v)
-  if (!Number.isSafeInteger(v) || v < 0) throw invalidArgValue(name, 'must be a non-negative integer', v)
+  if (!Number.isSafeInteger(v) || v < 0) throw outOfRange(name, 'must be a non-negative integer', v)
   return v
 }
 
 function checkTimeout(name, v) {
   if (v === undefined || v === null || v === Infinity) return undefined
   if (typeof v !== 'number') throw invalidArgType(name, 'a number', v)
-  if (Number.isNaN(v) || v < 0) throw invalidArgValue(name, 'must be a non-negative number of milliseconds', v)
+  if (Number.isNaN(v) || v < 0) throw outOfRange(name, 'must be a non-negative number of milliseconds', v)
   return v
 }
 
@@ -50,6 +56,27 @@ function checkFunction(name, v) {
   return v
 }
 
+// Longest delay Node's timers take; beyond it they fire after 1 ms.
+const MAX_TIMER_MS = 2 ** 31 - 1
+
+// setTimeout for any delay: a deadline beyond MAX_TIMER_MS is reached in steps. Returns a
+// handle for clearLongTimeout(); `ref: false` lets the process exit while it runs.
+function longTimeout(fn, ms, ref = true) {
+  const handle = { timer: null }
+  const deadline = performance.now() + ms
+  const arm = () => {
+    const left = deadline - performance.now()
+    handle.timer = left > MAX_TIMER_MS ? setTimeout(arm, MAX_TIMER_MS) : setTimeout(fn, Math.max(0, left))
+    if (!ref) handle.timer.unref()
+  }
+  arm()
+  return handle
+}
+
+function clearLongTimeout(handle) {
+  if (handle) clearTimeout(handle.timer)
+}
+
 function call(fn) {
   try {
     return fn()
@@ -58,4 +85,4 @@ function call(fn) {
   }
 }
 
-module.exports = { INTERNAL, fast, call, checkPath, checkBytes, checkTimeout, checkSignal, checkObject, checkFunction }
+module.exports = { INTERNAL, MAX_TIMER_MS, fast, call, longTimeout, clearLongTimeout, checkFd, checkPath, checkBytes, checkTimeout, checkSignal, checkObject, checkFunction }

@@ -37,8 +37,14 @@ function invalidArgType(name, expected, actual) {
   return coded(TypeError, 'ERR_INVALID_ARG_TYPE', `The "${name}" argument must be ${expected}. Received ${describe(actual)}`)
 }
 
-function invalidArgValue(name, reason, actual) {
+// A number outside what the argument allows.
+function outOfRange(name, reason, actual) {
   return coded(RangeError, 'ERR_OUT_OF_RANGE', `The "${name}" argument ${reason}. Received ${String(actual)}`)
+}
+
+// An argument of the right type that cannot be used (an empty path, an unknown encoding).
+function invalidArgValue(name, reason, actual) {
+  return coded(TypeError, 'ERR_INVALID_ARG_VALUE', `The "${name}" argument ${reason}. Received ${JSON.stringify(actual)}`)
 }
 
 function timeoutError(path, ms, what) {
@@ -57,4 +63,4 @@ function abortError(signal) {
   return err
 }
 
-module.exports = { coded, fromNative, invalidArgType, invalidArgValue, timeoutError, closedError, abortError }
+module.exports = { coded, fromNative, invalidArgType, invalidArgValue, outOfRange, timeoutError, closedError, abortError }

@@ -8,8 +8,8 @@
 const path = require('node:path')
 const { AsyncLocalStorage } = require('node:async_hooks')
 const native = require('../binding.js')
-const { coded, fromNative, invalidArgType, invalidArgValue, timeoutError, closedError, abortError } = require('./errors.js')
-const { INTERNAL, fast, call, checkPath, checkBytes, checkTimeout, checkSignal, checkObject, checkFunction } = require('./common.js')
+const { coded, fromNative, invalidArgType, outOfRange, timeoutError, closedError, abortError } = require('./errors.js')
+const { INTERNAL, MAX_TIMER_MS, fast, call, longTimeout, clearLongTimeout, checkFd, checkPath, checkBytes, checkTimeout, checkSignal, checkObject, checkFunction } = require('./common.js')
 
 // The largest value size the on-file format allows (MAX_CAPACITY in src/layout.rs).
 const MAX_BYTES = 2 ** 39
@@ -18,8 +18,6 @@ const SEQ_INDEX = 8
 // How long an idle notifier thread lingers before it is stopped (a ping-pong would
 // otherwise start a thread per wait).
 const NOTIFIER_LINGER_MS = 250
-// Longest timer Node accepts.
-const MAX_TIMER_MS = 2 ** 31 - 1
 
 // A handle dropped without close() is closed when it is garbage-collected.
 const finalizer = new FinalizationRegistry((id) => native.valueClose(id))
@@ -39,13 +37,13 @@ function openOptions(options) {
     if (out[key] !== undefined && typeof out[key] !== 'boolean') throw invalidArgType(`options.${key}`, 'a boolean', out[key])
   }
   if (out.mode !== undefined && (!Number.isInteger(out.mode) || out.mode < 0 || out.mode > 0o777)) {
-    throw invalidArgValue('options.mode', 'must be an integer from 0 to 0o777', out.mode)
+    throw outOfRange('options.mode', 'must be an integer from 0 to 0o777', out.mode)
   }
   for (const key of ['size', 'maxSize']) {
-    if (out[key] > MAX_BYTES) throw invalidArgValue(`options.${key}`, `must be at most ${MAX_BYTES} bytes (2^39, the format's limit)`, out[key])
+    if (out[key] > MAX_BYTES) throw outOfRange(`options.${key}`, `must be at most ${MAX_BYTES} bytes (2^39, the format's limit)`, out[key])
   }
   if (out.size !== undefined && out.maxSize !== undefined && out.size > out.maxSize) {
-    throw invalidArgValue('options.size', `must not exceed options.maxSize (${out.maxSize})`, out.size)
+    throw outOfRange('options.size', `must not exceed options.maxSize (${out.maxSize})`, out.size)
   }
   return out
 }
@@ -53,7 +51,7 @@ function openOptions(options) {
 class SharedObject {
   #id
   #path
-  #seq // BigUint64Array over the header: seq at SEQ_INDEX
+  #seq = null // BigUint64Array over the header (seq at SEQ_INDEX); null where external buffers are refused
   #cacheSeq = -1n
   #cacheValue = ''
   #buffer = null
@@ -67,6 +65,7 @@ class SharedObject {
   #keepAlive = null
   #lockTail = Promise.resolve()
   #lockHeld = null // the token of the lock() section holding this handle's lock, if any
+  #lockWaits = new Set() // pending steps of lock() calls, for close() to reject
 
   constructor(key, id) {
     if (key !== INTERNAL) {
@@ -75,8 +74,15 @@ class SharedObject {
     this.#id = id
     try {
       this.#path = native.valueInfo(id).path
-      const header = native.valueHeader(id)
-      this.#seq = new BigUint64Array(header.buffer, header.byteOffset, header.length / 8)
+      let header = null
+      try {
+        header = native.valueHeader(id)
+      } catch (err) {
+        // A runtime that forbids external buffers (Electron): no view of the header, so
+        // the version comes from a native call and read() has no cache.
+        if (err.code !== 'ERR_EXTERNAL_BUFFER_UNSUPPORTED') throw err
+      }
+      if (header !== null) this.#seq = new BigUint64Array(header.buffer, header.byteOffset, header.length / 8)
     } catch (err) {
       native.valueClose(id)
       throw fromNative(err)
@@ -104,7 +110,7 @@ class SharedObject {
 
   /** Opens the segment behind an inherited file descriptor (it is duplicated). */
   static fromFd(fd, options) {
-    if (!Number.isInteger(fd)) throw invalidArgType('fd', 'an integer', fd)
+    checkFd(fd)
     const opts = openOptions(options)
     const id = call(() => native.valueFromFd(fd, opts))
     return new SharedObject(INTERNAL, id)
@@ -128,7 +134,7 @@ class SharedObject {
   /** Counts writes, the same in every process (a write cut short by a killed writer counts too). */
   get version() {
     this.#check()
-    return Number(Atomics.load(this.#seq, SEQ_INDEX) / 2n)
+    return Number(this.#loadSeq() / 2n)
   }
 
   /** Bytes the value can take before the segment grows. */
@@ -149,10 +155,14 @@ class SharedObject {
     return native.valueInfo(this.#id).readOnly
   }
 
-  /** The file descriptor (pass it to a child through `spawn`'s `stdio`). */
+  /**
+   * A descriptor of the segment to pass to a child through `spawn`'s `stdio` (the child
+   * opens it with `fromFd`). Opened on first use and closed with the handle; it holds none
+   * of this handle's locks, so a child that keeps it open does not keep this handle alive.
+   */
   get fd() {
     this.#check()
-    return native.valueInfo(this.#id).fd
+    return call(() => native.valueFd(this.#id))
   }
 
   /** Whether `close()` was called. */
@@ -160,9 +170,17 @@ class SharedObject {
     return this.#closed
   }
 
+  // The header's sequence word: odd while a write is in progress, twice the version
+  // otherwise. Without a header view, twice the version the native side reports.
+  #loadSeq() {
+    if (this.#seq !== null) return Atomics.load(this.#seq, SEQ_INDEX)
+    return BigInt(call(() => native.valueVersion(this.#id))) * 2n
+  }
+
   /** The current value as a string (UTF-8). */
   read() {
     if (this.#closed) throw closedError(this.#path)
+    if (this.#seq === null) return call(() => fast.valueRead(this.#id))
     const seq = Atomics.load(this.#seq, SEQ_INDEX)
     if (seq === this.#cacheSeq) return this.#cacheValue
     let value
@@ -212,9 +230,9 @@ class SharedObject {
   #readVersioned() {
     this.#check()
     for (let i = 0; i < 16; i++) {
-      const seq = Atomics.load(this.#seq, SEQ_INDEX)
+      const seq = this.#loadSeq()
       const value = this.read()
-      if (Atomics.load(this.#seq, SEQ_INDEX) === seq && (seq & 1n) === 0n) return { value, version: Number(seq / 2n) }
+      if (this.#loadSeq() === seq && (seq & 1n) === 0n) return { value, version: Number(seq / 2n) }
     }
     const value = this.read()
     return { value, version: this.version }
@@ -252,12 +270,22 @@ class SharedObject {
       if (signal?.aborted) return Promise.reject(abortError(signal))
       return new Promise((resolve, reject) => {
         const waiter = { since: from, resolve, reject, ref, timer: null, signal, onAbort: null }
+        this.#waiters.add(waiter)
+        try {
+          this.#listenersChanged()
+        } catch (err) {
+          this.#waiters.delete(waiter) // no notifier thread: nothing waits
+          throw err
+        }
         if (timeout !== undefined) {
-          waiter.timer = setTimeout(() => {
-            this.#dropWaiter(waiter)
-            reject(timeoutError(this.#path, timeout, 'a change'))
-          }, Math.min(timeout, MAX_TIMER_MS))
-          if (!ref) waiter.timer.unref()
+          waiter.timer = longTimeout(
+            () => {
+              this.#dropWaiter(waiter)
+              reject(timeoutError(this.#path, timeout, 'a change'))
+            },
+            timeout,
+            ref,
+          )
         }
         if (signal) {
           waiter.onAbort = () => {
@@ -266,8 +294,6 @@ class SharedObject {
           }
           signal.addEventListener('abort', waiter.onAbort, { once: true })
         }
-        this.#waiters.add(waiter)
-        this.#listenersChanged()
       })
     } catch (err) {
       return Promise.reject(err)
@@ -287,7 +313,7 @@ class SharedObject {
     checkFunction('listener', listener)
     const o = checkObject('options', options)
     if (o.onError !== undefined) checkFunction('options.onError', o.onError)
-    const seq = Atomics.load(this.#seq, SEQ_INDEX)
+    const seq = this.#loadSeq()
     const watcher = {
       listener,
       onError: o.onError,
@@ -298,19 +324,40 @@ class SharedObject {
       failedSeq: seq,
     }
     this.#watchers.add(watcher)
-    this.#listenersChanged()
+    try {
+      this.#listenersChanged()
+    } catch (err) {
+      this.#watchers.delete(watcher)
+      throw err
+    }
     return () => {
       if (this.#watchers.delete(watcher)) this.#listenersChanged()
     }
   }
 
-  /** An async iterator of `{ value, version }`, one per change (coalesced like watch). */
-  async *changes(options) {
+  /**
+   * An async iterator of `{ value, version }`, one per change after this call (coalesced
+   * like watch). Ends when the handle is closed; a change whose value cannot be read ends
+   * it with that error; `signal` ends it with an AbortError.
+   */
+  changes(options) {
+    this.#check()
     const o = checkObject('options', options)
-    let since = this.version
+    const signal = checkSignal(o.signal)
+    // Taken now, not at the first next(): a write in between is a change.
+    return this.#changes(this.version, signal, o.ref)
+  }
+
+  async *#changes(since, signal, ref) {
     for (;;) {
-      await this.waitForChange(since, { signal: o.signal, ref: o.ref })
-      const current = this.#readVersioned()
+      let current
+      try {
+        await this.waitForChange(since, { signal, ref })
+        current = this.#readVersioned()
+      } catch (err) {
+        if (err.code === 'ERR_CLOSED') return
+        throw err
+      }
       since = current.version
       yield current
     }
@@ -318,16 +365,21 @@ class SharedObject {
 
   #dropWaiter(waiter) {
     if (!this.#waiters.delete(waiter)) return false
-    if (waiter.timer) clearTimeout(waiter.timer)
+    clearLongTimeout(waiter.timer)
     if (waiter.onAbort) waiter.signal.removeEventListener('abort', waiter.onAbort)
     this.#listenersChanged()
     return true
   }
 
   // Starts or stops the notifier thread and the keep-alive handle to match the listeners.
+  // Throws (changing nothing) if the thread cannot be started.
   #listenersChanged() {
     if (this.#closed) return
     const any = this.#waiters.size > 0 || this.#watchers.size > 0
+    if (any && !this.#notifierOn) {
+      call(() => native.valueStartNotifier(this.#id, () => this.#onNotify()))
+      this.#notifierOn = true
+    }
     let ref = false
     for (const w of this.#waiters) ref ||= w.ref
     for (const w of this.#watchers) ref ||= w.ref
@@ -341,10 +393,6 @@ class SharedObject {
       if (this.#lingerTimer) {
         clearTimeout(this.#lingerTimer)
         this.#lingerTimer = null
-      }
-      if (!this.#notifierOn) {
-        call(() => native.valueStartNotifier(this.#id, () => this.#onNotify()))
-        this.#notifierOn = true
       }
     } else if (this.#notifierOn && !this.#lingerTimer) {
       this.#lingerTimer = setTimeout(() => {
@@ -369,7 +417,7 @@ class SharedObject {
     // The sequence word before the read names the state an error belongs to: a wake-up
     // that finds the same unreadable state (the futex word bumped again, a spurious wake)
     // reports nothing new.
-    const seq = Atomics.load(this.#seq, SEQ_INDEX)
+    const seq = this.#loadSeq()
     let current
     try {
       current = this.#readVersioned()
@@ -380,14 +428,14 @@ class SharedObject {
       for (const watcher of [...this.#watchers]) {
         if (!watcher.onError || !this.#watchers.has(watcher) || watcher.failedSeq === seq) continue
         watcher.failedSeq = seq
-        watcher.onError(err)
+        callListener(watcher.onError, err)
       }
       return
     }
     for (const watcher of [...this.#watchers]) {
       if (!this.#watchers.has(watcher) || current.version === watcher.last) continue
       watcher.last = current.version
-      watcher.listener(current.value, current.version)
+      callListener(watcher.listener, current.value, current.version)
     }
   }
 
@@ -402,6 +450,7 @@ class SharedObject {
     const timeout = checkTimeout('options.timeout', checkObject('options', options).timeout)
     const held = this.#lockHeld
     if (held && lockContext.getStore() === held) return fn()
+    const started = performance.now()
     // One section at a time per handle; other handles and processes queue in the kernel.
     const previous = this.#lockTail
     let done
@@ -409,13 +458,32 @@ class SharedObject {
       done = resolve
     })
     try {
-      await previous
+      await this.#lockTurn(previous, timeout)
+    } catch (err) {
+      previous.then(done) // the section after this one still waits for the one before
+      throw err
+    }
+    try {
       this.#check()
-      await new Promise((resolve, reject) => {
+      // The timeout counts from the call: time spent queued behind this handle's own
+      // sections is part of it.
+      const left = timeout === undefined ? undefined : Math.max(0, timeout - (performance.now() - started))
+      await this.#lockWait((resolve, reject) => {
         call(() =>
-          native.valueLockAsync(this.#id, timeout, (err) => (err ? reject(fromNative(err)) : resolve())),
+          native.valueLockAsync(this.#id, left, (err) => {
+            if (err) {
+              reject(fromNative(err))
+              return false
+            }
+            // Closed meanwhile (the wait was rejected with ERR_CLOSED): false hands the
+            // lock straight back.
+            if (this.#closed) return false
+            resolve()
+            return true
+          }),
         )
       })
+      this.#check() // close() between the lock's arrival and now released it
       const token = {}
       this.#lockHeld = token
       try {
@@ -427,6 +495,29 @@ class SharedObject {
     } finally {
       done()
     }
+  }
+
+  // Waits for this handle's previous lock() section to end, within `timeout` ms.
+  #lockTurn(previous, timeout) {
+    return this.#lockWait((resolve, reject) => {
+      const timer = timeout === undefined ? null : longTimeout(() => reject(timeoutError(this.#path, timeout, 'the lock')), timeout)
+      previous.then(() => {
+        clearLongTimeout(timer)
+        resolve()
+      })
+    })
+  }
+
+  // A promise for one step of a lock() wait, which close() rejects with ERR_CLOSED.
+  #lockWait(executor) {
+    return new Promise((resolve, reject) => {
+      const wait = { reject }
+      this.#lockWaits.add(wait)
+      const settle = (f) => (v) => {
+        if (this.#lockWaits.delete(wait)) f(v)
+      }
+      executor(settle(resolve), settle(reject))
+    })
   }
 
   /** Like `lock`, but blocks the thread while waiting and `fn` must be synchronous. */
@@ -478,10 +569,12 @@ class SharedObject {
     const err = closedError(this.#path)
     for (const waiter of [...this.#waiters]) {
       this.#waiters.delete(waiter)
-      if (waiter.timer) clearTimeout(waiter.timer)
+      clearLongTimeout(waiter.timer)
       if (waiter.onAbort) waiter.signal.removeEventListener('abort', waiter.onAbort)
       waiter.reject(err)
     }
+    for (const wait of [...this.#lockWaits]) wait.reject(err)
+    this.#lockWaits.clear()
     this.#watchers.clear()
     if (this.#keepAlive) clearInterval(this.#keepAlive)
     if (this.#lingerTimer) clearTimeout(this.#lingerTimer)
@@ -497,6 +590,18 @@ class SharedObject {
 
   get [Symbol.toStringTag]() {
     return 'SharedObject'
+  }
+}
+
+// Calls a watch() listener. What it throws is an uncaught exception, as from an event
+// listener, but only after the other watchers have had this change.
+function callListener(fn, ...args) {
+  try {
+    fn(...args)
+  } catch (err) {
+    process.nextTick(() => {
+      throw err
+    })
   }
 }
 

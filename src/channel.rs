@@ -12,6 +12,7 @@
 //! - A record whose producer died mid-write is skipped once the producer's liveness byte
 //!   is gone; claimed space left unwritten is revoked after [`UNBLOCK_AFTER`].
 
+use std::cell::Cell;
 use std::path::Path;
 use std::sync::atomic::{fence, AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -84,6 +85,10 @@ impl ChannelSegment {
         // SAFETY: ChannelHeader is a repr(C) struct of atomics of HEADER_SIZE bytes and the
         // segment was validated as a channel at least that long.
         let h = unsafe { seg.mapping().header::<ChannelHeader>() };
+        // SYNC POINT: Acquire pairs with no atomic store: a channel's capacity is written once,
+        // by `initialise` in `segment.rs` (pwrite, before the magic), and never changes; the
+        // mapping was made after `Segment::adopt` validated that header, which is what makes
+        // it visible here. Relaxed would do.
         let capacity = h.identity.capacity.load(Ordering::Acquire);
         if !valid_capacity(capacity) || capacity > seg.mapping().data_len() as u64 {
             return Err(Error::corrupt(
@@ -177,6 +182,11 @@ impl ChannelSegment {
         Ok(sent)
     }
 
+    /// Whether a message of `len` bytes may be sent through this handle.
+    pub fn check_size(&self, len: u64) -> Result<()> {
+        self.check_sendable(std::iter::once(len))
+    }
+
     fn check_sendable(&self, lens: impl Iterator<Item = u64>) -> Result<()> {
         if self.seg.read_only() {
             return Err(Error::ReadOnly {
@@ -240,6 +250,9 @@ impl ChannelSegment {
         // (event count): either the waiter sees our change, or we see it and wake it.
         fence(Ordering::SeqCst);
         if waiters.any() {
+            // SYNC POINT: SeqCst bump pairs with the Acquire load of `word` in
+            // `ChannelWatcher::wait` and the kernel's compare in `futex::wait`: a waiter that
+            // read the old value before announcing itself returns from its park at once.
             word.fetch_add(1, Ordering::SeqCst);
             waiters.wake(word, &|token| self.seg.is_alive(token));
         }
@@ -277,6 +290,9 @@ impl ChannelSegment {
 
     /// Whether a live handle (any process) is the consumer.
     pub fn consumer_held(&self) -> bool {
+        // SYNC POINT: Acquire pairs with the Release that frees the word in `lock::release`
+        // or `lock::release_if_held`; a token stored by `lock::acquire` (an Acquire-only CAS)
+        // publishes nothing. Only the token is used, for a liveness check: Relaxed would do.
         let holder = lock::owner(self.header().consumer_lock.load(Ordering::Acquire));
         holder != 0 && self.seg.is_alive(holder)
     }
@@ -328,6 +344,10 @@ impl ChannelSegment {
         }
         // The records are ours only while we hold the consumer lock (it could have been
         // taken over, e.g. by a process that rewrote the lock word): otherwise leave them.
+        // SYNC POINT: Acquire pairs with the Release that frees the word in `lock::release`
+        // or `lock::release_if_held`; otherwise it reads our own token (our CAS in
+        // `lock::acquire`) or a takeover's (an Acquire-only CAS, which publishes nothing).
+        // Only compared with our token: Relaxed would do.
         let holder = lock::owner(self.header().consumer_lock.load(Ordering::Acquire));
         if holder != self.seg.token() {
             self.borrowed.clear();
@@ -374,6 +394,10 @@ impl ChannelSegment {
         let h = self.header();
         let ring = self.ring();
         let mut unwritten = self.unwritten;
+        // SYNC POINT: Relaxed: only the consumer-lock holder (us) stores head, in
+        // `Ring::consume`; this reads our own last store, or a previous holder's, which its
+        // Release in `lock::release` ordered before our lock CAS in `lock::acquire` (or which
+        // its detected death left final, for a takeover).
         let start = h.head.load(Ordering::Relaxed);
         let mut head = start;
         let mut tail = ring.tail();
@@ -533,23 +557,36 @@ impl ConsumerClaimer {
         deadline: Option<Instant>,
         cancel: Option<&AtomicBool>,
     ) -> Result<()> {
-        // SAFETY: the mapping is a validated channel segment, kept alive by `self`.
-        let h = unsafe { self.map.header::<ChannelHeader>() };
+        let h = self.header();
         let deadline = if wait { deadline } else { Some(Instant::now()) };
-        let cancelled = || cancel.is_some_and(|c| c.load(Ordering::Acquire));
-        let outcome = lock::acquire(
-            &h.consumer_lock,
-            self.liveness.token(),
-            deadline,
-            &|t| self.liveness.is_alive(t),
-            &|w, v, d| {
-                if !cancelled() {
-                    futex::wait(w, v, Some(d.min(POLL)));
-                }
-            },
-        );
+        let word = &h.consumer_lock;
+        let me = self.liveness.token();
+        let is_alive = |t| self.liveness.is_alive(t);
+        let park = |w: &AtomicU32, v, d: Duration| {
+            futex::wait(w, v, Some(d.min(POLL)));
+        };
+        let outcome = match cancel {
+            Some(cancel) => {
+                lock::acquire_cancellable(word, me, deadline, cancel, POLL, &is_alive, &park)
+            }
+            None => lock::acquire(word, me, deadline, &is_alive, &park),
+        };
+        // SYNC POINT: Acquire pairs with the Release store of the flag by the closing
+        // handle, made before it gives up the role: if we took the role after that, this
+        // load sees the flag.
+        let closed = || cancel.is_some_and(|c| c.load(Ordering::Acquire));
         match outcome {
+            // Closed while we took it: give it back at once, not when JS runs again.
+            Ok(_) if closed() => {
+                self.release();
+                Err(Error::Closed {
+                    path: self.path.clone(),
+                })
+            }
             Ok(_) | Err(LockError::AlreadyHeld) => Ok(()),
+            Err(LockError::Cancelled) => Err(Error::Closed {
+                path: self.path.clone(),
+            }),
             Err(LockError::TimedOut) if !wait => Err(Error::ConsumerBusy {
                 path: self.path.clone(),
             }),
@@ -559,6 +596,19 @@ impl ConsumerClaimer {
                 ms: 0,
             }),
         }
+    }
+
+    /// Gives the consumer role back if this handle holds it (for a background claim whose
+    /// handle closed before the role could be handed over).
+    pub fn release(&self) {
+        lock::release_if_held(&self.header().consumer_lock, self.liveness.token(), &|w| {
+            futex::wake(w, 1);
+        });
+    }
+
+    fn header(&self) -> &ChannelHeader {
+        // SAFETY: the mapping is a validated channel segment, kept alive by `self`.
+        unsafe { self.map.header::<ChannelHeader>() }
     }
 }
 
@@ -577,6 +627,9 @@ pub enum DataState {
     Ready,
     /// Nothing at head, or a record still being written.
     NotYet,
+    /// Claimed space at `head` whose header is not written yet: the consumer revokes it
+    /// once it has been there for [`UNBLOCK_AFTER`].
+    Unwritten { head: u64 },
 }
 
 impl ChannelWatcher {
@@ -589,8 +642,12 @@ impl ChannelWatcher {
     pub fn data_state(&self) -> DataState {
         let h = self.header();
         let ring = ring_of(&self.map, h, self.capacity);
-        match ring.peek(h.head.load(Ordering::Acquire)) {
-            Ok(Next::Empty) | Ok(Next::Unwritten) => DataState::NotYet,
+        // SYNC POINT: Acquire pairs with the consumer's Release store of `head` in
+        // `Ring::consume`: the bytes it freed before moving head read as freed here.
+        let head = h.head.load(Ordering::Acquire);
+        match ring.peek(head) {
+            Ok(Next::Empty) => DataState::NotYet,
+            Ok(Next::Unwritten) => DataState::Unwritten { head },
             Ok(Next::InProgress { token, .. }) if self.liveness.is_alive(token) => {
                 DataState::NotYet
             }
@@ -609,13 +666,27 @@ impl ChannelWatcher {
         cancel: Option<&AtomicBool>,
     ) -> bool {
         let h = self.header();
+        // Where and since when this wait has seen unwritten space at head: a claim whose
+        // producer vanished before writing its header wakes nobody, so it becomes something
+        // for the consumer to do (revoke it) once it has stayed for UNBLOCK_AFTER.
+        let stuck: Cell<Option<(u64, Instant)>> = Cell::new(None);
         self.wait(
             &h.data_notify,
             data_announcements(h),
             deadline,
             spin,
             cancel,
-            &|| self.data_state() == DataState::Ready,
+            &|| match self.data_state() {
+                DataState::Ready => true,
+                DataState::NotYet => false,
+                DataState::Unwritten { head } => match stuck.get() {
+                    Some((at, since)) if at == head => since.elapsed() >= UNBLOCK_AFTER,
+                    _ => {
+                        stuck.set(Some((head, Instant::now())));
+                        false
+                    }
+                },
+            },
         )
     }
 
@@ -661,10 +732,15 @@ impl ChannelWatcher {
             return true;
         }
         loop {
+            // SYNC POINT: Acquire pairs with the SeqCst bump of the word in `announce_*`.
             let observed = word.load(Ordering::Acquire);
-            // SYNC POINT: the SeqCst announcement pairs with the SeqCst fence in
-            // `announce_*`.
+            // SYNC POINT: the SeqCst announcement, and the SeqCst fence after it, pair with
+            // the SeqCst fence in `announce_*` (Dekker): either the announcer sees this
+            // waiter, or the `ready()` loads below (plain Acquire loads, which the fence keeps
+            // after the announcement) see what it published.
             let at = waiters.enter(token);
+            // SYNC POINT: SeqCst fence, the waiter's half of the Dekker pair described above.
+            fence(Ordering::SeqCst);
             let now_ready = ready();
             let mut nap = POLL;
             let mut expired = false;
@@ -673,6 +749,8 @@ impl ChannelWatcher {
                 expired = now >= deadline;
                 nap = nap.min(deadline.saturating_duration_since(now));
             }
+            // SYNC POINT: Acquire pairs with the Release store of the flag in
+            // `ChannelEntry::stop_notifier` (lib.rs); nothing else is published through it.
             let stop = cancel.is_some_and(|c| c.load(Ordering::Acquire));
             if !now_ready && !expired && !stop {
                 futex::wait(word, observed, Some(nap));
@@ -692,8 +770,12 @@ impl ChannelWatcher {
     pub fn position(&self, space: bool) -> u64 {
         let h = self.header();
         if space {
+            // SYNC POINT: Acquire pairs with producers' AcqRel claims of tail in `Ring::claim`
+            // and `Ring::claim_batch`; only compared for movement, nothing is read through it.
             h.tail.load(Ordering::Acquire)
         } else {
+            // SYNC POINT: Acquire pairs with the Release store of head in `Ring::consume`; only
+            // compared for movement, nothing is read through it.
             h.head.load(Ordering::Acquire)
         }
     }
@@ -704,6 +786,8 @@ impl ChannelWatcher {
     /// (its synchronous path took the message), and then nothing moves until the notifier
     /// looks again.
     pub fn wait_moved(&self, space: bool, from: u64, cancel: &AtomicBool) {
+        // SYNC POINT: the flag's Acquire load pairs with the Release store in
+        // `ChannelEntry::stop_notifier` (lib.rs); `position` documents its own loads.
         let moved = || self.position(space) != from || cancel.load(Ordering::Acquire);
         if futex::spin_until(Duration::from_micros(10), &moved) {
             return;
@@ -815,10 +899,31 @@ mod tests {
         let dir = TempDir::new("chan-unwritten");
         let path = dir.path().join("c");
         let mut consumer = ChannelSegment::open(&path, &opts(4096)).unwrap();
+        // SYNC POINT: Release pairs with the Acquire loads of tail in `Ring::tail` and
+        // `Ring::positions`; single-threaded test, so program order already orders them.
         consumer.header().tail.store(32, Ordering::Release); // a claim whose producer vanished
         consumer.send(b"behind").unwrap();
         assert!(recv_all(&mut consumer).is_empty());
         std::thread::sleep(UNBLOCK_AFTER + Duration::from_millis(10));
+        assert_eq!(recv_all(&mut consumer), vec![b"behind".to_vec()]);
+    }
+
+    #[test]
+    fn a_blocking_wait_is_not_stalled_by_a_vanished_claim() {
+        let dir = TempDir::new("chan-unwritten-wait");
+        let path = dir.path().join("c");
+        let mut consumer = ChannelSegment::open(&path, &opts(4096)).unwrap();
+        // SYNC POINT: Release pairs with the Acquire loads of tail in `Ring::tail` and
+        // `Ring::positions`; single-threaded test, so program order already orders them.
+        consumer.header().tail.store(32, Ordering::Release); // a claim whose producer vanished
+        consumer.send(b"behind").unwrap();
+        assert!(recv_all(&mut consumer).is_empty());
+        // Nothing will ever wake this wait: it must end by itself once the claim is stale.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        assert!(consumer
+            .watcher()
+            .wait_data(Some(deadline), Duration::ZERO, None));
+        assert!(Instant::now() < deadline);
         assert_eq!(recv_all(&mut consumer), vec![b"behind".to_vec()]);
     }
 
@@ -945,6 +1050,7 @@ mod tests {
         assert_eq!(borrow_all(&mut c, 1).len(), 1);
         // What a successor finds if this consumer dies now: padding, then the next message.
         let ring = c.ring();
+        // SYNC POINT: Relaxed: single-threaded test; head was stored by this thread.
         let head = c.header().head.load(Ordering::Relaxed);
         assert!(matches!(ring.peek(head), Ok(Next::Skip { record: 16 })));
         assert!(matches!(

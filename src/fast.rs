@@ -5,8 +5,11 @@
 //! process-wide mutex-guarded map). That costs more than a whole 64-byte send or receive,
 //! so the few calls made once per message or per read are written against napi directly
 //! here. Errors carry the same codes as everywhere else (`to_js`); argument types are
-//! checked by `lib/`, and checked again here (a wrong type is a coded error, never
-//! undefined behaviour); a panic becomes `ERR_INTERNAL` (see [`run`]).
+//! checked by `lib/`, and checked again here (a wrong type is a coded error); a panic
+//! becomes `ERR_INTERNAL` (see [`run`]). These callbacks are private to `lib/`: the
+//! receive area and the `lens`/`meta` arrays must be `lib/`'s own, distinct, private
+//! typed arrays (they become slices here), which `lib/` guarantees and a caller of the raw
+//! binding could break.
 //!
 //! Typed arrays from JS are read and written through raw pointers only: a `Uint8Array`
 //! passed to `send` may be a view of shared memory (`buffer()` or a `consume()` view).
@@ -330,11 +333,17 @@ fn js_string(env: sys::napi_env, bytes: &[u8]) -> Result<Raw, JsError> {
     Ok(value)
 }
 
+/// Strings up to this many UTF-16 units are converted in one pass into room for the worst
+/// case; longer ones are measured first, so no more than their size is ever reserved.
+const ONE_PASS_UNITS: usize = 64 * 1024;
+
 /// Runs `f` on the UTF-8 encoding of the string argument `value` (in the thread's reused
-/// scratch buffer), converted with one pass.
+/// scratch buffer). A long string is measured first and `fits(bytes)` may refuse it before
+/// any room is made for it.
 fn with_utf8<T>(
     env: sys::napi_env,
     value: Raw,
+    fits: impl FnOnce(u64) -> Result<(), JsError>,
     f: impl FnOnce(&[u8]) -> Result<T, JsError>,
 ) -> Result<T, JsError> {
     let not_a_string = || js_error("ERR_INVALID_ARG_TYPE", "the value must be a string".into());
@@ -345,13 +354,30 @@ fn with_utf8<T>(
     if status != sys::Status::napi_ok {
         return Err(not_a_string());
     }
-    SCRATCH.with(|scratch| {
-        let mut out = scratch.borrow_mut();
+    let room = if units <= ONE_PASS_UNITS {
         // Each UTF-16 unit takes at most 3 UTF-8 bytes, plus napi's terminating NUL: the
         // copy below can never be truncated.
-        let room = units * 3 + 1;
+        units * 3 + 1
+    } else {
+        let mut bytes = 0usize;
+        // SAFETY: with a null buffer napi only reports the UTF-8 length (without the NUL).
+        let status =
+            unsafe { sys::napi_get_value_string_utf8(env, value, ptr::null_mut(), 0, &mut bytes) };
+        if status != sys::Status::napi_ok {
+            return Err(not_a_string());
+        }
+        fits(bytes as u64)?;
+        bytes + 1
+    };
+    SCRATCH.with(|scratch| {
+        let mut out = scratch.borrow_mut();
         out.clear();
-        out.reserve(room);
+        out.try_reserve(room).map_err(|_| {
+            js_error(
+                "ERR_OUT_OF_MEMORY",
+                format!("no memory to convert a string of {units} UTF-16 units to UTF-8"),
+            )
+        })?;
         let mut written = 0usize;
         // SAFETY: `out` has capacity for `room` bytes and napi writes at most `room`
         // (including the NUL); `written` excludes the NUL and is at most `room - 1`.
@@ -401,7 +427,8 @@ unsafe extern "C" fn value_write_string_cb(
         // SAFETY: napi passed `env`/`info` to this callback.
         let [id, value] = unsafe { args::<2>(env, info) }?;
         let id = get_u32(env, id, "handle")?;
-        let written = with_utf8(env, value, |bytes| {
+        let fits = |len| with_value(id, |e| e.seg.check_size(len).map_err(to_js));
+        let written = with_utf8(env, value, fits, |bytes| {
             with_value(id, |e| e.seg.write(bytes).map_err(to_js))?;
             Ok(bytes.len())
         })?;
@@ -485,7 +512,8 @@ unsafe extern "C" fn channel_send_string_cb(
         // SAFETY: napi passed `env`/`info` to this callback.
         let [id, msg] = unsafe { args::<2>(env, info) }?;
         let id = get_u32(env, id, "handle")?;
-        let sent = with_utf8(env, msg, |bytes| {
+        let fits = |len| with_channel(id, |e| e.chan.check_size(len).map_err(to_js));
+        let sent = with_utf8(env, msg, fits, |bytes| {
             with_channel(id, |e| e.chan.send(bytes).map_err(to_js))
         })?;
         boolean(env, sent)
@@ -650,6 +678,12 @@ unsafe extern "C" fn channel_borrow_cb(env: sys::napi_env, info: sys::napi_callb
         let id = get_u32(env, id, "handle")?;
         // SAFETY: `lib/` passes its own array, which nothing else touches during this call.
         let meta = unsafe { u32_array(env, meta, "meta")? };
+        if meta.is_empty() {
+            return Err(js_error(
+                "ERR_INVALID_ARG_VALUE",
+                "meta must not be empty".into(),
+            ));
+        }
         let room = meta.len().saturating_sub(1) / 2;
         let max = (get_u32(env, max, "max")? as usize).min(room);
         with_channel(id, |e| {

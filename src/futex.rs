@@ -92,11 +92,13 @@ mod tests {
         let w = Arc::new(AtomicU32::new(0));
         let w2 = Arc::clone(&w);
         let t = std::thread::spawn(move || {
+            // SYNC POINT: Acquire pairs with the Release store of 1 by the main thread below.
             while w2.load(Ordering::Acquire) == 0 {
                 wait(&w2, 0, Some(Duration::from_secs(10)));
             }
         });
         std::thread::sleep(Duration::from_millis(10));
+        // SYNC POINT: Release pairs with the Acquire load in the spawned thread's loop.
         w.store(1, Ordering::Release);
         wake_all(&w);
         t.join().unwrap();

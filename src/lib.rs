@@ -35,7 +35,7 @@ use std::cell::RefCell;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::Path;
 use std::ptr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -88,6 +88,8 @@ struct ValueEntry {
     seg: ValueSegment,
     /// Set to stop this entry's notifier thread.
     notifier: Option<Arc<AtomicBool>>,
+    /// Set when the handle closes: its background lock waits give up.
+    closed: Arc<AtomicBool>,
     /// The header page behind `index.js`'s version view; unmapped when the entry goes.
     header_view: Option<Mapping>,
 }
@@ -106,6 +108,13 @@ impl ValueEntry {
 impl Drop for ValueEntry {
     fn drop(&mut self) {
         self.stop_notifier();
+        // SYNC POINT: Release pairs with the Acquire loads of the flag in
+        // `lock::acquire_cancellable` and `UserLocker::lock`.
+        self.closed.store(true, Ordering::Release);
+        // Closing inside a lock() section hands the lock on (rather than leaving it to
+        // be found orphaned when this handle's liveness byte goes); so does a lock a
+        // background wait took for this handle (one that takes it after this sees the flag).
+        self.seg.unlock_user();
     }
 }
 
@@ -156,6 +165,7 @@ fn register(seg: ValueSegment) -> Result<u32, Code> {
         ValueEntry {
             seg,
             notifier: None,
+            closed: Arc::new(AtomicBool::new(false)),
             header_view: None,
         },
     )
@@ -350,7 +360,6 @@ pub struct NativeValueInfo {
     pub capacity: f64,
     pub max_size: f64,
     pub read_only: bool,
-    pub fd: i32,
 }
 
 /// Path, capacity, size limit, mode and descriptor of a handle.
@@ -362,8 +371,17 @@ pub fn value_info(id: u32) -> Result<NativeValueInfo, Code> {
             capacity: e.seg.capacity() as f64,
             max_size: e.seg.max_size() as f64,
             read_only: e.seg.segment().read_only(),
-            fd: e.seg.segment().fd().as_raw_fd(),
         })
+    })
+}
+
+/// A descriptor of the segment to pass to a child process (opened on first use, closed
+/// with the handle; it holds none of this handle's locks).
+#[napi(catch_unwind)]
+pub fn value_fd(id: u32) -> Result<i32, Code> {
+    with_value(id, |e| {
+        let fd = e.seg.segment().shared_fd().map_err(to_js)?;
+        Ok(fd.as_raw_fd())
     })
 }
 
@@ -429,29 +447,52 @@ fn deadline_after(timeout_ms: Option<f64>) -> Option<Instant> {
 pub fn value_lock_sync(id: u32, timeout_ms: Option<f64>) -> Result<bool, Code> {
     let locker = with_value(id, |e| e.seg.user_locker().map_err(to_js))?;
     let acquired = locker
-        .lock(deadline_after(timeout_ms), false)
+        .lock(deadline_after(timeout_ms), false, None)
         .map_err(to_js)?;
     Ok(acquired == Acquired::OwnerDied)
 }
 
-/// Takes the cross-process lock on a native thread, then calls `callback(err, ownerDied)`.
-/// The pending call keeps the process alive.
+/// A callback told `(err, value)` that answers whether it takes what it was given: a
+/// background wait that succeeded after JS stopped wanting it (the handle closed) gives
+/// back what it got when the answer is not `true`.
+type HandOver = ThreadsafeFunction<bool, bool, bool, Code, true>;
+
+/// Gives `callback` the outcome of a background wait; if the wait got what it waited for
+/// and JS does not answer `true`, `give_back` returns it.
+fn hand_over(
+    callback: &HandOver,
+    result: std::result::Result<bool, Error>,
+    give_back: impl FnOnce() + 'static,
+) {
+    let got = result.is_ok();
+    callback.call_with_return_value(
+        result.map_err(to_js),
+        ThreadsafeFunctionCallMode::Blocking,
+        move |kept, _env| {
+            if got && !matches!(kept, Ok(true)) {
+                give_back();
+            }
+            Ok(())
+        },
+    );
+}
+
+/// Takes the cross-process lock on a native thread, then calls `callback(err, ownerDied)`,
+/// which returns `true` to keep the lock (anything else releases it). Closing the handle
+/// ends the wait with ERR_CLOSED. The pending call keeps the process alive.
 #[napi(catch_unwind)]
-pub fn value_lock_async(
-    id: u32,
-    timeout_ms: Option<f64>,
-    callback: ThreadsafeFunction<bool, (), bool, Code, true>,
-) -> Result<(), Code> {
-    let locker = with_value(id, |e| e.seg.user_locker().map_err(to_js))?;
+pub fn value_lock_async(id: u32, timeout_ms: Option<f64>, callback: HandOver) -> Result<(), Code> {
+    let (locker, closed) = with_value(id, |e| {
+        Ok((e.seg.user_locker().map_err(to_js)?, Arc::clone(&e.closed)))
+    })?;
     let deadline = deadline_after(timeout_ms);
     std::thread::Builder::new()
         .name("share-object-lock".into())
         .spawn(move || {
             let result = locker
-                .lock(deadline, true)
-                .map(|a| a == Acquired::OwnerDied)
-                .map_err(to_js);
-            callback.call(result, ThreadsafeFunctionCallMode::Blocking);
+                .lock(deadline, true, Some(&closed))
+                .map(|a| a == Acquired::OwnerDied);
+            hand_over(&callback, result, move || locker.unlock());
         })
         .map_err(|err| js_error("ERR_OS", format!("cannot start a lock thread: {err}")))?;
     Ok(())
@@ -596,6 +637,10 @@ struct ChannelEntry {
     chan: ChannelSegment,
     /// Stop flags of the data and space notifier threads.
     notifiers: [Option<Arc<AtomicBool>>; 2],
+    /// The message size the space notifier waits for room for (JS keeps it current).
+    space_need: Arc<AtomicU64>,
+    /// Set when the handle closes: its background consumer claim gives up.
+    closed: Arc<AtomicBool>,
 }
 
 impl ChannelEntry {
@@ -613,7 +658,13 @@ impl Drop for ChannelEntry {
     fn drop(&mut self) {
         self.stop_notifier(0);
         self.stop_notifier(1);
+        // SYNC POINT: Release pairs with the Acquire loads of the flag in
+        // `lock::acquire_cancellable` and `ConsumerClaimer::claim`.
+        self.closed.store(true, Ordering::Release);
         self.chan.release_consumer();
+        // A background claim may have taken the role for this handle without JS knowing
+        // yet: that goes too (a claim that takes it after this sees the flag).
+        self.chan.consumer_claimer().release();
     }
 }
 
@@ -634,6 +685,8 @@ fn register_channel(chan: ChannelSegment) -> Result<u32, Code> {
         ChannelEntry {
             chan,
             notifiers: [None, None],
+            space_need: Arc::new(AtomicU64::new(0)),
+            closed: Arc::new(AtomicBool::new(false)),
         },
     )
 }
@@ -700,13 +753,11 @@ pub struct NativeChannelInfo {
     pub path: String,
     pub capacity: f64,
     pub max_message: f64,
-    pub fd: i32,
-    pub queued: f64,
     pub is_consumer: bool,
     pub consumer_held: bool,
 }
 
-/// Path, sizes, queue depth and consumer state of a channel handle.
+/// Path, sizes and consumer state of a channel handle.
 #[napi(catch_unwind)]
 pub fn channel_info(id: u32) -> Result<NativeChannelInfo, Code> {
     with_channel(id, |e| {
@@ -715,11 +766,25 @@ pub fn channel_info(id: u32) -> Result<NativeChannelInfo, Code> {
             path: c.path().to_owned(),
             capacity: c.capacity() as f64,
             max_message: c.max_message() as f64,
-            fd: c.segment().fd().as_raw_fd(),
-            queued: c.queued().map_err(to_js)? as f64,
             is_consumer: c.is_consumer(),
             consumer_held: c.consumer_held(),
         })
+    })
+}
+
+/// Ring bytes in use (ERR_CORRUPT if the ring's positions cannot be).
+#[napi(catch_unwind)]
+pub fn channel_queued(id: u32) -> Result<f64, Code> {
+    with_channel(id, |e| Ok(e.chan.queued().map_err(to_js)? as f64))
+}
+
+/// A descriptor of the channel to pass to a child process (opened on first use, closed
+/// with the handle; it holds none of this handle's locks).
+#[napi(catch_unwind)]
+pub fn channel_fd(id: u32) -> Result<i32, Code> {
+    with_channel(id, |e| {
+        let fd = e.chan.segment().shared_fd().map_err(to_js)?;
+        Ok(fd.as_raw_fd())
     })
 }
 
@@ -730,7 +795,8 @@ pub fn channel_send_packed(id: u32, packed: Uint8ArraySlice<'_>, count: u32) -> 
     let bytes: &[u8] = &packed;
     with_channel(id, |e| {
         let path = e.chan.path().to_owned();
-        let mut msgs = Vec::with_capacity(count as usize);
+        // Each packed message takes at least its 4-byte length: a larger count is a lie.
+        let mut msgs = Vec::with_capacity((count as usize).min(bytes.len() / 4));
         let mut at = 0usize;
         for _ in 0..count {
             let len = bytes
@@ -753,23 +819,24 @@ pub fn channel_claim_consumer(id: u32) -> Result<(), Code> {
     with_channel(id, |e| e.chan.claim_consumer(false, None).map_err(to_js))
 }
 
-/// Waits on a native thread to become the consumer, then calls `callback(err)`.
+/// Waits on a native thread to become the consumer, then calls `callback(err)`, which
+/// returns `true` to keep the role (anything else gives it back). Closing the handle ends
+/// the wait with ERR_CLOSED.
 #[napi(catch_unwind)]
 pub fn channel_claim_consumer_async(
     id: u32,
     timeout_ms: Option<f64>,
-    callback: ThreadsafeFunction<bool, (), bool, Code, true>,
+    callback: HandOver,
 ) -> Result<(), Code> {
-    let claimer = with_channel(id, |e| Ok(e.chan.consumer_claimer()))?;
+    let (claimer, closed) = with_channel(id, |e| {
+        Ok((e.chan.consumer_claimer(), Arc::clone(&e.closed)))
+    })?;
     let deadline = deadline_after(timeout_ms);
     std::thread::Builder::new()
         .name("share-object-consumer".into())
         .spawn(move || {
-            let result = claimer
-                .claim(true, deadline, None)
-                .map(|()| true)
-                .map_err(to_js);
-            callback.call(result, ThreadsafeFunctionCallMode::Blocking);
+            let result = claimer.claim(true, deadline, Some(&closed)).map(|()| true);
+            hand_over(&callback, result, move || claimer.release());
         })
         .map_err(|err| js_error("ERR_OS", format!("cannot start a thread: {err}")))?;
     Ok(())
@@ -808,15 +875,25 @@ pub fn channel_start_notifier(
         let watcher = e.chan.watcher();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
-        let bytes = bytes.max(0.0) as u64;
+        // SYNC POINT: Relaxed: a size hint, read afresh on every round (see below).
+        e.space_need.store(bytes.max(0.0) as u64, Ordering::Relaxed);
+        let need = Arc::clone(&e.space_need);
         std::thread::Builder::new()
             .name("share-object-channel".into())
             .spawn(move || loop {
                 let ready = if space {
-                    watcher.wait_space(bytes, None, Some(&flag))
+                    // Bounded, so that a new first waiting send (JS stores its size with
+                    // `channelSetSpaceNeed`) is waited for within NEED_POLL.
+                    // SYNC POINT: Relaxed pairs with the Relaxed stores of the hint; no
+                    // other memory is read through it.
+                    let bytes = need.load(Ordering::Relaxed);
+                    let until = Instant::now() + NEED_POLL;
+                    watcher.wait_space(bytes, Some(until), Some(&flag))
                 } else {
                     watcher.wait_data(None, NOTIFY_SPIN, Some(&flag))
                 };
+                // SYNC POINT: Acquire pairs with the Release store in
+                // `ChannelEntry::stop_notifier`.
                 if flag.load(Ordering::Acquire) {
                     return;
                 }
@@ -830,6 +907,19 @@ pub fn channel_start_notifier(
             })
             .map_err(|err| js_error("ERR_OS", format!("cannot start a thread: {err}")))?;
         e.notifiers[which] = Some(stop);
+        Ok(())
+    })
+}
+
+/// How often a space notifier looks at the message size it waits for room for.
+const NEED_POLL: Duration = Duration::from_millis(20);
+
+/// Sets the message size the space notifier waits for room for (the first waiting send).
+#[napi(catch_unwind)]
+pub fn channel_set_space_need(id: u32, bytes: f64) -> Result<(), Code> {
+    with_channel(id, |e| {
+        // SYNC POINT: Relaxed pairs with the notifier's Relaxed load (a hint).
+        e.space_need.store(bytes.max(0.0) as u64, Ordering::Relaxed);
         Ok(())
     })
 }

@@ -15,7 +15,7 @@
 //! Invariant: the word is only ever changed by compare-and-swap from a value the changer
 //! read, except by its holder's release.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::layout::CONTENDED;
@@ -43,6 +43,8 @@ pub enum LockError {
     TimedOut,
     /// This token already holds the lock (the caller keeps its own recursion count).
     AlreadyHeld,
+    /// The cancel flag of [`acquire_cancellable`] was set.
+    Cancelled,
 }
 
 /// The token in a lock word, without the [`CONTENDED`] bit.
@@ -75,6 +77,8 @@ pub fn acquire(
     // so our release wakes the next one.
     let mut mark = 0;
     loop {
+        // SYNC POINT: Relaxed: only chooses the next step; every step that takes the lock
+        // is an Acquire compare-and-swap.
         let current = word.load(Ordering::Relaxed);
         if current == 0 {
             // SYNC POINT: as above, Acquire pairs with `release`'s Release swap.
@@ -117,6 +121,8 @@ pub fn acquire(
             }
             continue;
         }
+        // SYNC POINT: Relaxed: setting CONTENDED publishes nothing; it only tells the
+        // holder's `release` (which sees it through its swap) to wake someone.
         if current & CONTENDED == 0
             && word
                 .compare_exchange(
@@ -140,6 +146,53 @@ pub fn acquire(
         park(word, current | CONTENDED, nap);
         mark = CONTENDED;
     }
+}
+
+/// Like [`acquire`], but gives up with [`LockError::Cancelled`] once `cancel` is set: the
+/// wait is cut into steps of at most `poll`, and the flag is looked at before each.
+pub fn acquire_cancellable(
+    word: &AtomicU32,
+    me: u32,
+    deadline: Option<Instant>,
+    cancel: &AtomicBool,
+    poll: Duration,
+    is_alive: &dyn Fn(u32) -> bool,
+    park: &dyn Fn(&AtomicU32, u32, Duration),
+) -> Result<Acquired, LockError> {
+    loop {
+        // SYNC POINT: Acquire pairs with the Release store of the flag by whoever cancels
+        // (a closing handle); nothing else is published through it.
+        if cancel.load(Ordering::Acquire) {
+            return Err(LockError::Cancelled);
+        }
+        let step = Instant::now() + poll;
+        let step = deadline.map_or(step, |d| d.min(step));
+        match acquire(word, me, Some(step), is_alive, park) {
+            Err(LockError::TimedOut) if deadline.map_or(true, |d| Instant::now() < d) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Releases the lock only if `me` holds it (a handle closing with the lock still held).
+/// Returns whether it did.
+pub fn release_if_held(word: &AtomicU32, me: u32, wake_one: &dyn Fn(&AtomicU32)) -> bool {
+    // SYNC POINT: Relaxed: the value only decides whether to try; the CAS below orders.
+    let mut current = word.load(Ordering::Relaxed);
+    while owner(current) == me {
+        // SYNC POINT: Release pairs with the Acquire compare-and-swap in `acquire`, as in
+        // `release`.
+        match word.compare_exchange(current, 0, Ordering::Release, Ordering::Relaxed) {
+            Ok(_) => {
+                if current & CONTENDED != 0 {
+                    wake_one(word);
+                }
+                return true;
+            }
+            Err(now) => current = now, // a waiter set CONTENDED meanwhile
+        }
+    }
+    false
 }
 
 /// Releases the lock held by `me`. Returns false if the word did not name `me` (someone
@@ -232,5 +285,55 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(counter.load(Ordering::Relaxed), 20_000);
+    }
+
+    #[test]
+    fn a_cancelled_wait_gives_up_and_leaves_the_lock_alone() {
+        let w = Arc::new(AtomicU32::new(42)); // a live holder that never lets go
+        let cancel = Arc::new(AtomicBool::new(false));
+        let waiter = {
+            let (w, cancel) = (w.clone(), cancel.clone());
+            std::thread::spawn(move || {
+                let alive = |_| true;
+                let poll = Duration::from_millis(5);
+                acquire_cancellable(&w, 7, None, &cancel, poll, &alive, &futex_park)
+            })
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        cancel.store(true, Ordering::Release);
+        assert_eq!(waiter.join().unwrap(), Err(LockError::Cancelled));
+        assert_eq!(owner(w.load(Ordering::Relaxed)), 42);
+    }
+
+    #[test]
+    fn a_cancellable_wait_keeps_its_deadline_and_takes_a_freed_lock() {
+        let w = AtomicU32::new(42);
+        let cancel = AtomicBool::new(false);
+        let alive = |_| true;
+        let poll = Duration::from_millis(2);
+        let deadline = Some(Instant::now() + Duration::from_millis(10));
+        let got = acquire_cancellable(&w, 7, deadline, &cancel, poll, &alive, &futex_park);
+        assert_eq!(got, Err(LockError::TimedOut));
+        w.store(0, Ordering::Relaxed);
+        let got = acquire_cancellable(&w, 7, None, &cancel, poll, &alive, &futex_park);
+        assert_eq!(got, Ok(Acquired::Clean));
+    }
+
+    #[test]
+    fn release_if_held_frees_only_its_own_lock() {
+        let w = AtomicU32::new(42 | CONTENDED);
+        let woken = AtomicU32::new(0);
+        let wake = |_: &AtomicU32| {
+            woken.fetch_add(1, Ordering::Relaxed);
+        };
+        assert!(!release_if_held(&w, 7, &wake));
+        assert_eq!(w.load(Ordering::Relaxed), 42 | CONTENDED);
+        assert!(release_if_held(&w, 42, &wake));
+        assert_eq!(w.load(Ordering::Relaxed), 0);
+        assert_eq!(
+            woken.load(Ordering::Relaxed),
+            1,
+            "the parked waiter is woken"
+        );
     }
 }

@@ -9,7 +9,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::Path;
 
 use rustix::fs::{self as rfs, Mode, OFlags};
@@ -92,9 +92,20 @@ pub fn memfd(name: &str) -> io::Result<File> {
     Ok(File::from(fd))
 }
 
-/// Duplicates a descriptor, close-on-exec.
-pub fn dup_cloexec(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
-    Ok(rustix::io::fcntl_dupfd_cloexec(fd, 3)?)
+/// Opens the file behind `fd` afresh, through `/proc/self/fd`, with the access mode `fd`
+/// has, close-on-exec. Unlike `dup`, this makes a new open file description: OFD locks taken
+/// through it are its own, and are dropped when it closes, whatever happens to `fd`. Fails
+/// if what opened is not the same file.
+pub fn reopen(fd: BorrowedFd<'_>) -> io::Result<File> {
+    let access = rfs::fcntl_getfl(fd)? & OFlags::RWMODE;
+    let flags = access | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
+    let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    let file = File::from(rfs::open(link.as_str(), flags, Mode::empty())?);
+    let (was, now) = (rfs::fstat(fd)?, rfs::fstat(&file)?);
+    if (was.st_dev, was.st_ino) != (now.st_dev, now.st_ino) {
+        return Err(io::Error::other(format!("{link} opened another file")));
+    }
+    Ok(file)
 }
 
 /// Moves `from` to `to` only if `to` does not exist (`renameat2(RENAME_NOREPLACE)`).

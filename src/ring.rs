@@ -222,6 +222,8 @@ impl<'a> Ring<'a> {
             }
             // Head may be stale. Read after tail, a healthy head is within capacity of it
             // (or already past it, when the ring moved on: then read both again).
+            // SYNC POINT: Acquire pairs with the consumer's Release store in `consume`, as for
+            // the first load of head above.
             let fresh = self.head.load(Ordering::Acquire);
             if fresh <= tail && tail - fresh > self.capacity {
                 return self.corrupt(format!(
@@ -269,7 +271,13 @@ impl<'a> Ring<'a> {
                 // zeroed it before we got here, our padding landed in free space: take it back
                 // (a stale padding there would swallow a later lap's records).
                 let padding = word_of(pad - HEADER, PAD);
+                // SYNC POINT: Acquire pairs with the Release store of head in `consume`: if our
+                // `take_header` CAS read the zero of `skip_gap`'s Release CAS, `skip_gap` stored
+                // head before that zero, so this load sees head past `tail`.
                 if self.take_header(tail, padding) && self.head.load(Ordering::Acquire) > tail {
+                    // SYNC POINT: AcqRel, though nothing needs it: the CAS reads back the padding
+                    // we just wrote and publishes nothing (a padding has no payload); a later
+                    // lap's producer finds the zero with its own CAS in `take_header`.
                     let _ = self.word(index).compare_exchange(
                         padding,
                         0,
@@ -284,9 +292,14 @@ impl<'a> Ring<'a> {
             if !self.take_header(pos, in_progress) {
                 continue; // revoked: the consumer turned our space into a gap
             }
+            // SYNC POINT: Acquire pairs with the Release store of head in `consume`: if our
+            // `take_header` CAS read the zero of `skip_gap`'s Release CAS, head is seen past it.
             if self.head.load(Ordering::Acquire) > pos {
                 // The consumer passed over this space while we were suspended (it revoked and
                 // consumed it): undo our header in what is now free space, and claim again.
+                // SYNC POINT: AcqRel, though nothing needs it: the CAS reads back our own
+                // in-progress header and publishes nothing (no payload was written yet); a
+                // later lap's producer finds the zero with its own CAS in `take_header`.
                 let _ =
                     header.compare_exchange(in_progress, 0, Ordering::AcqRel, Ordering::Relaxed);
                 continue;
@@ -384,6 +397,8 @@ impl<'a> Ring<'a> {
                 break;
             }
         }
+        // SYNC POINT: Acquire pairs with the Release store of head in `consume`: a header CAS
+        // above that read the zero of `skip_gap`'s Release CAS sees head past that record.
         let head = self.head.load(Ordering::Acquire);
         let behind = claims.iter().position(|c| c.pos < head);
         let first_lost = match (lost, behind) {
@@ -404,9 +419,14 @@ impl<'a> Ring<'a> {
             let mine = word_of(c.len, c.token);
             if c.pos < head {
                 // Already consumed space: restore it to free (zero).
+                // SYNC POINT: AcqRel, as for the undo in `claim`: it reads back our own header
+                // and publishes nothing (no payload was written); a later lap's producer finds
+                // the zero with its own CAS in `take_header`.
                 let _ = header.compare_exchange(mine, 0, Ordering::AcqRel, Ordering::Relaxed);
             } else {
                 // Still ahead of the consumer: leave padding it will skip.
+                // SYNC POINT: Release pairs with the consumer's Acquire load of the header in
+                // `peek_within`; a padding has no payload, so the header is all it publishes.
                 let _ = header.compare_exchange(
                     mine,
                     word_of(record_len(c.len) - HEADER, PAD),
@@ -495,10 +515,10 @@ impl<'a> Ring<'a> {
     pub fn mark_taken(&self, pos: u64, record: u64) -> u64 {
         let index = self.index(pos);
         assert!(index + record <= self.capacity, "record beyond the ring");
-        // Relaxed: until head moves only the consumer (us) reads these headers; the payload
-        // was already ordered by the Acquire in `peek_within`. A successor reads the mark
-        // only after our death was detected (the kernel dropped our liveness lock): that,
-        // not a Release of ours, is what makes the store visible to it.
+        // SYNC POINT: Relaxed: until head moves only the consumer (us) reads these headers;
+        // the payload was already ordered by the Acquire in `peek_within`. A successor reads
+        // the mark only after our death was detected (the kernel dropped our liveness lock):
+        // that, not a Release of ours, is what makes the store visible to it.
         self.word(index)
             .swap(word_of(record - HEADER, PAD), Ordering::Relaxed)
     }
@@ -506,7 +526,8 @@ impl<'a> Ring<'a> {
     /// Puts back a header [`mark_taken`](Self::mark_taken) replaced (the message was not
     /// delivered after all and stays queued).
     pub fn restore(&self, pos: u64, word: u64) {
-        // Relaxed, as in `mark_taken`: only the consumer (us) reads it before head moves.
+        // SYNC POINT: Relaxed, as in `mark_taken`: only the consumer (us) reads it before
+        // head moves.
         self.word(self.index(pos)).store(word, Ordering::Relaxed);
     }
 
@@ -516,6 +537,9 @@ impl<'a> Ring<'a> {
         assert!(index + record <= self.capacity, "record beyond the ring");
         // Turn the record into padding first: a consumer killed while zeroing leaves a
         // record its successor skips (the message was taken), never a header over zeroes.
+        // SYNC POINT: Relaxed: consumed space that only the consumer touches until `consume`
+        // moves head (its Release store publishes this to producers); a successor reads it
+        // only after our death was detected, as in `mark_taken`.
         self.word(index)
             .store(word_of(record - HEADER, PAD), Ordering::Relaxed);
         // Then the payload, and the header last, so the header word stays non-zero until
@@ -529,6 +553,8 @@ impl<'a> Ring<'a> {
                 (record - HEADER) as usize,
             )
         };
+        // SYNC POINT: Relaxed: published with the zeroed payload by the Release store of head
+        // in `consume`, which pairs with the Acquire load of head in `positions`.
         self.word(index).store(0, Ordering::Relaxed);
     }
 
@@ -545,6 +571,8 @@ impl<'a> Ring<'a> {
     /// published. Returns the bytes revoked (0 if a producer wrote its header first).
     /// Words a killed consumer revoked are taken over.
     pub fn unblock(&self, head: u64) -> Result<u64, RingError> {
+        // SYNC POINT: Acquire pairs with producers' AcqRel claims of tail in `claim` and
+        // `claim_batch`, as in `tail`.
         let tail = self.tail.load(Ordering::Acquire);
         if tail < head || tail > MAX_POSITION || tail - head > self.capacity {
             return self.corrupt(format!(
@@ -557,6 +585,9 @@ impl<'a> Ring<'a> {
         let mut gap = 0;
         while gap < limit {
             let word = self.word(index + gap);
+            // SYNC POINT: Acquire pairs with the Release side of a producer's header CAS in
+            // `take_header` (or the Release store in `commit`), though only the value is used:
+            // the CAS below decides, and a word found non-revocable just ends the gap.
             let found = word.load(Ordering::Acquire);
             let revocable = found == 0 || split(found).1 == REVOKED;
             // SYNC POINT: races only with a producer's CAS in `take_header`.
@@ -585,6 +616,9 @@ impl<'a> Ring<'a> {
         let index = self.index(pos);
         assert!(index + record <= self.capacity, "record beyond the ring");
         let revoked = self.revoked_word(pos);
+        // SYNC POINT: Relaxed: the word holds our GAP header, which no producer takes over
+        // (`take_header` gives up on GAP as on a word revoked in this lap); the Release
+        // store of head in `consume` below orders this store before the space is reused.
         self.word(index).store(revoked, Ordering::Relaxed);
         let to = pos + record;
         self.consume(to);
@@ -670,6 +704,7 @@ mod tests {
             assert_eq!(out.pop().unwrap(), msg);
         }
         assert!(
+            // SYNC POINT: Relaxed: single-threaded test; only this thread touches the ring.
             mem.words.iter().all(|w| w.load(Ordering::Relaxed) == 0),
             "free space is zero"
         );
@@ -715,6 +750,7 @@ mod tests {
         let mem = Arc::new(RingMem::new(1024, 0, 0, &[]));
         let ring = mem.ring();
         // A producer that claimed 24 bytes of tail and was suspended before its header.
+        // SYNC POINT: Relaxed: single-threaded test; only this thread touches the ring.
         mem.tail.store(24, Ordering::Relaxed);
         assert_eq!(ring.peek(0).unwrap(), Next::Unwritten);
         assert!(send(&ring, 6, b"after"));
@@ -768,6 +804,7 @@ mod tests {
         let mem = Arc::new(RingMem::new(1024, 0, 0, &[]));
         let ring = mem.ring();
         // The consumer revoked the word where the batch's first header goes.
+        // SYNC POINT: Relaxed: single-threaded test; only this thread touches the ring.
         mem.words[0].store(word_of(0, REVOKED), Ordering::Relaxed); // revoked in lap 0
         let mut claims = vec![
             Claim {
@@ -781,10 +818,12 @@ mod tests {
                 token: 3,
             },
         ];
+        // SYNC POINT: Relaxed: single-threaded test; only this thread touches the ring.
         mem.tail.store(32, Ordering::Relaxed);
         ring.own_headers(&mut claims);
         assert!(claims.is_empty(), "nothing may be sent out of order");
         assert_eq!(
+            // SYNC POINT: Relaxed: single-threaded test; only this thread touches the ring.
             split(mem.words[2].load(Ordering::Relaxed)).1,
             PAD,
             "the later record is padding"
@@ -795,12 +834,16 @@ mod tests {
     fn garbage_positions_and_headers_are_corrupt_errors() {
         let mem = Arc::new(RingMem::new(1024, 0, 0, &[]));
         let ring = mem.ring();
+        // SYNC POINT: Relaxed: single-threaded test; only this thread touches the ring.
         mem.tail.store(5000, Ordering::Relaxed);
         assert!(matches!(ring.peek(0), Err(RingError::Corrupt(_))));
         assert!(matches!(ring.claim(8, 1), Err(RingError::Corrupt(_))));
+        // SYNC POINT: Relaxed: single-threaded test; only this thread touches the ring.
         mem.tail.store(64, Ordering::Relaxed);
+        // SYNC POINT: Relaxed: single-threaded test; only this thread touches the ring.
         mem.words[0].store(word_of(100_000, MSG), Ordering::Relaxed);
         assert!(matches!(ring.peek(0), Err(RingError::Corrupt(_))));
+        // SYNC POINT: Relaxed: single-threaded test; only this thread touches the ring.
         mem.words[0].store(word_of(8, 0x7000_0000_u32 | 0x8000_0000), Ordering::Relaxed);
         assert!(matches!(ring.peek(0), Err(RingError::Corrupt(_))));
     }
@@ -843,6 +886,7 @@ mod tests {
             assert!(
                 last_progress.elapsed() < std::time::Duration::from_secs(20),
                 "stalled at head {head} (tail {}) on {state:?} after {total} messages",
+                // SYNC POINT: Relaxed: only printed in the failure message.
                 mem.tail.load(Ordering::Relaxed)
             );
             for msg in out.drain(..) {

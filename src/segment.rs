@@ -12,9 +12,9 @@
 //! - Shared bytes are reached only through raw pointers into a [`memmap2::MmapRaw`].
 
 use std::fs::File;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use memmap2::{MmapOptions, MmapRaw};
@@ -112,6 +112,8 @@ pub struct Segment {
     map: Arc<Mapping>,
     token: u32,
     read_only: bool,
+    /// The descriptor handed out for passing to children, opened on first use.
+    shared_fd: OnceLock<File>,
 }
 
 impl Segment {
@@ -143,12 +145,13 @@ impl Segment {
         Segment::adopt(file, name, opts)
     }
 
-    /// Adopts a descriptor another process passed us (it is duplicated; the caller keeps
-    /// its own).
+    /// Adopts a descriptor another process passed us. The file is opened afresh (the
+    /// caller keeps its descriptor): this handle's locks must be on an open file description
+    /// of its own, since locks taken through a shared one do not conflict, so the handles
+    /// on either side would take each other for dead.
     pub fn from_fd(fd: BorrowedFd<'_>, opts: &OpenOptions) -> Result<Segment> {
         let name = format!("fd:{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
-        let owned: OwnedFd = os::dup_cloexec(fd).map_err(|e| Error::os(&name, "dup", e))?;
-        let file = File::from(owned);
+        let file = os::reopen(fd).map_err(|e| Error::os(&name, "reopen", e))?;
         let facts = os::facts(file.as_fd()).map_err(|e| Error::os(&name, "fstat", e))?;
         if !facts.is_regular {
             return Err(Error::NotASegment {
@@ -177,6 +180,7 @@ impl Segment {
                         map: Arc::new(map),
                         token,
                         read_only: opts.read_only,
+                        shared_fd: OnceLock::new(),
                     });
                 }
                 Inspection::AllZero => {
@@ -227,9 +231,21 @@ impl Segment {
         self.read_only
     }
 
-    /// The file descriptor (for passing an anonymous segment to a child).
+    /// The descriptor this handle takes its locks through.
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.file.as_fd()
+    }
+
+    /// A descriptor of the segment to pass to another process (opened once, on first use,
+    /// closed with the handle). It is a separate open file description holding none of
+    /// this handle's locks: a child that keeps it open cannot keep this handle's liveness
+    /// byte held after this handle is gone.
+    pub fn shared_fd(&self) -> Result<BorrowedFd<'_>> {
+        if let Some(file) = self.shared_fd.get() {
+            return Ok(file.as_fd());
+        }
+        let file = os::reopen(self.fd()).map_err(|e| Error::os(&self.path, "reopen", e))?;
+        Ok(self.shared_fd.get_or_init(|| file).as_fd())
     }
 
     /// The current mapping.

@@ -49,9 +49,16 @@ pub unsafe fn try_read(
     if s1 & 1 == 1 {
         return ReadAttempt::WriterActive { seq: s1 };
     }
+    // SYNC POINT: Relaxed: checked like the bytes. If this saw the `len` of a later writer
+    // (stored after its Release fence in `begin_write`), the Acquire fence before the re-read
+    // of `seq` pairs with that fence and the re-read sees its odd `seq`. The Acquire load of
+    // `s1` keeps this load after it.
     let n = len.load(Ordering::Relaxed);
     if n > mapped as u64 {
         // Decide on a stable snapshot: a racing writer may have changed both.
+        // SYNC POINT: this Acquire fence and the Relaxed re-read of `seq` after it pair with
+        // the Release fence in `begin_write`, as after the copy below: if `n` came from a
+        // later writer, the re-read sees its odd `seq`.
         fence(Ordering::Acquire);
         if seq.load(Ordering::Relaxed) != s1 {
             return ReadAttempt::Raced;
@@ -72,6 +79,7 @@ pub unsafe fn try_read(
     // copy saw any byte the writer stored after it marked `seq` odd, the load below sees
     // that odd value (or later).
     fence(Ordering::Acquire);
+    // SYNC POINT: Relaxed: kept after the copy by the Acquire fence above (see there).
     let s2 = seq.load(Ordering::Relaxed);
     if s1 == s2 {
         ReadAttempt::Done { seq: s1 }
@@ -83,6 +91,9 @@ pub unsafe fn try_read(
 /// Marks a write in progress and returns the odd sequence number to finish with.
 /// The caller must hold the writer lock.
 pub fn begin_write(seq: &AtomicU64) -> u64 {
+    // SYNC POINT: Relaxed: only the writer-lock holder (us) stores `seq`; a previous
+    // writer's last store was ordered before our lock CAS (`ValueSegment::lock_writer`, or
+    // `lock::acquire`) by the Release in `lock::release` (or left final by its death).
     let current = seq.load(Ordering::Relaxed);
     // After a writer died mid-copy `seq` is already odd: move to the next odd value so
     // readers waiting on the dead one see that a new writer is at work.
@@ -91,7 +102,11 @@ pub fn begin_write(seq: &AtomicU64) -> u64 {
     } else {
         current.wrapping_add(1)
     };
-    seq.store(odd, Ordering::Relaxed);
+    // SYNC POINT: Release pairs with the Acquire load of `seq` in `try_read`: a reader that
+    // sees the odd value also sees our writer-lock CAS, so `check_writer_alive` finds us
+    // holding the lock (never a stale 0 that would read as a dead writer). The Release
+    // fence below orders the odd value before the stores that follow.
+    seq.store(odd, Ordering::Release);
     // SYNC POINT: Release fence pairs with the reader's Acquire fence in `try_read`: the odd
     // value is ordered before every byte stored into the value below.
     fence(Ordering::Release);
@@ -111,6 +126,9 @@ pub unsafe fn copy_in(dst: *mut u8, src: *const u8, len: usize) {
 
 /// Publishes the write that `begin_write` started: the value becomes visible as a whole.
 pub fn end_write(seq: &AtomicU64, len: &AtomicU64, new_len: u64, odd: u64) -> u64 {
+    // SYNC POINT: Relaxed: published by the Release store of the even `seq` below (for the
+    // Acquire load of `s1` in `try_read`); a reader that sees it early is caught by the
+    // fence pairing of `begin_write` and `try_read`.
     len.store(new_len, Ordering::Relaxed);
     let even = odd.wrapping_add(1);
     // SYNC POINT: Release pairs with the Acquire load of `seq` at the start of `try_read`.
@@ -190,12 +208,14 @@ mod tests {
         let next = begin_write(&c.seq);
         assert_eq!(next, odd + 2);
         end_write(&c.seq, &c.len, 0, next);
+        // SYNC POINT: Relaxed: single-threaded test; `seq` was stored by this thread.
         assert_eq!(c.seq.load(Ordering::Relaxed) % 2, 0);
     }
 
     #[test]
     fn a_length_beyond_the_mapping_is_reported_not_followed() {
         let c = Cell::new(8);
+        // SYNC POINT: Relaxed: single-threaded test; the read below is in this thread.
         c.len.store(1 << 40, Ordering::Relaxed);
         let mut out = vec![];
         // SAFETY: valid pointer and capacity.
@@ -222,7 +242,10 @@ mod tests {
                 std::thread::spawn(move || {
                     let mut out = Vec::new();
                     let mut reads = 0u64;
+                    // SYNC POINT: Relaxed: a stop flag; nothing is read through it, and the
+                    // `join` below orders the rest.
                     while !stop.load(Ordering::Relaxed) {
+                        // SYNC POINT: Relaxed: a counter; only its value is used.
                         reads_done.fetch_add(1, Ordering::Relaxed);
                         c.read(&mut out);
                         if let Some(&first) = out.first() {
@@ -238,11 +261,15 @@ mod tests {
         // Keep writing until the readers have overlapped many writes (whatever the
         // scheduler does), with a fixed upper bound on the work.
         let mut i = 0u32;
+        // SYNC POINT: Relaxed: the readers' counter (Relaxed `fetch_add` above), only a loop
+        // bound; nothing is read through it.
         while i < 20_000 || (reads_done.load(Ordering::Relaxed) < 20_000 && i < 20_000_000) {
             let b = (i % 251) as u8 + 1;
             c.write(&vec![b; 100 + b as usize * 7 % 3000]);
             i += 1;
         }
+        // SYNC POINT: Relaxed: pairs with the Relaxed load of the flag in the readers, which
+        // need nothing from us; `join` orders what they did.
         stop.store(true, Ordering::Relaxed);
         for r in readers {
             assert!(r.join().unwrap() > 0);

@@ -7,7 +7,7 @@
 //! untrusted: lengths are checked against the mapping, capacities against the file.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -113,6 +113,8 @@ impl ValueSegment {
 
     /// Bytes the value may take without growing the file.
     pub fn capacity(&self) -> u64 {
+        // SYNC POINT: Acquire pairs with the Release store of `capacity` in `ensure_capacity`
+        // (the file was grown before it); the value is clamped to our mapping all the same.
         let claimed = self.header().identity.capacity.load(Ordering::Acquire);
         claimed.min(self.seg.mapping().data_len() as u64)
     }
@@ -138,6 +140,9 @@ impl ValueSegment {
                 ReadAttempt::Done { seq } => return Ok(seq / 2),
                 ReadAttempt::Raced => spins = 0,
                 ReadAttempt::TooLong { len, .. } => {
+                    // SYNC POINT: Acquire pairs with the Release store of `capacity` in
+                    // `ensure_capacity`: the file grew before that store, so `remap` finds it
+                    // large enough.
                     let claimed = h.identity.capacity.load(Ordering::Acquire);
                     if len > claimed || claimed <= map.data_len() as u64 {
                         return Err(Error::corrupt(
@@ -164,12 +169,16 @@ impl ValueSegment {
 
     /// A writer has held `seq` odd for a while: fail if it died, or if it takes too long.
     fn check_writer_alive(&self, h: &ValueHeader, odd: u64, since: Instant) -> Result<()> {
-        // SYNC POINT: Acquire pairs with the writer's lock acquisition (its CAS) so a holder
-        // that locked before marking `seq` odd is seen here.
+        // SYNC POINT: the caller saw `odd` through an Acquire load of `seq`, which pairs with
+        // the Release store of the odd value in `begin_write`: the writer's lock CAS, made
+        // before it, is visible here. Acquire keeps the `seq` re-load below after this one.
         let holder = lock::owner(h.writer_lock.load(Ordering::Acquire));
         if holder == 0 || !self.seg.is_alive(holder) {
             // No live writer. If `seq` is still the same odd value, its writer died mid-copy;
             // if it moved, a new writer took over and we retry.
+            // SYNC POINT: Acquire pairs with the Release store of the even `seq` in
+            // `end_write`; only the value is compared, nothing is read through it. The
+            // Acquire load of the lock word above keeps this load after that one.
             if h.seq.load(Ordering::Acquire) == odd {
                 return Err(Error::WriterDied {
                     path: self.path().to_owned(),
@@ -182,6 +191,24 @@ impl ValueSegment {
                 path: self.path().to_owned(),
                 what: "a writer to finish its write",
                 ms: READ_WAIT.as_millis() as u64,
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether a value of `len` bytes may be written through this handle (writable, and
+    /// within the maximum size).
+    pub fn check_size(&self, len: u64) -> Result<()> {
+        if self.seg.read_only() {
+            return Err(Error::ReadOnly {
+                path: self.path().to_owned(),
+            });
+        }
+        if len > self.max_size {
+            return Err(Error::ValueTooLarge {
+                path: self.path().to_owned(),
+                len,
+                max: self.max_size,
             });
         }
         Ok(())
@@ -200,18 +227,7 @@ impl ValueSegment {
     /// `src` must be valid for reads of `len` bytes during the call. It may be shared
     /// memory (a view of this or another segment): it is copied with raw pointers only.
     pub unsafe fn write_from(&mut self, src: *const u8, len: usize) -> Result<u64> {
-        if self.seg.read_only() {
-            return Err(Error::ReadOnly {
-                path: self.path().to_owned(),
-            });
-        }
-        if len as u64 > self.max_size {
-            return Err(Error::ValueTooLarge {
-                path: self.path().to_owned(),
-                len: len as u64,
-                max: self.max_size,
-            });
-        }
+        self.check_size(len as u64)?;
         self.lock_writer()?;
         // SAFETY: forwarded from our caller.
         let result = unsafe { self.write_locked(src, len) };
@@ -249,6 +265,7 @@ impl ValueSegment {
                 self.path(),
                 "the writer lock already names this handle (overwritten by another process?)",
             ),
+            LockError::Cancelled => unreachable!("the writer lock is not taken with a cancel flag"),
         })
     }
 
@@ -279,6 +296,10 @@ impl ValueSegment {
     /// Makes the mapped data area hold `len` bytes: adopt a growth made by another process,
     /// or grow the file ourselves. Called with the writer lock held.
     fn ensure_capacity(&mut self, len: u64) -> Result<()> {
+        // SYNC POINT: Acquire pairs with the Release store of `capacity` at the end of this
+        // function by an earlier writer (likely another process); the writer lock we hold
+        // (Release in `lock::release`, Acquire CAS in `lock_writer` or `lock::acquire`)
+        // orders it as well.
         let claimed = self.header().identity.capacity.load(Ordering::Acquire);
         if claimed > self.seg.mapping().data_len() as u64 {
             self.seg.remap(claimed)?;
@@ -304,7 +325,7 @@ impl ValueSegment {
 
     /// Takes the cross-process lock behind `lock()`/`lockSync()` for this handle.
     pub fn lock_user(&self, deadline: Option<Instant>) -> Result<Acquired> {
-        self.user_locker()?.lock(deadline, false)
+        self.user_locker()?.lock(deadline, false, None)
     }
 
     /// What a background thread needs to take the `lock()` lock for this handle.
@@ -322,18 +343,22 @@ impl ValueSegment {
         })
     }
 
-    /// Releases the lock taken by `lock_user`.
+    /// Releases the lock taken by `lock_user`, if this handle still holds it (a word that
+    /// names another token is left alone). A handle that closes calls this too.
     pub fn unlock_user(&self) {
         if self.seg.read_only() {
             return; // it can never have taken it
         }
-        lock::release(&self.header().user_lock, self.seg.token(), &|w| {
+        lock::release_if_held(&self.header().user_lock, self.seg.token(), &|w| {
             futex::wake(w, 1);
         });
     }
 
     /// Whether a live handle (in any process) holds the `lock()` lock.
     pub fn user_lock_held(&self) -> bool {
+        // SYNC POINT: Acquire pairs with the Release that frees the word in `lock::release`
+        // or `lock::release_if_held`; a token stored by `lock::acquire` (an Acquire-only CAS)
+        // publishes nothing. Only the token is used, for a liveness check: Relaxed would do.
         let holder = lock::owner(self.header().user_lock.load(Ordering::Acquire));
         holder != 0 && self.seg.is_alive(holder)
     }
@@ -432,11 +457,15 @@ impl Watcher {
         loop {
             // Read the futex word before the version: a write completing in between
             // changes the word, and the park below returns at once.
+            // SYNC POINT: Acquire pairs with the SeqCst bump in `notify_waiters` (made after the
+            // Release store of `seq` in `end_write`) and keeps the version load below after it.
             let observed = h.notify.load(Ordering::Acquire);
             let v = version_of(h);
             if v != since {
                 return Some(v);
             }
+            // SYNC POINT: Acquire pairs with the Release store of the flag in
+            // `ValueEntry::stop_notifier` (lib.rs); nothing else is published through it.
             if cancel.is_some_and(|c| c.load(Ordering::Acquire)) {
                 return None;
             }
@@ -455,6 +484,9 @@ impl Watcher {
             if self.read_only {
                 nap = Some(nap.map_or(READ_ONLY_POLL, |n: Duration| n.min(READ_ONLY_POLL)));
             }
+            // The announcement lives in memory any process may overwrite: zeroed, it would
+            // leave this waiter unwoken, so no park lasts longer than LONGEST_PARK.
+            let nap = Some(nap.map_or(LONGEST_PARK, |n: Duration| n.min(LONGEST_PARK)));
             self.park(observed, nap);
         }
     }
@@ -487,18 +519,47 @@ pub struct UserLocker {
 }
 
 impl UserLocker {
-    /// Blocks until the lock is ours (or `deadline` passes). If this same handle holds it
-    /// already, fails with `ERR_LOCK_HELD`, or with `wait_for_self` waits for that section
-    /// to end (for a background thread, whose wait cannot block the section's thread).
-    pub fn lock(&self, deadline: Option<Instant>, wait_for_self: bool) -> Result<Acquired> {
+    /// Blocks until the lock is ours (or `deadline` passes, or `cancel` is set: then
+    /// `ERR_CLOSED`). If this same handle holds it already, fails with `ERR_LOCK_HELD`, or
+    /// with `wait_for_self` waits for that section to end (for a background thread, whose
+    /// wait cannot block the section's thread).
+    pub fn lock(
+        &self,
+        deadline: Option<Instant>,
+        wait_for_self: bool,
+        cancel: Option<&AtomicBool>,
+    ) -> Result<Acquired> {
+        let started = Instant::now();
+        let acquired = self.lock_until(deadline, wait_for_self, cancel, started)?;
+        // SYNC POINT: Acquire pairs with the Release store of the flag by the closing
+        // handle, which stores it before its own `unlock_user`: if our compare-and-swap took
+        // the lock after that release, this load sees the flag.
+        if cancel.is_some_and(|c| c.load(Ordering::Acquire)) {
+            // Closed while we took it: give it back at once, not when JS runs again (it may
+            // be blocked waiting for this very lock).
+            self.unlock();
+            return Err(Error::Closed {
+                path: self.path.clone(),
+            });
+        }
+        Ok(acquired)
+    }
+
+    fn lock_until(
+        &self,
+        deadline: Option<Instant>,
+        wait_for_self: bool,
+        cancel: Option<&AtomicBool>,
+        started: Instant,
+    ) -> Result<Acquired> {
         loop {
-            match self.lock_once(deadline) {
+            match self.lock_once(deadline, cancel, started) {
                 Err(Error::LockHeld { .. }) if wait_for_self => {
                     if deadline.is_some_and(|d| Instant::now() >= d) {
                         return Err(Error::Timeout {
                             path: self.path.clone(),
                             what: "the lock",
-                            ms: 0,
+                            ms: started.elapsed().as_millis() as u64,
                         });
                     }
                     std::thread::sleep(Duration::from_millis(1));
@@ -508,17 +569,24 @@ impl UserLocker {
         }
     }
 
-    fn lock_once(&self, deadline: Option<Instant>) -> Result<Acquired> {
-        let started = Instant::now();
-        lock::acquire(
-            &self.watcher.header().user_lock,
-            self.liveness.token(),
-            deadline,
-            &|t| self.liveness.is_alive(t),
-            &|w, v, d| {
-                futex::wait(w, v, Some(d));
-            },
-        )
+    fn lock_once(
+        &self,
+        deadline: Option<Instant>,
+        cancel: Option<&AtomicBool>,
+        started: Instant,
+    ) -> Result<Acquired> {
+        let word = &self.watcher.header().user_lock;
+        let me = self.liveness.token();
+        let is_alive = |t| self.liveness.is_alive(t);
+        let park = |w: &AtomicU32, v, d| {
+            futex::wait(w, v, Some(d));
+        };
+        match cancel {
+            Some(cancel) => {
+                lock::acquire_cancellable(word, me, deadline, cancel, CANCEL_POLL, &is_alive, &park)
+            }
+            None => lock::acquire(word, me, deadline, &is_alive, &park),
+        }
         .map_err(|e| match e {
             LockError::TimedOut => Error::Timeout {
                 path: self.path.clone(),
@@ -528,9 +596,24 @@ impl UserLocker {
             LockError::AlreadyHeld => Error::LockHeld {
                 path: self.path.clone(),
             },
+            LockError::Cancelled => Error::Closed {
+                path: self.path.clone(),
+            },
         })
     }
+
+    /// Releases the lock if this handle holds it (for a background thread whose handle
+    /// closed before the lock could be handed over).
+    pub fn unlock(&self) {
+        let word = &self.watcher.header().user_lock;
+        lock::release_if_held(word, self.liveness.token(), &|w| {
+            futex::wake(w, 1);
+        });
+    }
 }
+
+/// The longest a waiter sleeps before it looks at the version again, woken or not.
+const LONGEST_PARK: Duration = Duration::from_secs(1);
 
 /// How often a cancellable wait re-checks its flag.
 const CANCEL_POLL: Duration = Duration::from_millis(100);
@@ -602,6 +685,7 @@ mod tests {
     fn a_garbage_length_is_corrupt_not_followed() {
         let dir = TempDir::new("val-len");
         let mut v = open(&dir, "s");
+        // SYNC POINT: Relaxed: single-threaded test; the read below is in this thread.
         v.header().len.store(u64::MAX, Ordering::Relaxed);
         let err = v.read_into(&mut vec![]).unwrap_err();
         assert_eq!(err.code(), "ERR_CORRUPT");
@@ -614,6 +698,8 @@ mod tests {
         {
             let writer = open(&dir, "s");
             let h = writer.header();
+            // SYNC POINT: Release pairs with the Acquire load of the lock word in
+            // `check_writer_alive`; single-threaded test, so program order already orders it.
             h.writer_lock
                 .store(writer.segment().token(), Ordering::Release);
             seqlock::begin_write(&h.seq);

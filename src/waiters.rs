@@ -10,7 +10,9 @@
 //! is taken does a waiter fall back to the counter, which a death can still leave raised.
 //!
 //! Slots and counter are untrusted shared memory like everything in the header: a garbage
-//! token costs at most a liveness check and a needless wake, never a missed one.
+//! token costs at most a liveness check and a needless wake, never a missed one. Zeroed
+//! slots can make a writer skip a wake; waiters bound every park for that reason (value
+//! waits look again at least every second, channel waits every 20 ms).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
