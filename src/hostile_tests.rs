@@ -28,7 +28,9 @@
 //!    claim between its tail CAS, its padding `take_header` and check, its header
 //!    `take_header` and its head check; the consumer inside `clear`, `unblock` and
 //!    `skip_gap` (where a consumer may also be killed). These mirrors follow `src/ring.rs`
-//!    as of commit 1ce0d2d and say which statements they reproduce. The exploration is
+//!    as of the change that left skipped gaps' revoked words in place (no zeroing) and had
+//!    `take_header` leave alone what a later lap wrote, and say which statements they
+//!    reproduce. The exploration is
 //!    exhaustive for the bounds stated in each test (threads, messages, retries, unblocks,
 //!    crashes) under sequential consistency; memory ordering (fences, Acquire/Release) is
 //!    not what these check — the multi-thread and multi-process stress tests exercise that.
@@ -1086,14 +1088,16 @@ fn state_of(word: u64) -> u32 {
 }
 
 /// `Ring::take_header`: the header word at `pos` becomes `mine` unless the consumer revoked
-/// this very claim (a word revoked in this lap, or a gap header); anything else there is a
-/// leftover of an earlier lap and is taken over. One step: its retry loop only re-reads.
+/// this very claim (a word revoked in this lap, a gap header, or — a lap late — anything
+/// non-zero once head has passed `pos`); anything else there is a leftover of an earlier
+/// lap and is taken over. One step: its retry loop only re-reads.
 fn take_header(mem: &RingMem, pos: u64, mine: u64) -> bool {
     let w = mem.word(pos % MCAP);
     let found = w.load(Ordering::Acquire);
     let revoked_here = (state_of(found) == ring::REVOKED && (found & 0xFFFF_FFFF) == lap(pos))
         || state_of(found) == ring::GAP;
-    if revoked_here {
+    let stale = found != 0 && mem.head.load(Ordering::Acquire) > pos;
+    if revoked_here || stale {
         false
     } else {
         w.store(mine, Ordering::Release);
@@ -1202,10 +1206,8 @@ enum CStep {
     UnblockFinish(u64),
     /// `Ring::skip_gap`: the gap's header becomes a revoked word.
     GapHeader(u64),
-    /// `skip_gap`: publish head past the gap (`consume`).
+    /// `skip_gap`: publish head past the gap (`consume`); the gap's words stay revoked.
     GapConsume(u64),
-    /// `skip_gap`: zero the revoked word at `at` (compare-and-swap).
-    GapZero { record: u64, at: u64 },
     /// The real `Ring::clear` as one step, then `head += record`.
     RealClear(u64),
     /// The real `Ring::skip_gap` as one step.
@@ -1586,24 +1588,8 @@ impl RingModel {
             }
             CStep::GapConsume(record) => {
                 mem.ring().consume(self.c_head + record);
-                self.c_step = CStep::GapZero { record, at: 0 };
-            }
-            CStep::GapZero { record, at } => {
-                let _ = mem.word(index + at).compare_exchange(
-                    revoked_word(self.c_head),
-                    0,
-                    Ordering::Release,
-                    Ordering::Relaxed,
-                );
-                if at + ring::ALIGN < record {
-                    self.c_step = CStep::GapZero {
-                        record,
-                        at: at + ring::ALIGN,
-                    };
-                } else {
-                    self.c_head += record;
-                    self.c_step = CStep::Peek;
-                }
+                self.c_head += record;
+                self.c_step = CStep::Peek;
             }
         }
         self.store(&mem);
@@ -1756,7 +1742,6 @@ impl Model for RingModel {
             CStep::UnblockFinish(g) => (5, g, 0),
             CStep::GapHeader(r) => (6, r, 0),
             CStep::GapConsume(r) => (7, r, 0),
-            CStep::GapZero { record, at } => (8, record, at),
             CStep::RealClear(r) => (9, r, 0),
             CStep::RealGap(r) => (10, r, 0),
             CStep::RealUnblock => (11, 0, 0),
@@ -1972,7 +1957,7 @@ fn ring_consumer_killed_inside_unblock_does_not_wedge_the_channel() {
 #[test]
 fn ring_revoked_producer_resuming_late_does_not_lose_its_message() {
     // Every point of `skip_gap` at which producer A may resume.
-    for resume_at in 0..=4 {
+    for resume_at in 0..=2 {
         let mem = RingMem::new(1024, 0, 0, &[]);
         let ring = mem.ring();
         // Producer A: `claim`'s tail CAS for an 8-byte message at position 0 (record 16).
@@ -2006,25 +1991,9 @@ fn ring_revoked_producer_resuming_late_does_not_lose_its_message() {
             true
         };
         let mut a_committed = false;
-        let steps: [&dyn Fn(); 4] = [
+        let steps: [&dyn Fn(); 2] = [
             &|| mem.word(0).store(revoked_word(0), Ordering::Relaxed),
             &|| ring.consume(16),
-            &|| {
-                let _ = mem.word(0).compare_exchange(
-                    revoked_word(0),
-                    0,
-                    Ordering::Release,
-                    Ordering::Relaxed,
-                );
-            },
-            &|| {
-                let _ = mem.word(8).compare_exchange(
-                    revoked_word(0),
-                    0,
-                    Ordering::Release,
-                    Ordering::Relaxed,
-                );
-            },
         ];
         for (i, step) in steps.iter().enumerate() {
             if i == resume_at {
@@ -2032,7 +2001,7 @@ fn ring_revoked_producer_resuming_late_does_not_lose_its_message() {
             }
             step();
         }
-        if resume_at == 4 {
+        if resume_at == 2 {
             a_committed = a_resumes();
         }
         let mut head = 16;
@@ -2046,8 +2015,11 @@ fn ring_revoked_producer_resuming_late_does_not_lose_its_message() {
             );
         }
         assert!(
-            (0..128).all(|i| mem.words[i].load(Ordering::Relaxed) == 0),
-            "resuming at step {resume_at}: free space is not zero"
+            (0..128).all(|i| {
+                let word = mem.words[i].load(Ordering::Relaxed);
+                word == 0 || state_of(word) == ring::REVOKED
+            }),
+            "resuming at step {resume_at}: free space holds more than zeroes and revoked words"
         );
     }
 }
@@ -2135,9 +2107,10 @@ fn ring_padding_written_late_loses_nothing_even_if_a_lap_passes_before_it_is_tak
         panic!("expected the gap")
     };
     head = ring.skip_gap(head, record);
-    // A resumes for one statement: the padding's take_header succeeds on the zeroed word.
+    // A resumes for one statement: the padding's take_header. The consumer leaves the
+    // gap's revoked words in place, so it fails (before, it took the zeroed word).
     let padding = word_of(64 - 8, ring::PAD);
-    assert!(take_header(&mem, start, padding));
+    assert!(!take_header(&mem, start, padding));
     // ... and is suspended again. The consumer revokes and skips A's unwritten record too.
     assert_eq!(ring.peek(head).unwrap(), Next::Unwritten);
     assert_eq!(ring.unblock(head).unwrap(), 72);

@@ -3,8 +3,10 @@
 //! Follows Agrona's `ManyToOneRingBuffer` (Real Logic; `org.agrona.concurrent.ringbuffer`):
 //! producers claim space by compare-and-swap on a shared `tail` position, write the record,
 //! then publish it by storing its header; the single consumer reads committed records from
-//! `head`, zeroes the bytes it consumed (so every free byte is zero) and advances `head`.
-//! A record that would straddle the end of the buffer is preceded by a padding record.
+//! `head`, zeroes the records it consumed and advances `head`. A record that would straddle
+//! the end of the buffer is preceded by a padding record. Free space is zero, except for
+//! the revoked words of gaps (below), which the consumer leaves as they are and a producer
+//! of a later lap overwrites or takes over.
 //!
 //! Two changes make it safe against producers that die, which Agrona leaves to a timeout:
 //! - A claimed record's header is written by compare-and-swap from zero, carrying the
@@ -14,7 +16,16 @@
 //!   header, or died there) is "unblocked" by the consumer after a bounded time: it revokes
 //!   every zero word of the gap by compare-and-swap and turns the gap into padding. A live
 //!   producer whose header CAS then fails knows its claim was revoked and claims again, so
-//!   nothing is lost or overwritten.
+//!   nothing is lost or overwritten. Revoked words carry their lap, and a producer that
+//!   finds a leftover of another lap at its header checks `head` to tell whether the
+//!   leftover is stale (it takes it over) or it is (its claim was revoked long ago: it
+//!   leaves the word alone and claims again).
+//!
+//! Known limit: a producer suspended between its tail CAS and its header CAS for longer than
+//! `UNBLOCK_AFTER` *and* a whole lap of traffic can, in the instant between its header CAS
+//! and its `head` check, hold a word that is by then a zero payload word of another
+//! producer's record (see `claim`); nothing in a shared-memory protocol without per-claim
+//! fencing can rule that out.
 //!
 //! Record layout (8-byte aligned; positions only grow, index = position % capacity):
 //!
@@ -26,7 +37,7 @@
 //!         = GAP                        space the consumer revoked: skip `len` bytes
 //!         = REVOKED                    a revoked word; `len` holds its ring lap
 //!   word 0                             free space
-//! payload: len bytes, then zero padding to the next multiple of 8
+//! payload: len bytes, then padding to the next multiple of 8 (never read)
 //! ```
 //!
 //! Everything read from the ring is untrusted: positions, lengths and states are checked
@@ -168,24 +179,30 @@ impl<'a> Ring<'a> {
         word_of(self.lap(pos), REVOKED)
     }
 
-    /// Makes the header word at `pos` ours (`pos` was just claimed by us, so nobody else may
-    /// own it). Fails only if the consumer revoked this very claim: a word revoked in this
-    /// lap, or the header of a gap it is unblocking. Anything else found there is a
-    /// leftover of an earlier lap — a revoked word the consumer has not zeroed yet, or a
-    /// header written by a producer suspended across a lap, which then backs off — and is
-    /// taken over.
+    /// Makes the header word at `pos` ours (`pos` was claimed by us). Fails if the consumer
+    /// revoked this claim: a word revoked in this lap, the header of a gap it is
+    /// unblocking, or — if we were suspended for more than a lap — anything at all once
+    /// `head` has passed `pos` (the word then belongs to a later lap: a committed message,
+    /// another producer's header or payload, which must not be touched). Anything else
+    /// found there is a leftover of an earlier lap — a revoked word of a gap, or the header
+    /// of a producer suspended across a lap, which then backs off — and is taken over.
     fn take_header(&self, pos: u64, mine: u64) -> bool {
         let header = self.word(self.index(pos));
         let mut expected = 0;
         loop {
             // SYNC POINT: races with the consumer's revoking CAS in `unblock` (exactly one
-            // side wins each word) and with its zeroing CAS in `skip_gap`.
+            // side wins each word); Acquire on failure pairs with the Release of whoever
+            // wrote what we found (a header CAS, a commit, a revoking CAS).
             match header.compare_exchange(expected, mine, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return true,
                 Err(found) => {
                     let (lap, state) = split(found);
                     let revoked_here = (state == REVOKED && lap == self.lap(pos)) || state == GAP;
-                    if revoked_here {
+                    // SYNC POINT: Acquire pairs with the Release store of head in `consume`.
+                    // A word of a later lap was written by a producer that claimed after
+                    // reading head past `pos` (its Acquire load in `positions`), and our
+                    // failed CAS read that write: head past `pos` is visible here too.
+                    if revoked_here || self.head.load(Ordering::Acquire) > pos {
                         return false;
                     }
                     expected = found;
@@ -267,13 +284,13 @@ impl<'a> Ring<'a> {
             }
             if pad > 0 {
                 // The padding is committed at once. If the consumer revoked it meanwhile, its
-                // own gap covers the same bytes: nothing to do. If it revoked, skipped and
-                // zeroed it before we got here, our padding landed in free space: take it back
-                // (a stale padding there would swallow a later lap's records).
+                // own gap covers the same bytes: nothing to do. If we were suspended so long
+                // that the space was consumed and a later lap's record cleared it back to
+                // zero, our padding landed in free space: take it back (a stale padding
+                // there would swallow a later lap's records).
                 let padding = word_of(pad - HEADER, PAD);
-                // SYNC POINT: Acquire pairs with the Release store of head in `consume`: if our
-                // `take_header` CAS read the zero of `skip_gap`'s Release CAS, `skip_gap` stored
-                // head before that zero, so this load sees head past `tail`.
+                // SYNC POINT: Acquire pairs with the Release store of head in `consume`; the
+                // store of head past `tail` is a lap older than the zero our CAS read.
                 if self.take_header(tail, padding) && self.head.load(Ordering::Acquire) > tail {
                     // SYNC POINT: AcqRel, though nothing needs it: the CAS reads back the padding
                     // we just wrote and publishes nothing (a padding has no payload); a later
@@ -292,8 +309,8 @@ impl<'a> Ring<'a> {
             if !self.take_header(pos, in_progress) {
                 continue; // revoked: the consumer turned our space into a gap
             }
-            // SYNC POINT: Acquire pairs with the Release store of head in `consume`: if our
-            // `take_header` CAS read the zero of `skip_gap`'s Release CAS, head is seen past it.
+            // SYNC POINT: Acquire pairs with the Release store of head in `consume`, as for
+            // the padding above (the zero our CAS may have read is a lap younger).
             if self.head.load(Ordering::Acquire) > pos {
                 // The consumer passed over this space while we were suspended (it revoked and
                 // consumed it): undo our header in what is now free space, and claim again.
@@ -397,23 +414,15 @@ impl<'a> Ring<'a> {
                 break;
             }
         }
-        // SYNC POINT: Acquire pairs with the Release store of head in `consume`: a header CAS
-        // above that read the zero of `skip_gap`'s Release CAS sees head past that record.
+        // SYNC POINT: Acquire pairs with the Release store of head in `consume`, as in
+        // `claim`.
         let head = self.head.load(Ordering::Acquire);
         let behind = claims.iter().position(|c| c.pos < head);
-        let first_lost = match (lost, behind) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => match a.or(b) {
-                Some(i) => i,
-                None => return,
-            },
-        };
         let owned_until = lost.unwrap_or(claims.len());
-        for c in &claims[owned_until..] {
-            // Never written by us: pad them now rather than leave the consumer to revoke
-            // them after a delay (if it already did, this fails and that is fine).
-            self.take_header(c.pos, word_of(record_len(c.len) - HEADER, PAD));
-        }
+        let Some(first_lost) = [lost, behind].into_iter().flatten().min() else {
+            return;
+        };
+        self.pad_unowned(&claims[owned_until..]);
         for c in &claims[first_lost..owned_until] {
             let header = self.word(self.index(c.pos));
             let mine = word_of(c.len, c.token);
@@ -436,6 +445,28 @@ impl<'a> Ring<'a> {
             }
         }
         claims.truncate(first_lost);
+    }
+
+    /// The claims of a batch from the first one the consumer revoked onward (never written
+    /// by us): pad them now rather than leave the consumer to revoke them after a delay (if
+    /// it already did, this fails and that is fine).
+    fn pad_unowned(&self, claims: &[Claim]) {
+        for c in claims {
+            // As for the padding in `claim`: if this space was consumed and cleared back to
+            // zero before we got here, the padding landed in free space: take it back.
+            let padding = word_of(record_len(c.len) - HEADER, PAD);
+            // SYNC POINT: Acquire pairs with the Release store of head in `consume`, as in
+            // `claim`.
+            if self.take_header(c.pos, padding) && self.head.load(Ordering::Acquire) > c.pos {
+                // SYNC POINT: AcqRel, as for the padding's take-back in `claim`.
+                let _ = self.word(self.index(c.pos)).compare_exchange(
+                    padding,
+                    0,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                );
+            }
+        }
     }
 
     /// The producers' position (for [`peek_within`](Self::peek_within)).
@@ -609,31 +640,23 @@ impl<'a> Ring<'a> {
     }
 
     /// Skips a revoked gap of `record` bytes at `pos` and publishes head just past it
-    /// (returned). Head is published *before* the gap's words are zeroed: a producer whose
-    /// claim was revoked and who writes its header into a zeroed word then sees head past
-    /// it and backs off; one of a later lap finding a revoked word takes it over.
+    /// (returned). The gap's words stay revoked (its header becomes a revoked word too):
+    /// a producer whose claim there was revoked finds a word revoked in its own lap and
+    /// claims again, however late it resumes in this lap; a producer of a later lap
+    /// overwrites them with its payload, or takes one over as its header. They are never
+    /// zeroed: a zeroing compare-and-swap after head moved would race with a later lap's
+    /// payload copy (and zero a payload word that happened to equal a revoked word), and
+    /// zeroing before head moved would let a revoked producer take a zeroed header.
     pub fn skip_gap(&self, pos: u64, record: u64) -> u64 {
         let index = self.index(pos);
         assert!(index + record <= self.capacity, "record beyond the ring");
-        let revoked = self.revoked_word(pos);
         // SYNC POINT: Relaxed: the word holds our GAP header, which no producer takes over
         // (`take_header` gives up on GAP as on a word revoked in this lap); the Release
         // store of head in `consume` below orders this store before the space is reused.
-        self.word(index).store(revoked, Ordering::Relaxed);
+        self.word(index)
+            .store(self.revoked_word(pos), Ordering::Relaxed);
         let to = pos + record;
         self.consume(to);
-        let mut at = 0;
-        while at < record {
-            // SYNC POINT: Release pairs with a producer's Acquire CAS in `take_header`; a
-            // producer that took the word over keeps it (this CAS then fails).
-            let _ = self.word(index + at).compare_exchange(
-                revoked,
-                0,
-                Ordering::Release,
-                Ordering::Relaxed,
-            );
-            at += ALIGN;
-        }
         to
     }
 }
@@ -846,6 +869,159 @@ mod tests {
         // SYNC POINT: Relaxed: single-threaded test; only this thread touches the ring.
         mem.words[0].store(word_of(8, 0x7000_0000_u32 | 0x8000_0000), Ordering::Relaxed);
         assert!(matches!(ring.peek(0), Err(RingError::Corrupt(_))));
+    }
+
+    /// Every word of the ring is free: zero, or a revoked word a skipped gap left.
+    fn all_free(mem: &RingMem) -> bool {
+        mem.words.iter().all(|w| {
+            // SYNC POINT: Relaxed: single-threaded test; only this thread touches the ring.
+            let word = w.load(Ordering::Relaxed);
+            word == 0 || split(word).1 == REVOKED
+        })
+    }
+
+    /// A full ring behind a gap: once the consumer skips the gap, a producer of the next
+    /// lap claims its space at once. The gap's revoked words are left in place (a zeroing
+    /// compare-and-swap after head moved would race with this copy and zero a payload word
+    /// equal to a revoked word): a message made of exactly that word arrives whole, sent
+    /// with `claim` or with `claim_batch`.
+    #[test]
+    fn a_payload_over_a_skipped_gap_arrives_whole_even_if_it_equals_a_revoked_word() {
+        for batch in [false, true] {
+            let mem = Arc::new(RingMem::new(1024, 0, 0, &[]));
+            let ring = mem.ring();
+            // A producer claimed 16 bytes at 0 (tail CAS) and died before its header.
+            // SYNC POINT: Relaxed: single-threaded test; only this thread touches the ring.
+            mem.tail.store(16, Ordering::Relaxed);
+            for i in 0..63u8 {
+                assert!(send(&ring, 5, &[i; 8]));
+            }
+            assert_eq!(ring.used().unwrap(), 1024, "full");
+            assert_eq!(ring.peek(0).unwrap(), Next::Unwritten);
+            assert_eq!(ring.unblock(0).unwrap(), 16);
+            assert_eq!(ring.peek(0).unwrap(), Next::Gap { record: 16 });
+            let mut head = ring.skip_gap(0, 16);
+            let msg = ring.revoked_word(0).to_le_bytes();
+            if batch {
+                let mut claims = vec![];
+                ring.claim_batch(&[8], 9, &mut claims).unwrap();
+                assert_eq!(claims.len(), 1, "the gap's space is claimed");
+                // SAFETY: the claim reserved 8 bytes at `payload`.
+                unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), ring.payload(&claims[0]), 8) };
+                ring.commit(&claims[0]);
+            } else {
+                assert!(send(&ring, 9, &msg), "the gap's space is claimed");
+            }
+            let mut out = vec![];
+            assert_eq!(drain(&ring, &mut head, &mut out), Next::Empty);
+            assert_eq!(out.len(), 64);
+            assert_eq!(out.last().unwrap().as_slice(), &msg, "batch {batch}");
+            assert!(
+                all_free(&mem),
+                "batch {batch}: free space is zero or revoked"
+            );
+        }
+    }
+
+    /// A batch whose first claim was revoked: `own_headers` finds the revoked word, the
+    /// consumer then skips the gap (head moves past the batch), and only then does
+    /// `own_headers` pad the claims it never owned. None of that padding may stay in
+    /// consumed space: a lap later it would swallow other producers' messages.
+    #[test]
+    fn a_revoked_batch_leaves_no_padding_in_space_the_consumer_freed() {
+        let mem = Arc::new(RingMem::new(1024, 0, 0, &[]));
+        let ring = mem.ring();
+        // `claim_batch`'s tail CAS for [56, 8] (records 64 + 16 at 0 and 64); then the
+        // producer is suspended for UNBLOCK_AFTER.
+        let claims = vec![
+            Claim {
+                pos: 0,
+                len: 56,
+                token: 3,
+            },
+            Claim {
+                pos: 64,
+                len: 8,
+                token: 3,
+            },
+        ];
+        // SYNC POINT: Relaxed: single-threaded test; only this thread touches the ring.
+        mem.tail.store(80, Ordering::Relaxed);
+        // The consumer revokes the unwritten space (the whole batch).
+        assert_eq!(ring.peek(0).unwrap(), Next::Unwritten);
+        assert_eq!(ring.unblock(0).unwrap(), 80);
+        // The producer resumes: `own_headers`' first loop fails at claim 0 (revoked) ...
+        assert!(!ring.take_header(0, word_of(56, 3)));
+        // ... the consumer skips and zeroes the gap (real call) ...
+        assert_eq!(ring.peek(0).unwrap(), Next::Gap { record: 80 });
+        let mut head = ring.skip_gap(0, 80);
+        assert_eq!(head, 80);
+        // ... and `own_headers` goes on: lost = 0, so it pads claims[0..] (the real code),
+        // owns nothing to undo, and returns no claims.
+        ring.pad_unowned(&claims);
+        let free_was_zero = all_free(&mem);
+        // Traffic for the rest of the lap (one message at a time, drained each).
+        let mut out = vec![];
+        while ring.tail() < 1024 {
+            assert!(send(&ring, 5, &[1; 8]));
+            assert_eq!(drain(&ring, &mut head, &mut out), Next::Empty);
+        }
+        assert_eq!(head, 1024);
+        // Lap 1: producer X does its tail CAS for 8 bytes at 1024 and is suspended there;
+        // producer Y sends three messages after it.
+        // SYNC POINT: Relaxed: single-threaded test; only this thread touches the ring.
+        mem.tail.store(1040, Ordering::Relaxed);
+        for m in [b"Y first!", b"Y second", b"Y third!"] {
+            assert!(send(&ring, 4, m));
+        }
+        out.clear();
+        let next = drain(&ring, &mut head, &mut out);
+        // X's space is unwritten: the consumer must wait at 1024, with Y's messages queued.
+        assert!(
+            free_was_zero && (next, head) == (Next::Unwritten, 1024),
+            "free space zero after own_headers: {free_was_zero}; consumer at {head} on {next:?} \
+             having delivered {out:?}, tail {}",
+            ring.tail()
+        );
+    }
+
+    /// A producer whose claim was revoked and skipped, suspended for a whole lap before its
+    /// header `take_header`, must leave alone what the next lap committed there.
+    #[test]
+    fn a_producer_resuming_a_lap_late_does_not_destroy_a_committed_message() {
+        let mem = Arc::new(RingMem::new(1024, 0, 0, &[]));
+        let ring = mem.ring();
+        // S: `claim`'s tail CAS for 8 bytes at 0; suspended.
+        // SYNC POINT: Relaxed: single-threaded test; only this thread touches the ring.
+        mem.tail.store(16, Ordering::Relaxed);
+        assert_eq!(ring.unblock(0).unwrap(), 16);
+        let mut head = ring.skip_gap(0, 16);
+        let mut out = vec![];
+        while ring.tail() < 1024 {
+            assert!(send(&ring, 5, &[1; 8]));
+            assert_eq!(drain(&ring, &mut head, &mut out), Next::Empty);
+        }
+        // Lap 1: R commits a message at 1024 (index 0, S's old header word).
+        assert!(send(&ring, 6, b"R's msg!"));
+        // S resumes: the rest of `claim` (its header `take_header`, then `head > pos`: undo).
+        let mine = word_of(8, 7);
+        if ring.take_header(0, mine) && ring.head.load(Ordering::Acquire) > 0 {
+            let _ = ring
+                .word(0)
+                .compare_exchange(mine, 0, Ordering::AcqRel, Ordering::Relaxed);
+        }
+        out.clear();
+        let next = drain(&ring, &mut head, &mut out);
+        if out.is_empty() && next == Next::Unwritten {
+            // What `receive` does after UNBLOCK_AFTER.
+            let gap = ring.unblock(head).unwrap();
+            let after = ring.peek(head).map(|n| match n {
+                Next::Gap { record } => ring.peek(ring.skip_gap(head, record)),
+                other => Ok(other),
+            });
+            panic!("R's message was lost: unblock revoked {gap} bytes, then {after:?}");
+        }
+        assert_eq!(out, vec![b"R's msg!".to_vec()]);
     }
 
     #[test]
