@@ -292,7 +292,7 @@ export declare class Channel implements Disposable, AsyncIterable<Buffer> {
   static open(path: string, options?: ChannelOptions): Channel
   /** A new unnamed channel (memfd); pass {@link Channel.fd} to a child, which calls {@link Channel.fromFd}. */
   static anonymous(capacityOrOptions?: number | ChannelOptions): Channel
-  /** Opens the channel behind an inherited file descriptor (it is duplicated). */
+  /** Opens the channel behind an inherited file descriptor (opened afresh, as {@link SharedObject.fromFd}). */
   static fromFd(fd: number, options?: ChannelOptions): Channel
 
   /** The channel's absolute path (`memfd:…` or `fd:N` for anonymous channels). */

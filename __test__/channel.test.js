@@ -147,6 +147,9 @@ test('oversize messages are a RangeError ERR_MESSAGE_TOO_LARGE', (t) => {
   assert.equal(ch.maxMessage, 128)
   assert.throws(() => ch.send(Buffer.alloc(129)), { name: 'RangeError', code: 'ERR_MESSAGE_TOO_LARGE' })
   assert.throws(() => ch.sendBatch(['ok', 'x'.repeat(129)]), { code: 'ERR_MESSAGE_TOO_LARGE' })
+  // A long string is measured before any room is made for it (the native path for strings
+  // beyond 64 Ki units).
+  assert.throws(() => ch.send('é'.repeat(200_000)), { name: 'RangeError', code: 'ERR_MESSAGE_TOO_LARGE' })
   assert.equal(ch.send(Buffer.alloc(128)), true)
 })
 

@@ -154,6 +154,8 @@ test('growth beyond maxSize is ERR_VALUE_TOO_LARGE and the file never shrinks', 
   obj.write('x'.repeat(5_000))
   const grown = fs.statSync(file).size
   assert.throws(() => obj.write('y'.repeat(10_001)), { code: 'ERR_VALUE_TOO_LARGE' })
+  // Beyond 64 Ki UTF-16 units a string is measured before room is made for it.
+  assert.throws(() => obj.write('é'.repeat(100_000)), { name: 'RangeError', code: 'ERR_VALUE_TOO_LARGE' })
   assert.equal(obj.read(), 'x'.repeat(5_000))
   obj.write('small')
   assert.equal(fs.statSync(file).size, grown)
@@ -411,6 +413,20 @@ test('lock(): the timeout also counts the wait behind the same handle\'s earlier
   await first
   assert.equal(await within(third, 10_000, 'the third section'), 'third')
   assert.equal(ran, false)
+})
+
+test('lock(): close() ends a lock() queued behind the same handle, and nothing it armed keeps the process alive', (t) => {
+  const dir = tempDir(t)
+  const script = `
+    const { SharedObject } = require(${JSON.stringify(path.join(__dirname, '..'))})
+    const a = SharedObject.open(process.argv[1])
+    a.lock(() => new Promise(() => {})) // holds the lock for good
+    a.lock(() => {}, { timeout: 600000 }).catch((err) => console.log(err.code))
+    setTimeout(() => a.close(), 50)
+  `
+  // Before, the queued lock's timer kept the process alive until its timeout (10 minutes).
+  const out = execFileSync(process.execPath, ['-e', script, path.join(dir, 'seg')], { encoding: 'utf8', timeout: 30_000 })
+  assert.equal(out.trim(), 'ERR_CLOSED')
 })
 
 test('where external buffers are refused (Electron), a SharedObject still reads, writes and waits', (t) => {

@@ -87,7 +87,7 @@ class Channel {
     return new Channel(INTERNAL, call(() => native.channelAnonymous(channelOptions(options))))
   }
 
-  /** Opens the channel behind an inherited file descriptor (it is duplicated). */
+  /** Opens the channel behind an inherited file descriptor (opened afresh; the caller keeps its own). */
   static fromFd(fd, options) {
     checkFd(fd)
     return new Channel(INTERNAL, call(() => native.channelFromFd(fd, channelOptions(options))))

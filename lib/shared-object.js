@@ -108,7 +108,7 @@ class SharedObject {
     return new SharedObject(INTERNAL, id)
   }
 
-  /** Opens the segment behind an inherited file descriptor (it is duplicated). */
+  /** Opens the segment behind an inherited file descriptor (opened afresh; the caller keeps its own). */
   static fromFd(fd, options) {
     checkFd(fd)
     const opts = openOptions(options)
@@ -500,23 +500,32 @@ class SharedObject {
   // Waits for this handle's previous lock() section to end, within `timeout` ms.
   #lockTurn(previous, timeout) {
     return this.#lockWait((resolve, reject) => {
-      const timer = timeout === undefined ? null : longTimeout(() => reject(timeoutError(this.#path, timeout, 'the lock')), timeout)
-      previous.then(() => {
-        clearLongTimeout(timer)
-        resolve()
-      })
+      previous.then(resolve)
+      if (timeout === undefined) return undefined
+      const timer = longTimeout(() => reject(timeoutError(this.#path, timeout, 'the lock')), timeout)
+      return () => clearLongTimeout(timer)
     })
   }
 
-  // A promise for one step of a lock() wait, which close() rejects with ERR_CLOSED.
+  // A promise for one step of a lock() wait, which close() rejects with ERR_CLOSED. The
+  // executor may return a cleanup, run once the step settles, however it does.
   #lockWait(executor) {
     return new Promise((resolve, reject) => {
-      const wait = { reject }
-      this.#lockWaits.add(wait)
-      const settle = (f) => (v) => {
-        if (this.#lockWaits.delete(wait)) f(v)
+      let cleanup
+      const wait = {
+        reject: (err) => settle(reject, err),
       }
-      executor(settle(resolve), settle(reject))
+      const settle = (f, v) => {
+        if (!this.#lockWaits.delete(wait)) return
+        if (cleanup) cleanup()
+        f(v)
+      }
+      this.#lockWaits.add(wait)
+      cleanup = executor(
+        (v) => settle(resolve, v),
+        (err) => settle(reject, err),
+      )
+      if (cleanup && !this.#lockWaits.has(wait)) cleanup() // it settled at once
     })
   }
 
@@ -574,7 +583,6 @@ class SharedObject {
       waiter.reject(err)
     }
     for (const wait of [...this.#lockWaits]) wait.reject(err)
-    this.#lockWaits.clear()
     this.#watchers.clear()
     if (this.#keepAlive) clearInterval(this.#keepAlive)
     if (this.#lingerTimer) clearTimeout(this.#lingerTimer)

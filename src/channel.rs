@@ -14,7 +14,7 @@
 
 use std::cell::Cell;
 use std::path::Path;
-use std::sync::atomic::{fence, AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,10 @@ const POLL: Duration = Duration::from_millis(20);
 pub const MOVE_WAIT: Duration = Duration::from_millis(2);
 /// How long a blocking receive busy-waits before it parks.
 pub const WAIT_SPIN: Duration = Duration::from_micros(20);
+
+fn wake_one(word: &AtomicU32) {
+    futex::wake(word, 1);
+}
 
 /// A receive sink's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +79,7 @@ impl ChannelSegment {
         Self::adopt(Segment::anonymous(&open)?)
     }
 
-    /// Opens the channel behind an inherited descriptor (duplicated).
+    /// Opens the channel behind an inherited descriptor (reopened, see `Segment::from_fd`).
     pub fn from_fd(fd: std::os::fd::BorrowedFd<'_>, opts: &OpenOptions) -> Result<Self> {
         let open = channel_options("fd", opts)?;
         Self::adopt(Segment::from_fd(fd, &open)?)
@@ -303,9 +307,7 @@ impl ChannelSegment {
             let borrowed = self.borrowed.len();
             self.release_borrowed(borrowed);
             self.consumer = false;
-            lock::release(&self.header().consumer_lock, self.seg.token(), &|w| {
-                futex::wake(w, 1);
-            });
+            lock::release(&self.header().consumer_lock, self.seg.token(), &wake_one);
         }
     }
 
@@ -565,24 +567,15 @@ impl ConsumerClaimer {
         let park = |w: &AtomicU32, v, d: Duration| {
             futex::wait(w, v, Some(d.min(POLL)));
         };
-        let outcome = match cancel {
-            Some(cancel) => {
-                lock::acquire_cancellable(word, me, deadline, cancel, POLL, &is_alive, &park)
-            }
-            None => lock::acquire(word, me, deadline, &is_alive, &park),
-        };
-        // SYNC POINT: Acquire pairs with the Release store of the flag by the closing
-        // handle, made before it gives up the role: if we took the role after that, this
-        // load sees the flag.
-        let closed = || cancel.is_some_and(|c| c.load(Ordering::Acquire));
+        // A role taken after the handle closed is handed on at once.
+        let cancel = cancel.map(|flag| lock::Cancel {
+            flag,
+            poll: POLL,
+            wake_one: &wake_one,
+        });
+        let outcome =
+            lock::acquire_cancellable(word, me, deadline, cancel.as_ref(), &is_alive, &park);
         match outcome {
-            // Closed while we took it: give it back at once, not when JS runs again.
-            Ok(_) if closed() => {
-                self.release();
-                Err(Error::Closed {
-                    path: self.path.clone(),
-                })
-            }
             Ok(_) | Err(LockError::AlreadyHeld) => Ok(()),
             Err(LockError::Cancelled) => Err(Error::Closed {
                 path: self.path.clone(),
@@ -601,9 +594,11 @@ impl ConsumerClaimer {
     /// Gives the consumer role back if this handle holds it (for a background claim whose
     /// handle closed before the role could be handed over).
     pub fn release(&self) {
-        lock::release_if_held(&self.header().consumer_lock, self.liveness.token(), &|w| {
-            futex::wake(w, 1);
-        });
+        lock::release_if_held(
+            &self.header().consumer_lock,
+            self.liveness.token(),
+            &wake_one,
+        );
     }
 
     fn header(&self) -> &ChannelHeader {
@@ -690,15 +685,16 @@ impl ChannelWatcher {
         )
     }
 
-    /// Blocks until `bytes` of payload would fit, `deadline` passes or `cancel` is set.
+    /// Blocks until a message of `bytes` bytes would fit, `deadline` passes or `cancel` is
+    /// set. `bytes` is read afresh every time the wait looks (another thread may change
+    /// it: the sender it waits for may give up, and the next one need less room).
     pub fn wait_space(
         &self,
-        bytes: u64,
+        bytes: &AtomicU64,
         deadline: Option<Instant>,
         cancel: Option<&AtomicBool>,
     ) -> bool {
         let h = self.header();
-        let needed = ring::record_len(bytes) * 2; // room even if the claim must pad the wrap
         self.wait(
             &h.space_notify,
             space_announcements(h),
@@ -706,6 +702,9 @@ impl ChannelWatcher {
             Duration::ZERO,
             cancel,
             &|| {
+                // SYNC POINT: Relaxed: a size hint; no other memory is read through it.
+                let bytes = bytes.load(Ordering::Relaxed);
+                let needed = ring::record_len(bytes) * 2; // room even if the claim must pad the wrap
                 let ring = ring_of(&self.map, h, self.capacity);
                 match ring.used() {
                     Ok(used) => self.capacity - used >= needed.min(self.capacity),
@@ -894,16 +893,22 @@ mod tests {
         assert_eq!(recv_all(&mut consumer), vec![b"alive".to_vec()]);
     }
 
+    /// A consumer (open in `dir`) facing a claim whose producer vanished before writing its
+    /// header, with a message queued behind it that it cannot take yet.
+    fn behind_a_vanished_claim(dir: &TempDir) -> ChannelSegment {
+        let mut consumer = ChannelSegment::open(&dir.path().join("c"), &opts(4096)).unwrap();
+        // SYNC POINT: Release pairs with the Acquire loads of tail in `Ring::tail` and
+        // `Ring::positions`; single-threaded test, so program order already orders them.
+        consumer.header().tail.store(32, Ordering::Release);
+        consumer.send(b"behind").unwrap();
+        assert!(recv_all(&mut consumer).is_empty());
+        consumer
+    }
+
     #[test]
     fn unwritten_space_is_revoked_after_the_bound() {
         let dir = TempDir::new("chan-unwritten");
-        let path = dir.path().join("c");
-        let mut consumer = ChannelSegment::open(&path, &opts(4096)).unwrap();
-        // SYNC POINT: Release pairs with the Acquire loads of tail in `Ring::tail` and
-        // `Ring::positions`; single-threaded test, so program order already orders them.
-        consumer.header().tail.store(32, Ordering::Release); // a claim whose producer vanished
-        consumer.send(b"behind").unwrap();
-        assert!(recv_all(&mut consumer).is_empty());
+        let mut consumer = behind_a_vanished_claim(&dir);
         std::thread::sleep(UNBLOCK_AFTER + Duration::from_millis(10));
         assert_eq!(recv_all(&mut consumer), vec![b"behind".to_vec()]);
     }
@@ -911,13 +916,7 @@ mod tests {
     #[test]
     fn a_blocking_wait_is_not_stalled_by_a_vanished_claim() {
         let dir = TempDir::new("chan-unwritten-wait");
-        let path = dir.path().join("c");
-        let mut consumer = ChannelSegment::open(&path, &opts(4096)).unwrap();
-        // SYNC POINT: Release pairs with the Acquire loads of tail in `Ring::tail` and
-        // `Ring::positions`; single-threaded test, so program order already orders them.
-        consumer.header().tail.store(32, Ordering::Release); // a claim whose producer vanished
-        consumer.send(b"behind").unwrap();
-        assert!(recv_all(&mut consumer).is_empty());
+        let mut consumer = behind_a_vanished_claim(&dir);
         // Nothing will ever wake this wait: it must end by itself once the claim is stale.
         let deadline = Instant::now() + Duration::from_secs(20);
         assert!(consumer

@@ -184,7 +184,7 @@ fn with_inherited_fd<T>(
             std::io::Error::from_raw_os_error(libc::EBADF),
         )));
     }
-    // SAFETY: the descriptor was just checked to be open, and it is only used (duplicated)
+    // SAFETY: the descriptor was just checked to be open, and it is only used (reopened)
     // within `f`, during which this thread closes nothing.
     f(unsafe { BorrowedFd::borrow_raw(fd) })
 }
@@ -298,7 +298,7 @@ pub fn value_anonymous(options: Option<NativeOpenOptions>) -> Result<u32, Code> 
     register(ValueSegment::anonymous(&opts).map_err(to_js)?)
 }
 
-/// Opens the value segment behind an inherited descriptor (duplicated: the caller keeps
+/// Opens the value segment behind an inherited descriptor (reopened: the caller keeps
 /// its own); returns its handle number.
 #[napi(catch_unwind)]
 pub fn value_from_fd(fd: i32, options: Option<NativeOpenOptions>) -> Result<u32, Code> {
@@ -362,7 +362,7 @@ pub struct NativeValueInfo {
     pub read_only: bool,
 }
 
-/// Path, capacity, size limit, mode and descriptor of a handle.
+/// Path, capacity, size limit and mode of a handle.
 #[napi(catch_unwind)]
 pub fn value_info(id: u32) -> Result<NativeValueInfo, Code> {
     with_value(id, |e| {
@@ -663,7 +663,8 @@ impl Drop for ChannelEntry {
         self.closed.store(true, Ordering::Release);
         self.chan.release_consumer();
         // A background claim may have taken the role for this handle without JS knowing
-        // yet: that goes too (a claim that takes it after this sees the flag).
+        // yet: that goes too (a claim that takes it after this sees the flag). Only here:
+        // `releaseConsumer()` must not, since that claim's callback still records the role.
         self.chan.consumer_claimer().release();
     }
 }
@@ -733,7 +734,7 @@ pub fn channel_anonymous(options: Option<NativeChannelOptions>) -> Result<u32, C
     register_channel(ChannelSegment::anonymous(&opts).map_err(to_js)?)
 }
 
-/// Opens the channel behind an inherited descriptor (duplicated).
+/// Opens the channel behind an inherited descriptor (reopened: the caller keeps its own).
 #[napi(catch_unwind)]
 pub fn channel_from_fd(fd: i32, options: Option<NativeChannelOptions>) -> Result<u32, Code> {
     let opts = channel_options(&format!("fd:{fd}"), options)?;
@@ -875,20 +876,16 @@ pub fn channel_start_notifier(
         let watcher = e.chan.watcher();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
-        // SYNC POINT: Relaxed: a size hint, read afresh on every round (see below).
+        // SYNC POINT: Relaxed: a size hint (see `channel_set_space_need`).
         e.space_need.store(bytes.max(0.0) as u64, Ordering::Relaxed);
         let need = Arc::clone(&e.space_need);
         std::thread::Builder::new()
             .name("share-object-channel".into())
             .spawn(move || loop {
                 let ready = if space {
-                    // Bounded, so that a new first waiting send (JS stores its size with
-                    // `channelSetSpaceNeed`) is waited for within NEED_POLL.
-                    // SYNC POINT: Relaxed pairs with the Relaxed stores of the hint; no
-                    // other memory is read through it.
-                    let bytes = need.load(Ordering::Relaxed);
-                    let until = Instant::now() + NEED_POLL;
-                    watcher.wait_space(bytes, Some(until), Some(&flag))
+                    // For room for the first waiting send, whose size JS keeps current
+                    // (`channelSetSpaceNeed`).
+                    watcher.wait_space(&need, None, Some(&flag))
                 } else {
                     watcher.wait_data(None, NOTIFY_SPIN, Some(&flag))
                 };
@@ -911,14 +908,12 @@ pub fn channel_start_notifier(
     })
 }
 
-/// How often a space notifier looks at the message size it waits for room for.
-const NEED_POLL: Duration = Duration::from_millis(20);
-
 /// Sets the message size the space notifier waits for room for (the first waiting send).
 #[napi(catch_unwind)]
 pub fn channel_set_space_need(id: u32, bytes: f64) -> Result<(), Code> {
     with_channel(id, |e| {
-        // SYNC POINT: Relaxed pairs with the notifier's Relaxed load (a hint).
+        // SYNC POINT: Relaxed pairs with the Relaxed load in `ChannelWatcher::wait_space`
+        // (a hint).
         e.space_need.store(bytes.max(0.0) as u64, Ordering::Relaxed);
         Ok(())
     })

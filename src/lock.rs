@@ -148,27 +148,48 @@ pub fn acquire(
     }
 }
 
-/// Like [`acquire`], but gives up with [`LockError::Cancelled`] once `cancel` is set: the
-/// wait is cut into steps of at most `poll`, and the flag is looked at before each.
+/// How a wait for the lock may be cancelled (by a closing handle, from another thread).
+pub struct Cancel<'a> {
+    /// Set to cancel.
+    pub flag: &'a AtomicBool,
+    /// How often the flag is looked at while waiting.
+    pub poll: Duration,
+    /// Wakes one parked waiter (to hand on a lock taken after the flag was set).
+    pub wake_one: &'a dyn Fn(&AtomicU32),
+}
+
+/// Like [`acquire`], but with `cancel`, gives up with [`LockError::Cancelled`] once its flag
+/// is set: the wait is cut into steps of at most `poll`, and the flag is looked at before
+/// each and after the lock is taken (a lock taken once the flag is set is handed on at once,
+/// never returned). Without `cancel`, exactly [`acquire`].
 pub fn acquire_cancellable(
     word: &AtomicU32,
     me: u32,
     deadline: Option<Instant>,
-    cancel: &AtomicBool,
-    poll: Duration,
+    cancel: Option<&Cancel<'_>>,
     is_alive: &dyn Fn(u32) -> bool,
     park: &dyn Fn(&AtomicU32, u32, Duration),
 ) -> Result<Acquired, LockError> {
+    let Some(cancel) = cancel else {
+        return acquire(word, me, deadline, is_alive, park);
+    };
+    // SYNC POINT: Acquire pairs with the Release store of the flag by whoever cancels (a
+    // closing handle, which stores it before it releases a lock held for it with
+    // `release_if_held`): a lock our compare-and-swap took after that release is followed
+    // by a load that sees the flag.
+    let cancelled = || cancel.flag.load(Ordering::Acquire);
     loop {
-        // SYNC POINT: Acquire pairs with the Release store of the flag by whoever cancels
-        // (a closing handle); nothing else is published through it.
-        if cancel.load(Ordering::Acquire) {
+        if cancelled() {
             return Err(LockError::Cancelled);
         }
-        let step = Instant::now() + poll;
+        let step = Instant::now() + cancel.poll;
         let step = deadline.map_or(step, |d| d.min(step));
         match acquire(word, me, Some(step), is_alive, park) {
             Err(LockError::TimedOut) if deadline.map_or(true, |d| Instant::now() < d) => continue,
+            Ok(_) if cancelled() => {
+                release_if_held(word, me, cancel.wake_one);
+                return Err(LockError::Cancelled);
+            }
             other => return other,
         }
     }
@@ -217,6 +238,14 @@ mod tests {
     }
     fn futex_wake(w: &AtomicU32) {
         crate::futex::wake(w, 1);
+    }
+
+    fn cancellation(flag: &AtomicBool, poll: Duration) -> Cancel<'_> {
+        Cancel {
+            flag,
+            poll,
+            wake_one: &futex_wake,
+        }
     }
 
     #[test]
@@ -295,8 +324,8 @@ mod tests {
             let (w, cancel) = (w.clone(), cancel.clone());
             std::thread::spawn(move || {
                 let alive = |_| true;
-                let poll = Duration::from_millis(5);
-                acquire_cancellable(&w, 7, None, &cancel, poll, &alive, &futex_park)
+                let cancel = cancellation(&cancel, Duration::from_millis(5));
+                acquire_cancellable(&w, 7, None, Some(&cancel), &alive, &futex_park)
             })
         };
         std::thread::sleep(Duration::from_millis(20));
@@ -308,15 +337,31 @@ mod tests {
     #[test]
     fn a_cancellable_wait_keeps_its_deadline_and_takes_a_freed_lock() {
         let w = AtomicU32::new(42);
-        let cancel = AtomicBool::new(false);
+        let flag = AtomicBool::new(false);
+        let cancel = cancellation(&flag, Duration::from_millis(2));
         let alive = |_| true;
-        let poll = Duration::from_millis(2);
         let deadline = Some(Instant::now() + Duration::from_millis(10));
-        let got = acquire_cancellable(&w, 7, deadline, &cancel, poll, &alive, &futex_park);
+        let got = acquire_cancellable(&w, 7, deadline, Some(&cancel), &alive, &futex_park);
         assert_eq!(got, Err(LockError::TimedOut));
         w.store(0, Ordering::Relaxed);
-        let got = acquire_cancellable(&w, 7, None, &cancel, poll, &alive, &futex_park);
+        let got = acquire_cancellable(&w, 7, None, Some(&cancel), &alive, &futex_park);
         assert_eq!(got, Ok(Acquired::Clean));
+    }
+
+    #[test]
+    fn a_lock_freed_after_the_cancel_is_handed_on_not_returned() {
+        let w = AtomicU32::new(42);
+        let flag = AtomicBool::new(false);
+        let cancel = cancellation(&flag, Duration::from_secs(10));
+        let alive = |_| true;
+        // While we are parked, the handle closes and the holder releases.
+        let park = |w: &AtomicU32, _: u32, _: Duration| {
+            flag.store(true, Ordering::Release);
+            w.store(0, Ordering::Release);
+        };
+        let got = acquire_cancellable(&w, 7, None, Some(&cancel), &alive, &park);
+        assert_eq!(got, Err(LockError::Cancelled));
+        assert_eq!(w.load(Ordering::Relaxed), 0, "the lock is free again");
     }
 
     #[test]

@@ -283,25 +283,7 @@ impl<'a> Ring<'a> {
                 continue;
             }
             if pad > 0 {
-                // The padding is committed at once. If the consumer revoked it meanwhile, its
-                // own gap covers the same bytes: nothing to do. If we were suspended so long
-                // that the space was consumed and a later lap's record cleared it back to
-                // zero, our padding landed in free space: take it back (a stale padding
-                // there would swallow a later lap's records).
-                let padding = word_of(pad - HEADER, PAD);
-                // SYNC POINT: Acquire pairs with the Release store of head in `consume`; the
-                // store of head past `tail` is a lap older than the zero our CAS read.
-                if self.take_header(tail, padding) && self.head.load(Ordering::Acquire) > tail {
-                    // SYNC POINT: AcqRel, though nothing needs it: the CAS reads back the padding
-                    // we just wrote and publishes nothing (a padding has no payload); a later
-                    // lap's producer finds the zero with its own CAS in `take_header`.
-                    let _ = self.word(index).compare_exchange(
-                        padding,
-                        0,
-                        Ordering::AcqRel,
-                        Ordering::Relaxed,
-                    );
-                }
+                self.put_padding(tail, pad);
             }
             let pos = tail + pad;
             let header = self.word(self.index(pos));
@@ -452,20 +434,29 @@ impl<'a> Ring<'a> {
     /// it already did, this fails and that is fine).
     fn pad_unowned(&self, claims: &[Claim]) {
         for c in claims {
-            // As for the padding in `claim`: if this space was consumed and cleared back to
-            // zero before we got here, the padding landed in free space: take it back.
-            let padding = word_of(record_len(c.len) - HEADER, PAD);
-            // SYNC POINT: Acquire pairs with the Release store of head in `consume`, as in
-            // `claim`.
-            if self.take_header(c.pos, padding) && self.head.load(Ordering::Acquire) > c.pos {
-                // SYNC POINT: AcqRel, as for the padding's take-back in `claim`.
-                let _ = self.word(self.index(c.pos)).compare_exchange(
-                    padding,
-                    0,
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                );
-            }
+            self.put_padding(c.pos, record_len(c.len));
+        }
+    }
+
+    /// Commits `record` bytes of our claim at `pos` as padding at once. If the consumer
+    /// revoked it meanwhile, its own gap covers the same bytes: nothing to do. If we were
+    /// suspended so long that the space was consumed and a later lap's record cleared it
+    /// back to zero, the padding landed in free space: it is taken back (a stale padding
+    /// there would swallow a later lap's records).
+    fn put_padding(&self, pos: u64, record: u64) {
+        let padding = word_of(record - HEADER, PAD);
+        // SYNC POINT: Acquire pairs with the Release store of head in `consume`; the store
+        // of head past `pos` is a lap older than the zero our CAS read.
+        if self.take_header(pos, padding) && self.head.load(Ordering::Acquire) > pos {
+            // SYNC POINT: AcqRel, though nothing needs it: the CAS reads back the padding we
+            // just wrote and publishes nothing (a padding has no payload); a later lap's
+            // producer finds the zero with its own CAS in `take_header`.
+            let _ = self.word(self.index(pos)).compare_exchange(
+                padding,
+                0,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
         }
     }
 

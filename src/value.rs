@@ -72,7 +72,7 @@ impl ValueSegment {
         })
     }
 
-    /// Opens the value segment behind an inherited descriptor (duplicated).
+    /// Opens the value segment behind an inherited descriptor (reopened, see `Segment::from_fd`).
     pub fn from_fd(fd: std::os::fd::BorrowedFd<'_>, opts: &ValueOptions) -> Result<Self> {
         let open = checked_options("fd", opts)?;
         Ok(ValueSegment {
@@ -530,28 +530,6 @@ impl UserLocker {
         cancel: Option<&AtomicBool>,
     ) -> Result<Acquired> {
         let started = Instant::now();
-        let acquired = self.lock_until(deadline, wait_for_self, cancel, started)?;
-        // SYNC POINT: Acquire pairs with the Release store of the flag by the closing
-        // handle, which stores it before its own `unlock_user`: if our compare-and-swap took
-        // the lock after that release, this load sees the flag.
-        if cancel.is_some_and(|c| c.load(Ordering::Acquire)) {
-            // Closed while we took it: give it back at once, not when JS runs again (it may
-            // be blocked waiting for this very lock).
-            self.unlock();
-            return Err(Error::Closed {
-                path: self.path.clone(),
-            });
-        }
-        Ok(acquired)
-    }
-
-    fn lock_until(
-        &self,
-        deadline: Option<Instant>,
-        wait_for_self: bool,
-        cancel: Option<&AtomicBool>,
-        started: Instant,
-    ) -> Result<Acquired> {
         loop {
             match self.lock_once(deadline, cancel, started) {
                 Err(Error::LockHeld { .. }) if wait_for_self => {
@@ -581,35 +559,40 @@ impl UserLocker {
         let park = |w: &AtomicU32, v, d| {
             futex::wait(w, v, Some(d));
         };
-        match cancel {
-            Some(cancel) => {
-                lock::acquire_cancellable(word, me, deadline, cancel, CANCEL_POLL, &is_alive, &park)
-            }
-            None => lock::acquire(word, me, deadline, &is_alive, &park),
-        }
-        .map_err(|e| match e {
-            LockError::TimedOut => Error::Timeout {
-                path: self.path.clone(),
-                what: "the lock",
-                ms: started.elapsed().as_millis() as u64,
+        // A lock taken after the handle closed is handed on at once, not when JS runs
+        // again (it may be blocked waiting for this very lock).
+        let cancel = cancel.map(|flag| lock::Cancel {
+            flag,
+            poll: CANCEL_POLL,
+            wake_one: &wake_one,
+        });
+        lock::acquire_cancellable(word, me, deadline, cancel.as_ref(), &is_alive, &park).map_err(
+            |e| match e {
+                LockError::TimedOut => Error::Timeout {
+                    path: self.path.clone(),
+                    what: "the lock",
+                    ms: started.elapsed().as_millis() as u64,
+                },
+                LockError::AlreadyHeld => Error::LockHeld {
+                    path: self.path.clone(),
+                },
+                LockError::Cancelled => Error::Closed {
+                    path: self.path.clone(),
+                },
             },
-            LockError::AlreadyHeld => Error::LockHeld {
-                path: self.path.clone(),
-            },
-            LockError::Cancelled => Error::Closed {
-                path: self.path.clone(),
-            },
-        })
+        )
     }
 
     /// Releases the lock if this handle holds it (for a background thread whose handle
     /// closed before the lock could be handed over).
     pub fn unlock(&self) {
         let word = &self.watcher.header().user_lock;
-        lock::release_if_held(word, self.liveness.token(), &|w| {
-            futex::wake(w, 1);
-        });
+        lock::release_if_held(word, self.liveness.token(), &wake_one);
     }
+}
+
+fn wake_one(word: &AtomicU32) {
+    futex::wake(word, 1);
 }
 
 /// The longest a waiter sleeps before it looks at the version again, woken or not.
@@ -634,6 +617,28 @@ mod tests {
         let mut out = vec![9];
         assert_eq!(v.read_into(&mut out).unwrap(), 0);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_waiter_whose_announcement_was_zeroed_still_sees_the_next_write() {
+        let dir = TempDir::new("val-zeroed-slots");
+        let a = open(&dir, "s");
+        let watcher = a.watcher();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(watcher.wait_for_change(0, None, Duration::ZERO, None));
+        });
+        std::thread::sleep(Duration::from_millis(100)); // parked and announced
+                                                        // Another process zeroes the announcements: the writer below wakes nobody.
+        for slot in &a.header().waiter_slots {
+            // SYNC POINT: Relaxed: stands for a foreign process's plain store.
+            slot.store(0, Ordering::Relaxed);
+        }
+        // SYNC POINT: Relaxed: as above.
+        a.header().notify_waiters.store(0, Ordering::Relaxed);
+        open(&dir, "s").write(b"changed").unwrap();
+        let woke = rx.recv_timeout(LONGEST_PARK * 10);
+        assert_eq!(woke, Ok(Some(1)), "the waiter looks again by itself");
     }
 
     #[test]
