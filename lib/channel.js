@@ -304,7 +304,7 @@ class Channel {
   }
 
   // One native receive: `timeout` false returns at once, null waits without limit. Messages
-  // above 4 KiB come back as Buffers of their own (one copy, see src/fast.rs); a batch that
+  // above 4 KiB come back as Buffers of their own (one copy, see src/napi/fast.rs); a batch that
   // starts with one goes on taking what waits, without blocking.
   #receiveNative(max, encoding, timeout) {
     this.#checkNotLent()

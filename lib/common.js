@@ -4,7 +4,7 @@
 
 const { fromNative, invalidArgType, invalidArgValue, outOfRange } = require('./errors.js')
 
-// The per-message and per-read calls as plain napi callbacks (src/fast.rs), made once.
+// The per-message and per-read calls as plain napi callbacks (src/napi/fast.rs), made once.
 const fast = require('../binding.js').fastApi()
 
 // Guards the private constructors: instances come from the static factories only.

@@ -11,9 +11,9 @@ const native = require('../binding.js')
 const { coded, fromNative, invalidArgType, outOfRange, timeoutError, closedError, abortError } = require('./errors.js')
 const { INTERNAL, MAX_TIMER_MS, fast, call, longTimeout, clearLongTimeout, checkFd, checkPath, checkBytes, checkTimeout, checkSignal, checkObject, checkFunction } = require('./common.js')
 
-// The largest value size the on-file format allows (MAX_CAPACITY in src/layout.rs).
+// The largest value size the on-file format allows (MAX_CAPACITY in src/segment/layout.rs).
 const MAX_BYTES = 2 ** 39
-// Index of `seq` in a BigUint64Array over the header (byte offset 64, see src/layout.rs).
+// Index of `seq` in a BigUint64Array over the header (byte offset 64, see src/segment/layout.rs).
 const SEQ_INDEX = 8
 // How long an idle notifier thread lingers before it is stopped (a ping-pong would
 // otherwise start a thread per wait).

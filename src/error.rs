@@ -1,6 +1,6 @@
 //! One error type for the whole core, each variant with a stable JS `code`.
 //!
-//! The napi layer (`lib.rs`) turns an [`Error`] into a JS `Error` whose `code` is
+//! The napi layer (`napi/mod.rs`) turns an [`Error`] into a JS `Error` whose `code` is
 //! [`Error::code`] and whose message is the `Display` text below, which always names the
 //! segment's path and the cause. OS failures keep their errno name as the code (`EACCES`,
 //! `ENOSPC`, …), as Node's own `fs` errors do.

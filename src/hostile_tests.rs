@@ -52,12 +52,12 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 
+use crate::channel::ring::{self, Next, Ring, RingError};
 use crate::channel::{Accept, ChannelSegment};
 use crate::error::Error;
-use crate::layout::{self, HEADER_SIZE};
-use crate::ring::{self, Next, Ring, RingError};
+use crate::segment::layout::{self, HEADER_SIZE};
 use crate::segment::OpenOptions;
-use crate::seqlock::{self, ReadAttempt};
+use crate::sync::seqlock::{self, ReadAttempt};
 use crate::test_support::{RingMem, TempDir};
 use crate::value::{ValueOptions, ValueSegment};
 

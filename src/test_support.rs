@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::ring::Ring;
+use crate::channel::ring::Ring;
 
 /// A fresh folder under the system temp dir, removed on drop.
 pub struct TempDir(PathBuf);

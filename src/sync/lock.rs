@@ -18,7 +18,8 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::layout::CONTENDED;
+/// High bit of a lock word: some thread is (or was) parked waiting for it.
+pub const CONTENDED: u32 = 1 << 31;
 
 /// How long a parked waiter sleeps before it re-checks whether the holder is alive.
 pub const LIVENESS_POLL: Duration = Duration::from_millis(20);
@@ -234,10 +235,10 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     fn futex_park(w: &AtomicU32, expected: u32, d: Duration) {
-        crate::futex::wait(w, expected, Some(d));
+        crate::sync::futex::wait(w, expected, Some(d));
     }
     fn futex_wake(w: &AtomicU32) {
-        crate::futex::wake(w, 1);
+        crate::sync::futex::wake(w, 1);
     }
 
     fn cancellation(flag: &AtomicBool, poll: Duration) -> Cancel<'_> {

@@ -236,7 +236,8 @@ pub fn random_token() -> u32 {
                 .unwrap_or(0);
             bytes = (t ^ std::process::id().rotate_left(16)).to_le_bytes();
         }
-        let token = u32::from_le_bytes(bytes) & !crate::layout::CONTENDED;
+        // 31 bits: the high bit of a lock word is its CONTENDED flag (`sync::lock`).
+        let token = u32::from_le_bytes(bytes) & 0x7FFF_FFFF;
         if token != 0 {
             return token;
         }

@@ -18,13 +18,17 @@ use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub mod ring;
+
+use ring::{Next, Ring, RingError};
+
 use crate::error::{Error, Result};
-use crate::futex;
-use crate::layout::{ChannelHeader, KIND_CHANNEL};
-use crate::lock::{self, LockError};
-use crate::ring::{self, Next, Ring, RingError};
+use crate::segment::layout::{ChannelHeader, KIND_CHANNEL};
+use crate::sync::futex;
+use crate::sync::lock::{self, LockError};
+
 use crate::segment::{Liveness, Mapping, OpenOptions, Segment};
-use crate::waiters::Announcements;
+use crate::sync::waiters::Announcements;
 
 /// Default ring size.
 pub const DEFAULT_CAPACITY: u64 = 1 << 20;
@@ -749,7 +753,7 @@ impl ChannelWatcher {
                 nap = nap.min(deadline.saturating_duration_since(now));
             }
             // SYNC POINT: Acquire pairs with the Release store of the flag in
-            // `ChannelEntry::stop_notifier` (lib.rs); nothing else is published through it.
+            // `ChannelEntry::stop_notifier` (napi/mod.rs); nothing else is published through it.
             let stop = cancel.is_some_and(|c| c.load(Ordering::Acquire));
             if !now_ready && !expired && !stop {
                 futex::wait(word, observed, Some(nap));
@@ -786,7 +790,7 @@ impl ChannelWatcher {
     /// looks again.
     pub fn wait_moved(&self, space: bool, from: u64, cancel: &AtomicBool) {
         // SYNC POINT: the flag's Acquire load pairs with the Release store in
-        // `ChannelEntry::stop_notifier` (lib.rs); `position` documents its own loads.
+        // `ChannelEntry::stop_notifier` (napi/mod.rs); `position` documents its own loads.
         let moved = || self.position(space) != from || cancel.load(Ordering::Acquire);
         if futex::spin_until(Duration::from_micros(10), &moved) {
             return;

@@ -12,12 +12,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::futex;
-use crate::layout::{ValueHeader, DEFAULT_MAX_SIZE, HEADER_SIZE, KIND_VALUE, MAX_CAPACITY};
-use crate::lock::{self, Acquired, LockError};
+use crate::segment::layout::{
+    ValueHeader, DEFAULT_MAX_SIZE, HEADER_SIZE, KIND_VALUE, MAX_CAPACITY,
+};
 use crate::segment::{Liveness, Mapping, OpenOptions, Segment};
-use crate::seqlock::{self, ReadAttempt};
-use crate::waiters::Announcements;
+use crate::sync::futex;
+use crate::sync::lock::{self, Acquired, LockError};
+use crate::sync::seqlock::{self, ReadAttempt};
+use crate::sync::waiters::Announcements;
 
 /// How long a writer waits for the writer lock held by a live process before giving up.
 const WRITE_LOCK_WAIT: Duration = Duration::from_secs(10);
@@ -465,7 +467,7 @@ impl Watcher {
                 return Some(v);
             }
             // SYNC POINT: Acquire pairs with the Release store of the flag in
-            // `ValueEntry::stop_notifier` (lib.rs); nothing else is published through it.
+            // `ValueEntry::stop_notifier` (napi/mod.rs); nothing else is published through it.
             if cancel.is_some_and(|c| c.load(Ordering::Acquire)) {
                 return None;
             }

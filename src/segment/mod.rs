@@ -19,12 +19,14 @@ use std::time::{Duration, Instant};
 
 use memmap2::{MmapOptions, MmapRaw};
 
+pub mod layout;
+
 use crate::error::{Error, Result};
-use crate::layout::{
-    self, kind_name, IdentityFields, FORMAT_VERSION, HEADER_SIZE, LIVENESS_BASE, LOCK_OPEN,
-    MAGIC_U64, MAX_CAPACITY,
-};
 use crate::os::{self, LockKind, OpenMode};
+use layout::{
+    kind_name, IdentityFields, FORMAT_VERSION, HEADER_SIZE, LIVENESS_BASE, LOCK_OPEN, MAGIC_U64,
+    MAX_CAPACITY,
+};
 
 /// How long an opener waits for another process to finish initialising a file in place.
 const INIT_WAIT: Duration = Duration::from_secs(5);

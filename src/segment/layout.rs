@@ -81,8 +81,8 @@ pub const KIND_VALUE: u32 = 1;
 /// `kind` of a segment holding a message channel.
 pub const KIND_CHANNEL: u32 = 2;
 
-/// High bit of a lock word: some thread is (or was) parked waiting for it.
-pub const CONTENDED: u32 = 1 << 31;
+/// High bit of a lock word: some thread is (or was) parked waiting for it (`sync::lock`).
+pub use crate::sync::lock::CONTENDED;
 
 /// OFD lock byte that every opener holds shared, and an in-place initialiser holds exclusive.
 pub const LOCK_OPEN: u64 = 1 << 40;

@@ -16,7 +16,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::futex;
+use crate::sync::futex;
 
 /// The slots and overflow counter of one futex word, borrowed from a segment header.
 pub struct Announcements<'a> {
