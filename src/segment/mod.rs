@@ -2,7 +2,9 @@
 //!
 //! Invariants this module keeps:
 //! - A file is only ever written by us if its header is ours, or if it is entirely zero
-//!   bytes (the article's pre-made `share-data`) and no one else has it open.
+//!   bytes, at most [`BLANK_MAX`] of them (the article's pre-made `share-data`), and no one
+//!   else has it open. Deciding so reads at most `BLANK_MAX` bytes, whatever the file's size.
+//! - A file is only ever removed by us ([`unlink`]) if its first bytes are the magic.
 //! - A new file is created under a temporary name, fully initialised, then renamed into
 //!   place without replacing anything, so no opener ever sees a half-written header.
 //! - Every opener holds a shared OFD lock on [`LOCK_OPEN`] for as long as it has the file
@@ -128,10 +130,23 @@ impl Segment {
         if path.as_os_str().is_empty() {
             return Err(Error::invalid(&name, "path is empty"));
         }
+        check_names_a_file(path, &name)?;
         let file = match open_existing(path, &name, opts) {
             Ok(file) => file,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) && opts.create => {
+            // A read-only open never creates anything: it could not initialise what it made.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) && opts.create && !opts.read_only => {
                 create_new(path, &name, opts)?
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                let why = if opts.read_only {
+                    "the file does not exist, and a read-only open never creates one"
+                } else {
+                    "the file does not exist, and `create: false` was given"
+                };
+                return Err(Error::NotFound {
+                    path: name,
+                    reason: why.into(),
+                });
             }
             Err(e) => return Err(e),
         };
@@ -322,6 +337,80 @@ impl Segment {
     }
 }
 
+/// Removes the segment file at `path`, of any kind (value, channel, or a kind this build
+/// does not know): a regular file whose first bytes are the share-object magic. Anything
+/// else is refused with `ERR_NOT_A_SEGMENT` and left as it is: a symlink (never followed:
+/// neither the link nor its target is removed), a directory, a FIFO or device, an empty or
+/// all-zero file, another program's file. Handles already open keep working on the removed
+/// file. Reads the first eight bytes through a descriptor opened with `O_NOFOLLOW`, and
+/// removes the path only if it still names that same file.
+pub fn unlink(path: &Path) -> Result<()> {
+    let name = path.display().to_string();
+    if path.as_os_str().as_encoded_bytes().contains(&0) {
+        return Err(Error::invalid(&name, "path contains a NUL byte"));
+    }
+    if path.as_os_str().is_empty() {
+        return Err(Error::invalid(&name, "path is empty"));
+    }
+    check_names_a_file(path, &name)?;
+    let refuse = |reason: &str| Error::NotASegment {
+        path: name.clone(),
+        reason: reason.to_owned(),
+    };
+    let how = OpenMode {
+        write: false,
+        create_exclusive: false,
+        mode: 0,
+    };
+    let file = os::open(path, how).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOENT) => Error::NotFound {
+            path: name.clone(),
+            reason: "nothing exists at the path".into(),
+        },
+        Some(libc::ELOOP) => refuse("it is a symbolic link, which is never followed"),
+        Some(libc::ENXIO) => refuse("it is a socket or a device, not a regular file"),
+        _ => Error::os(&name, "open", e),
+    })?;
+    let facts = os::facts(file.as_fd()).map_err(|e| Error::os(&name, "fstat", e))?;
+    if facts.is_dir {
+        return Err(refuse("it is a directory"));
+    }
+    if !facts.is_regular {
+        return Err(refuse("it is not a regular file"));
+    }
+    let mut magic = [0u8; 8];
+    let got = os::read_at(&file, &mut magic, 0).map_err(|e| Error::os(&name, "read", e))?;
+    if got == 0 {
+        return Err(refuse("the file is empty"));
+    }
+    if got < magic.len() || magic != layout::MAGIC {
+        return Err(refuse("its first bytes are not the share-object magic"));
+    }
+    // The check above was made on what the descriptor opened: remove the path only if it
+    // still names that file (another process may have replaced it meanwhile).
+    let same = os::names_file(path, file.as_fd()).map_err(|e| Error::os(&name, "lstat", e))?;
+    if !same {
+        return Err(refuse(
+            "the path was replaced by another file while it was checked",
+        ));
+    }
+    os::unlink(path).map_err(|e| Error::os(&name, "unlink", e))
+}
+
+/// Refuses a path that names a directory rather than a file: one ending in `/`, `.` or
+/// `..` (the JS layer resolves paths, which would silently drop such an ending).
+fn check_names_a_file(path: &Path, name: &str) -> Result<()> {
+    let bytes = path.as_os_str().as_encoded_bytes();
+    let last = bytes.rsplit(|&b| b == b'/').next().unwrap_or(bytes);
+    if last.is_empty() || last == b"." || last == b".." {
+        return Err(Error::invalid(
+            name,
+            "the path must name a file, but it ends with \"/\", \".\" or \"..\"",
+        ));
+    }
+    Ok(())
+}
+
 /// Tells whether the handle behind a token is alive, from any thread.
 #[derive(Clone)]
 pub struct Liveness {
@@ -462,6 +551,14 @@ enum Inspection {
     AllZero,
 }
 
+/// The largest file with an all-zero header that counts as blank (and is initialised in
+/// place): an empty or zeroed file made ahead of time, as the article's `share-data` was,
+/// or a segment of share-object's default sizes (1 KiB values, 1 MiB channels) zeroed by
+/// another program. Deciding reads at most this much, so its cost is bounded whatever the
+/// file's size; a larger file whose header is all zero is refused as not a segment, never
+/// scanned (a sparse 64 GiB file once took minutes) and never written to.
+pub const BLANK_MAX: u64 = 4 << 20;
+
 /// Reads and checks the header from a private copy of the file's first bytes.
 fn inspect(file: &File, name: &str, opts: &OpenOptions) -> Result<Inspection> {
     let size = os::facts(file.as_fd())
@@ -469,8 +566,21 @@ fn inspect(file: &File, name: &str, opts: &OpenOptions) -> Result<Inspection> {
         .size;
     let mut head = [0u8; HEADER_SIZE];
     let got = os::read_at(file, &mut head, 0).map_err(|e| Error::os(name, "read", e))?;
-    if got == 0 || (head[..got].iter().all(|&b| b == 0) && all_zero(file, name, size)?) {
+    if got == 0 {
         return Ok(Inspection::AllZero);
+    }
+    if head[..got].iter().all(|&b| b == 0) {
+        if size > BLANK_MAX {
+            return Err(Error::NotASegment {
+                path: name.to_owned(),
+                reason: format!(
+                    "its header is all zero bytes but the file holds {size} bytes: only an empty or all-zero file of at most {BLANK_MAX} bytes is initialised"
+                ),
+            });
+        }
+        if all_zero(file, name, size)? {
+            return Ok(Inspection::AllZero);
+        }
     }
     let mut line = [0u8; 64];
     line.copy_from_slice(&head[..64]);
@@ -528,11 +638,12 @@ fn inspect(file: &File, name: &str, opts: &OpenOptions) -> Result<Inspection> {
     }
 }
 
-/// Whether every byte of the file is zero (read in chunks through a private buffer).
+/// Whether every byte of the file is zero (read in chunks through a private buffer). Only
+/// called for files of at most [`BLANK_MAX`] bytes, and reads no further than that.
 fn all_zero(file: &File, name: &str, size: u64) -> Result<bool> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut offset = 0u64;
-    while offset < size {
+    while offset < size.min(BLANK_MAX) {
         let n = os::read_at(file, &mut buf, offset).map_err(|e| Error::os(name, "read", e))?;
         if n == 0 {
             break;
@@ -699,7 +810,7 @@ mod tests {
     }
 
     #[test]
-    fn missing_file_without_create_is_enoent() {
+    fn missing_file_without_create_is_not_found() {
         let dir = TempDir::new("seg-nocreate");
         let opts = OpenOptions {
             create: false,
@@ -708,6 +819,154 @@ mod tests {
         let err = Segment::open(&dir.path().join("nope"), &opts)
             .err()
             .unwrap();
-        assert_eq!(err.code(), "ENOENT");
+        assert_eq!(err.code(), "ERR_NOT_FOUND");
+    }
+
+    #[test]
+    fn a_read_only_open_of_a_missing_file_creates_nothing() {
+        let dir = TempDir::new("seg-ro-missing");
+        let path = dir.path().join("nope");
+        let opts = OpenOptions {
+            read_only: true,
+            ..OpenOptions::default() // create: true, as the JS default
+        };
+        let err = Segment::open(&path, &opts).err().unwrap();
+        assert_eq!(err.code(), "ERR_NOT_FOUND");
+        assert!(err.to_string().contains(&path.display().to_string()));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    fn write_private(path: &Path, content: &[u8]) {
+        std::fs::write(path, content).unwrap();
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+    }
+
+    #[test]
+    fn a_large_file_with_an_all_zero_header_is_refused_without_being_read_or_changed() {
+        let dir = TempDir::new("seg-sparse");
+        let path = dir.path().join("sparse");
+        write_private(&path, &[]);
+        // 1 TiB of holes: reading it all would take hours.
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.set_len(1 << 40).unwrap();
+        drop(file);
+        // A watchdog: scanning the holes would take hours, not fail.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let opening = path.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(Segment::open(&opening, &OpenOptions::default()).err());
+        });
+        let err = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("open() read the whole file")
+            .expect("a sparse file was accepted");
+        assert_eq!(err.code(), "ERR_NOT_A_SEGMENT");
+        assert!(err.to_string().contains("1099511627776 bytes"), "{err}");
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.len(), 1 << 40);
+        let mut head = [1u8; 64];
+        std::os::unix::fs::FileExt::read_exact_at(
+            &std::fs::File::open(&path).unwrap(),
+            &mut head,
+            0,
+        )
+        .unwrap();
+        assert_eq!(head, [0u8; 64], "the file was written to");
+    }
+
+    #[test]
+    fn an_all_zero_file_up_to_blank_max_is_initialised_and_one_byte_more_is_refused() {
+        let dir = TempDir::new("seg-blank-max");
+        let small = dir.path().join("small");
+        write_private(&small, &vec![0u8; BLANK_MAX as usize]);
+        Segment::open(&small, &OpenOptions::default()).unwrap();
+        assert_eq!(&std::fs::read(&small).unwrap()[..8], b"SHAREOBJ");
+        let large = dir.path().join("large");
+        write_private(&large, &vec![0u8; BLANK_MAX as usize + 1]);
+        let err = Segment::open(&large, &OpenOptions::default())
+            .err()
+            .unwrap();
+        assert_eq!(err.code(), "ERR_NOT_A_SEGMENT");
+        assert!(std::fs::read(&large).unwrap().iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn a_path_ending_in_a_slash_dot_or_dot_dot_is_refused_not_shortened() {
+        let dir = TempDir::new("seg-slash");
+        for tail in ["seg/", "seg/.", "seg/.."] {
+            let path = PathBuf::from(format!("{}/{tail}", dir.path().display()));
+            let err = Segment::open(&path, &OpenOptions::default()).err().unwrap();
+            assert_eq!(err.code(), "ERR_INVALID_ARG_VALUE", "{tail}");
+            assert!(err.to_string().contains(tail), "{err}");
+            assert_eq!(unlink(&path).unwrap_err().code(), "ERR_INVALID_ARG_VALUE");
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn unlink_removes_segments_of_every_kind() {
+        let dir = TempDir::new("seg-unlink");
+        for kind in [layout::KIND_VALUE, layout::KIND_CHANNEL] {
+            let path = dir.path().join(format!("k{kind}"));
+            let opts = OpenOptions {
+                kind,
+                capacity: 4096,
+                ..OpenOptions::default()
+            };
+            let open = Segment::open(&path, &opts).unwrap();
+            unlink(&path).unwrap();
+            assert!(!path.exists());
+            drop(open);
+        }
+        // A kind this build does not know (a later structure) is still a segment.
+        let future = dir.path().join("future");
+        let mut bytes = vec![0u8; HEADER_SIZE + 64];
+        bytes[..8].copy_from_slice(&layout::MAGIC);
+        bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+        bytes[12..16].copy_from_slice(&3u32.to_le_bytes());
+        write_private(&future, &bytes);
+        unlink(&future).unwrap();
+        assert!(!future.exists());
+    }
+
+    #[test]
+    fn unlink_refuses_what_is_not_a_segment_and_leaves_it_in_place() {
+        let dir = TempDir::new("seg-unlink-refuse");
+        let segment = dir.path().join("segment");
+        drop(Segment::open(&segment, &OpenOptions::default()).unwrap());
+        let foreign = dir.path().join("foreign");
+        write_private(&foreign, b"precious data, not a segment");
+        let empty = dir.path().join("empty");
+        write_private(&empty, b"");
+        let zeros = dir.path().join("zeros");
+        write_private(&zeros, &[0u8; 4096]);
+        let short = dir.path().join("short");
+        write_private(&short, b"SHARE");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&segment, &link).unwrap();
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        for path in [&foreign, &empty, &zeros, &short, &link, &sub, &fifo] {
+            let err = unlink(path).unwrap_err();
+            assert_eq!(err.code(), "ERR_NOT_A_SEGMENT", "{}", path.display());
+            assert!(err.to_string().contains(&path.display().to_string()));
+            assert!(
+                std::fs::symlink_metadata(path).is_ok(),
+                "{} removed",
+                path.display()
+            );
+        }
+        assert_eq!(
+            std::fs::read(&foreign).unwrap(),
+            b"precious data, not a segment"
+        );
+        assert!(segment.exists(), "the symlink's target was removed");
+        let missing = unlink(&dir.path().join("missing")).unwrap_err();
+        assert_eq!(missing.code(), "ERR_NOT_FOUND");
     }
 }
