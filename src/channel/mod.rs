@@ -169,8 +169,14 @@ impl ChannelSegment {
         let mut claims = Vec::new();
         let mut sent = 0;
         while sent < msgs.len() {
-            ring.claim_batch(&lens[sent..], self.seg.token(), &mut claims)
-                .map_err(|e| self.ring_error(e))?;
+            if let Err(e) = ring.claim_batch(&lens[sent..], self.seg.token(), &mut claims) {
+                if sent == 0 {
+                    return Err(self.ring_error(e));
+                }
+                // Some were sent: say how many (and wake the consumer for them); the
+                // damage shows again on the next call.
+                break;
+            }
             if claims.is_empty() {
                 break;
             }

@@ -16,15 +16,16 @@
 
 use std::ffi::c_void;
 use std::ptr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use std::cell::RefCell;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use napi::{sys, Env};
 
+use super::scratch::Scratch;
 use super::{
-    deadline_after, js_error, millis, release_mapping, to_js, with_channel, with_value,
+    deadline_after, js_error, millis, parked, release_mapping, to_js, with_channel, with_value,
     ChannelEntry, Code, JsError, SCRATCH,
 };
 use crate::channel::{self, Accept};
@@ -279,16 +280,67 @@ fn run(env: sys::napi_env, body: impl FnOnce() -> Result<Raw, JsError>) -> Raw {
 }
 
 thread_local! {
-    /// Reused to hand non-ASCII text to V8 as UTF-16.
-    static UTF16: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
+    /// Reused to hand non-ASCII text to V8 as UTF-16 (released after a large use).
+    static UTF16: Scratch<u16> = const { Scratch::new() };
+}
+
+/// The runtime's longest string in UTF-16 code units (`buffer.constants.MAX_STRING_LENGTH`,
+/// given by `lib/` through `fastApi()`); 0 until then.
+static MAX_STRING_LENGTH: AtomicUsize = AtomicUsize::new(0);
+
+/// Records the runtime's longest string, for [`js_string`] to check against and name.
+pub fn set_max_string_length(units: usize) {
+    // SYNC POINT: Relaxed: a constant of the runtime, stored before any read uses it (the
+    // same JS thread calls fastApi() first) and only ever the same value.
+    MAX_STRING_LENGTH.store(units, Ordering::Relaxed);
+}
+
+/// The length in UTF-16 code units of the string V8 makes of `bytes` (each invalid
+/// sequence becomes one U+FFFD).
+fn utf16_len(bytes: &[u8]) -> usize {
+    if bytes.is_ascii() {
+        return bytes.len();
+    }
+    String::from_utf8_lossy(bytes)
+        .chars()
+        .map(char::len_utf16)
+        .sum()
+}
+
+/// The error for a value whose string would exceed the runtime's longest string.
+fn too_long(bytes: &[u8]) -> JsError {
+    // SYNC POINT: Relaxed: see `set_max_string_length`.
+    let max = MAX_STRING_LENGTH.load(Ordering::Relaxed);
+    let limit = if max > 0 {
+        format!("the longest string this runtime can make, {max} UTF-16 code units")
+    } else {
+        "the longest string this runtime can make".to_owned()
+    };
+    js_error(
+        "ERR_STRING_TOO_LONG",
+        format!(
+            "the value of {} bytes is {} UTF-16 code units as a string, more than {limit}; use readBuffer()",
+            bytes.len(),
+            utf16_len(bytes)
+        ),
+    )
 }
 
 /// Creates a JS string from UTF-8 bytes (invalid sequences become U+FFFD).
 ///
 /// V8's own UTF-8 decoder is slow outside ASCII (~4 µs for 1 KiB of accented text), so
 /// valid text is decoded here: ASCII goes in as Latin-1 (a plain copy), other valid
-/// UTF-8 as UTF-16. Only invalid input is left to V8, for its U+FFFD replacement.
+/// UTF-8 as UTF-16. Only invalid input is left to V8, for its U+FFFD replacement. A string
+/// longer than the runtime allows is `ERR_STRING_TOO_LONG` (found before any conversion
+/// when the limit is known); its message does not name the path: the caller adds it.
 fn js_string(env: sys::napi_env, bytes: &[u8]) -> Result<Raw, JsError> {
+    // SYNC POINT: Relaxed: see `set_max_string_length`.
+    let max = MAX_STRING_LENGTH.load(Ordering::Relaxed);
+    // A string has at most as many UTF-16 units as its UTF-8 has bytes: only a value of
+    // more bytes than the limit needs counting.
+    if max > 0 && bytes.len() > max && utf16_len(bytes) > max {
+        return Err(too_long(bytes));
+    }
     let mut value = ptr::null_mut();
     let status = if bytes.is_ascii() {
         // SAFETY: `bytes` is private memory valid for its length; V8 copies it.
@@ -301,14 +353,20 @@ fn js_string(env: sys::napi_env, bytes: &[u8]) -> Result<Raw, JsError> {
             )
         }
     } else if let Ok(text) = std::str::from_utf8(bytes) {
-        UTF16.with(|units| {
-            let mut units = units.borrow_mut();
-            units.clear();
-            units.extend(text.encode_utf16());
-            // SAFETY: `units` is private memory valid for its length; V8 copies it.
-            unsafe {
-                sys::napi_create_string_utf16(env, units.as_ptr(), units.len() as isize, &mut value)
-            }
+        UTF16.with(|scratch| {
+            scratch.with(|units| {
+                units.clear();
+                units.extend(text.encode_utf16());
+                // SAFETY: `units` is private memory valid for its length; V8 copies it.
+                unsafe {
+                    sys::napi_create_string_utf16(
+                        env,
+                        units.as_ptr(),
+                        units.len() as isize,
+                        &mut value,
+                    )
+                }
+            })
         })
     } else {
         // SAFETY: `bytes` is private memory valid for its length; V8 copies it.
@@ -322,15 +380,26 @@ fn js_string(env: sys::napi_env, bytes: &[u8]) -> Result<Raw, JsError> {
         }
     };
     if status != sys::Status::napi_ok {
-        return Err(js_error(
-            "ERR_STRING_TOO_LONG",
-            format!(
-                "a value of {} bytes is too long for a JS string; use readBuffer()",
-                bytes.len()
-            ),
-        ));
+        return Err(too_long(bytes));
     }
     Ok(value)
+}
+
+/// `err` with the path of value `id` in front of its message (for errors made here, which
+/// do not know it).
+fn at_value(id: u32, err: JsError) -> JsError {
+    match with_value(id, |e| Ok(e.seg.path().to_owned())) {
+        Ok(path) => napi::Error::new(err.status, format!("{path}: {}", err.reason)),
+        Err(_) => err,
+    }
+}
+
+/// As [`at_value`], for channel `id`.
+fn at_channel(id: u32, err: JsError) -> JsError {
+    match with_channel(id, |e| Ok(e.chan.path().to_owned())) {
+        Ok(path) => napi::Error::new(err.status, format!("{path}: {}", err.reason)),
+        Err(_) => err,
+    }
 }
 
 /// Strings up to this many UTF-16 units are converted in one pass into room for the worst
@@ -370,31 +439,32 @@ fn with_utf8<T>(
         bytes + 1
     };
     SCRATCH.with(|scratch| {
-        let mut out = scratch.borrow_mut();
-        out.clear();
-        out.try_reserve(room).map_err(|_| {
-            js_error(
-                "ERR_OUT_OF_MEMORY",
-                format!("no memory to convert a string of {units} UTF-16 units to UTF-8"),
-            )
-        })?;
-        let mut written = 0usize;
-        // SAFETY: `out` has capacity for `room` bytes and napi writes at most `room`
-        // (including the NUL); `written` excludes the NUL and is at most `room - 1`.
-        unsafe {
-            let status = sys::napi_get_value_string_utf8(
-                env,
-                value,
-                out.as_mut_ptr().cast(),
-                room,
-                &mut written,
-            );
-            if status != sys::Status::napi_ok {
-                return Err(not_a_string());
+        scratch.with(|out| {
+            out.clear();
+            out.try_reserve(room).map_err(|_| {
+                js_error(
+                    "ERR_OUT_OF_MEMORY",
+                    format!("no memory to convert a string of {units} UTF-16 units to UTF-8"),
+                )
+            })?;
+            let mut written = 0usize;
+            // SAFETY: `out` has capacity for `room` bytes and napi writes at most `room`
+            // (including the NUL); `written` excludes the NUL and is at most `room - 1`.
+            unsafe {
+                let status = sys::napi_get_value_string_utf8(
+                    env,
+                    value,
+                    out.as_mut_ptr().cast(),
+                    room,
+                    &mut written,
+                );
+                if status != sys::Status::napi_ok {
+                    return Err(not_a_string());
+                }
+                out.set_len(written);
             }
-            out.set_len(written);
-        }
-        f(&out)
+            f(out)
+        })
     })
 }
 
@@ -408,9 +478,10 @@ unsafe extern "C" fn value_read_cb(env: sys::napi_env, info: sys::napi_callback_
         let [id] = unsafe { args::<1>(env, info) }?;
         let id = get_u32(env, id, "handle")?;
         SCRATCH.with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
-            with_value(id, |e| e.seg.read_into(&mut scratch).map_err(to_js))?;
-            js_string(env, &scratch)
+            scratch.with(|scratch| {
+                with_value(id, |e| e.seg.read_into(scratch).map_err(to_js))?;
+                js_string(env, scratch).map_err(|err| at_value(id, err))
+            })
         })
     })
 }
@@ -428,10 +499,13 @@ unsafe extern "C" fn value_write_string_cb(
         let [id, value] = unsafe { args::<2>(env, info) }?;
         let id = get_u32(env, id, "handle")?;
         let fits = |len| with_value(id, |e| e.seg.check_size(len).map_err(to_js));
+        let mut made_here = true;
         let written = with_utf8(env, value, fits, |bytes| {
+            made_here = false;
             with_value(id, |e| e.seg.write(bytes).map_err(to_js))?;
             Ok(bytes.len())
-        })?;
+        })
+        .map_err(|err| if made_here { at_value(id, err) } else { err })?;
         number(env, written as f64)
     })
 }
@@ -474,7 +548,7 @@ unsafe extern "C" fn value_wait_sync_cb(env: sys::napi_env, info: sys::napi_call
         } else {
             Some(get_f64(env, timeout, "timeoutMs")?)
         };
-        match wait_for_change(id, since as u64, millis(timeout))? {
+        match wait_for_change(env, id, since as u64, millis(timeout))? {
             Some(version) => number(env, version as f64),
             None => null(env),
         }
@@ -482,8 +556,13 @@ unsafe extern "C" fn value_wait_sync_cb(env: sys::napi_env, info: sys::napi_call
 }
 
 /// Blocks until the version of value `id` differs from `since`; returns it, or `None`
-/// after `timeout`.
-fn wait_for_change(id: u32, since: u64, timeout: Option<Duration>) -> Result<Option<u64>, JsError> {
+/// after `timeout`. Gives way if the JS environment of `env` stops (`interrupt.rs`).
+fn wait_for_change(
+    env: sys::napi_env,
+    id: u32,
+    since: u64,
+    timeout: Option<Duration>,
+) -> Result<Option<u64>, JsError> {
     let spin = timeout.map_or(value::WAIT_SPIN, |t| t.min(value::WAIT_SPIN));
     // The fast path: the other side answers while we spin, inside the registry borrow
     // (no reference count taken on the mapping).
@@ -492,12 +571,12 @@ fn wait_for_change(id: u32, since: u64, timeout: Option<Duration>) -> Result<Opt
     }
     // Park outside the registry borrow, so nothing else on this thread is held.
     let watcher = with_value(id, |e| Ok(e.seg.watcher()))?;
-    Ok(watcher.wait_for_change(
-        since,
-        timeout.map(|t| t.saturating_sub(spin)),
-        Duration::ZERO,
-        None,
-    ))
+    let deadline = timeout.map(|t| Instant::now() + t.saturating_sub(spin));
+    let changed = parked(env, deadline, |until| {
+        let left = until.saturating_duration_since(Instant::now());
+        watcher.wait_for_change(since, Some(left), Duration::ZERO, None)
+    })?;
+    Ok(changed)
 }
 
 /// `channelSendString(id, string)`: sends a string as UTF-8; false if the ring is full.
@@ -513,9 +592,12 @@ unsafe extern "C" fn channel_send_string_cb(
         let [id, msg] = unsafe { args::<2>(env, info) }?;
         let id = get_u32(env, id, "handle")?;
         let fits = |len| with_channel(id, |e| e.chan.check_size(len).map_err(to_js));
+        let mut made_here = true;
         let sent = with_utf8(env, msg, fits, |bytes| {
+            made_here = false;
             with_channel(id, |e| e.chan.send(bytes).map_err(to_js))
-        })?;
+        })
+        .map_err(|err| if made_here { at_channel(id, err) } else { err })?;
         boolean(env, sent)
     })
 }
@@ -580,7 +662,13 @@ unsafe extern "C" fn channel_receive_cb(env: sys::napi_env, info: sys::napi_call
             };
             // Only a call that found nothing reads the clock.
             let deadline = *deadline.get_or_insert_with(|| deadline_after(Some(timeout)));
-            if !watcher.wait_data(deadline, channel::WAIT_SPIN, None) {
+            // Spin once, then park in steps that give way if the JS environment stops.
+            let mut spin = channel::WAIT_SPIN;
+            let ready = parked(env, deadline, |until| {
+                let spun = std::mem::take(&mut spin);
+                watcher.wait_data(Some(until), spun, None).then_some(())
+            })?;
+            if ready.is_none() {
                 return number(env, 0.0);
             }
         }

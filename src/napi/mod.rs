@@ -10,7 +10,9 @@
 //! (`catch_unwind`): a broken internal assertion is an `ERR_INTERNAL` error, not an abort.
 
 mod fast;
+mod interrupt;
 pub mod registry;
+pub mod scratch;
 
 use std::cell::RefCell;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -25,10 +27,11 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{sys, Env, Result};
 use napi_derive::napi;
 
-use crate::channel::{self, ChannelSegment};
+use crate::channel::{self, ChannelSegment, DataState};
 use crate::error::Error;
+use crate::napi::interrupt::Stepped;
 use crate::napi::registry::Registry;
-use crate::os;
+use crate::napi::scratch::Scratch;
 use crate::segment::layout;
 use crate::segment::{Mapping, OpenOptions};
 use crate::sync::lock::Acquired;
@@ -103,8 +106,9 @@ impl Drop for ValueEntry {
 
 thread_local! {
     static VALUES: RefCell<Registry<ValueEntry>> = RefCell::new(Registry::default());
-    /// Reused for reads and string writes, so a hot loop does not allocate.
-    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Reused for reads and string writes, so a hot loop does not allocate (released after
+    /// a use that grew it beyond `scratch::KEEP_BYTES`).
+    static SCRATCH: Scratch<u8> = const { Scratch::new() };
 }
 
 type Handles<E> = &'static std::thread::LocalKey<RefCell<Registry<E>>>;
@@ -297,15 +301,25 @@ pub fn value_close(id: u32) {
     remove_handle(&VALUES, id);
 }
 
-/// Removes a segment file (a symlink at the path is removed, never followed).
+/// Removes a share-object segment file of any kind; anything else at the path (a symlink,
+/// which is never followed, a directory, another program's file) is refused with
+/// ERR_NOT_A_SEGMENT and left as it is.
 #[napi(catch_unwind)]
 pub fn unlink(path: String) -> Result<(), Code> {
-    os::unlink(Path::new(&path)).map_err(|e| to_js(Error::os(&path, "unlink", e)))
+    crate::segment::unlink(Path::new(&path)).map_err(to_js)
 }
 
-/// The hot calls as plain napi callbacks (`fast.rs`), as an object.
+/// The hot calls as plain napi callbacks (`fast.rs`), as an object. `maxStringLength` is
+/// the runtime's longest string (`buffer.constants.MAX_STRING_LENGTH`), named in the
+/// error of a read too long for a string.
 #[napi(catch_unwind)]
-pub fn fast_api<'env>(env: &'env Env) -> Result<Unknown<'env>, Code> {
+pub fn fast_api<'env>(
+    env: &'env Env,
+    max_string_length: Option<f64>,
+) -> Result<Unknown<'env>, Code> {
+    if let Some(max) = max_string_length.filter(|m| m.is_finite() && *m > 0.0) {
+        fast::set_max_string_length(max as usize);
+    }
     let object = fast::fast_api(env)?;
     // SAFETY: `object` is the live object `fast_api` just created in this env.
     Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), object) })
@@ -318,15 +332,16 @@ pub fn fast_api<'env>(env: &'env Env) -> Result<Unknown<'env>, Code> {
 #[napi(catch_unwind)]
 pub fn value_read_into(id: u32, mut target: Uint8ArraySlice<'_>) -> Result<f64, Code> {
     SCRATCH.with(|scratch| {
-        let mut scratch = scratch.borrow_mut();
-        with_value(id, |e| e.seg.read_into(&mut scratch).map_err(to_js))?;
-        // SAFETY: `target` is a live JS typed array owned by the JS heap (not shared memory)
-        // and no other reference to its bytes exists during this call.
-        let out: &mut [u8] = unsafe { target.as_mut() };
-        if let Some(dst) = out.get_mut(..scratch.len()) {
-            dst.copy_from_slice(&scratch);
-        }
-        Ok(scratch.len() as f64)
+        scratch.with(|scratch| {
+            with_value(id, |e| e.seg.read_into(scratch).map_err(to_js))?;
+            // SAFETY: `target` is a live JS typed array owned by the JS heap (not shared memory)
+            // and no other reference to its bytes exists during this call.
+            let out: &mut [u8] = unsafe { target.as_mut() };
+            if let Some(dst) = out.get_mut(..scratch.len()) {
+                dst.copy_from_slice(scratch);
+            }
+            Ok(scratch.len() as f64)
+        })
     })
 }
 
@@ -368,10 +383,11 @@ pub fn value_fd(id: u32) -> Result<i32, Code> {
     })
 }
 
-/// Bytes the value may take before the segment grows.
+/// Bytes the value may take before the segment grows, now: a growth made by another
+/// process is adopted (re-mapped) first.
 #[napi(catch_unwind)]
 pub fn value_capacity(id: u32) -> Result<f64, Code> {
-    with_value(id, |e| Ok(e.seg.capacity() as f64))
+    with_value(id, |e| Ok(e.seg.current_capacity().map_err(to_js)? as f64))
 }
 
 type NotifyFn = ThreadsafeFunction<(), (), (), Code, false, true, 1>;
@@ -426,13 +442,47 @@ fn deadline_after(timeout_ms: Option<f64>) -> Option<Instant> {
 }
 
 /// Takes the cross-process lock, blocking; returns true if its previous holder had died.
+/// Gives way if this thread's JS environment stops meanwhile (`interrupt.rs`).
 #[napi(catch_unwind)]
-pub fn value_lock_sync(id: u32, timeout_ms: Option<f64>) -> Result<bool, Code> {
-    let locker = with_value(id, |e| e.seg.user_locker().map_err(to_js))?;
-    let acquired = locker
-        .lock(deadline_after(timeout_ms), false, None)
-        .map_err(to_js)?;
-    Ok(acquired == Acquired::OwnerDied)
+pub fn value_lock_sync(env: Env, id: u32, timeout_ms: Option<f64>) -> Result<bool, Code> {
+    let (locker, path) = with_value(id, |e| {
+        Ok((e.seg.user_locker().map_err(to_js)?, e.seg.path().to_owned()))
+    })?;
+    let deadline = deadline_after(timeout_ms);
+    let got = parked(env.raw(), deadline, |until| {
+        match locker.lock(Some(until), false, None) {
+            Err(Error::Timeout { .. }) => None,
+            other => Some(other),
+        }
+    })?;
+    match got {
+        Some(acquired) => Ok(acquired.map_err(to_js)? == Acquired::OwnerDied),
+        None => Err(to_js(Error::Timeout {
+            path,
+            what: "the lock",
+            ms: timeout_ms.map_or(0, |ms| ms as u64),
+        })),
+    }
+}
+
+/// Runs a blocking wait of the JS thread of `env` in steps (see `interrupt.rs`): `Some`
+/// when a step finished it, `None` when `deadline` passed, and an error (which no
+/// JavaScript will see) when the environment began to stop.
+fn parked<T>(
+    env: sys::napi_env,
+    deadline: Option<Instant>,
+    step: impl FnMut(Instant) -> Option<T>,
+) -> Result<Option<T>, Code> {
+    // SAFETY: `env` is the environment of the callback running on this thread.
+    let stopping = || unsafe { interrupt::env_stopping(env) };
+    match interrupt::in_steps(deadline, interrupt::POLL, stopping, step) {
+        Stepped::Done(done) => Ok(Some(done)),
+        Stepped::TimedOut => Ok(None),
+        Stepped::Stopped => Err(js_error(
+            "ERR_INTERRUPTED",
+            "the wait was abandoned: this thread's JavaScript environment is stopping".into(),
+        )),
+    }
 }
 
 /// A callback told `(err, value)` that answers whether it takes what it was given: a
@@ -754,6 +804,16 @@ pub fn channel_info(id: u32) -> Result<NativeChannelInfo, Code> {
             consumer_held: c.consumer_held(),
         })
     })
+}
+
+/// Whether a message (or something the consumer must act on: padding, a dead producer's
+/// record) waits at the head of the ring now. Takes nothing.
+#[napi(catch_unwind)]
+pub fn channel_has_message(id: u32) -> Result<bool, Code> {
+    with_channel(
+        id,
+        |e| Ok(e.chan.watcher().data_state() == DataState::Ready),
+    )
 }
 
 /// Ring bytes in use (ERR_CORRUPT if the ring's positions cannot be).

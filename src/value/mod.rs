@@ -121,6 +121,18 @@ impl ValueSegment {
         claimed.min(self.seg.mapping().data_len() as u64)
     }
 
+    /// The current capacity, after adopting a growth made by another process (re-mapping
+    /// the larger file), so that it and a `buffer` made after it cover the whole value area.
+    pub fn current_capacity(&mut self) -> Result<u64> {
+        // SYNC POINT: Acquire pairs with the Release store of `capacity` in
+        // `ensure_capacity`: the file was grown before it, so `remap` finds it large enough.
+        let claimed = self.header().identity.capacity.load(Ordering::Acquire);
+        if claimed > self.seg.mapping().data_len() as u64 {
+            self.seg.remap(claimed)?;
+        }
+        Ok(self.capacity())
+    }
+
     /// The largest value this handle will grow the segment for.
     pub fn max_size(&self) -> u64 {
         self.max_size
@@ -670,6 +682,19 @@ mod tests {
         b.write(&vec![8u8; 150_000]).unwrap();
         a.read_into(&mut out).unwrap();
         assert_eq!(out.len(), 150_000);
+    }
+
+    #[test]
+    fn current_capacity_adopts_a_growth_made_through_another_handle() {
+        let dir = TempDir::new("val-cap");
+        let mut a = open(&dir, "s");
+        let mut b = open(&dir, "s");
+        assert_eq!(a.current_capacity().unwrap(), 1024);
+        b.write(&vec![1u8; 100_000]).unwrap();
+        let grown = b.capacity();
+        assert!(grown >= 100_000);
+        assert_eq!(a.current_capacity().unwrap(), grown);
+        assert!(a.segment().mapping().data_len() as u64 >= grown);
     }
 
     #[test]
