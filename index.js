@@ -7,3 +7,6 @@ const { SharedObject, read, write } = require('./lib/shared-object.js')
 const { Channel } = require('./lib/channel.js')
 
 module.exports = { read, write, SharedObject, Channel }
+// `import shareObject from 'share-object'` compiled to CommonJS without esModuleInterop
+// reads `.default`: the module itself (not enumerable, so it lists only the API).
+Object.defineProperty(module.exports, 'default', { value: module.exports, enumerable: false })

@@ -7,7 +7,7 @@
 const path = require('node:path')
 const native = require('../binding.js')
 const { coded, fromNative, invalidArgType, invalidArgValue, outOfRange, closedError, abortError, timeoutError } = require('./errors.js')
-const { fast, checkFd, checkPath, checkObject, checkTimeout, checkSignal, checkBytes, checkFunction, call, INTERNAL, MAX_TIMER_MS, longTimeout, clearLongTimeout } = require('./common.js')
+const { fast, isUint8Array, checkAttached, checkFd, checkPath, checkOptions, checkTimeout, checkSignal, checkBytes, checkCount, checkFunction, call, INTERNAL, MAX_TIMER_MS, longTimeout, clearLongTimeout } = require('./common.js')
 
 const finalizer = new FinalizationRegistry((id) => native.channelClose(id))
 const NOTIFIER_LINGER_MS = 250
@@ -18,23 +18,24 @@ const PACK_KEPT = 64 * 1024
 const DATA = false
 const SPACE = true
 
-function channelOptions(options) {
-  const o = checkObject('options', options)
-  const out = { capacity: checkBytes('options.capacity', o.capacity), create: o.create, mode: o.mode }
+// `at`: the path being opened, named in the messages.
+function channelOptions(options, at) {
+  const o = checkOptions('options', options, ['capacity', 'create', 'mode'], at)
+  const out = { capacity: checkBytes('options.capacity', o.capacity, at), create: o.create, mode: o.mode }
   if (out.capacity !== undefined && (out.capacity < 1024 || out.capacity > 2 ** 30 || (out.capacity & (out.capacity - 1)) !== 0)) {
-    throw outOfRange('options.capacity', 'must be a power of two from 1024 to 2^30', out.capacity)
+    throw outOfRange('options.capacity', 'must be a power of two from 1024 to 2^30', out.capacity, at)
   }
-  if (out.create !== undefined && typeof out.create !== 'boolean') throw invalidArgType('options.create', 'a boolean', out.create)
-  if (out.mode !== undefined && (!Number.isInteger(out.mode) || out.mode < 0 || out.mode > 0o777)) {
-    throw outOfRange('options.mode', 'must be an integer from 0 to 0o777', out.mode)
+  if (out.create !== undefined && typeof out.create !== 'boolean') throw invalidArgType('options.create', 'a boolean', out.create, at)
+  if (out.mode !== undefined && (typeof out.mode !== 'number' || !Number.isInteger(out.mode) || out.mode < 0 || out.mode > 0o777)) {
+    throw outOfRange('options.mode', 'must be an integer from 0 to 0o777', out.mode, at)
   }
   return out
 }
 
-function checkEncoding(encoding) {
+function checkEncoding(encoding, at) {
   if (encoding === undefined || encoding === null || encoding === 'buffer') return undefined
-  if (typeof encoding !== 'string') throw invalidArgType('options.encoding', 'a string', encoding)
-  if (!Buffer.isEncoding(encoding)) throw invalidArgValue('options.encoding', "must be a Buffer encoding (such as 'utf8') or 'buffer'", encoding)
+  if (typeof encoding !== 'string') throw invalidArgType('options.encoding', 'a string', encoding, at)
+  if (!Buffer.isEncoding(encoding)) throw invalidArgValue('options.encoding', "must be a Buffer encoding (such as 'utf8') or 'buffer'", encoding, at)
   return encoding
 }
 
@@ -77,20 +78,21 @@ class Channel {
   /** Opens or creates the channel at `path`. */
   static open(file, options) {
     checkPath(file)
-    const opts = channelOptions(options)
-    return new Channel(INTERNAL, call(() => native.channelOpen(path.resolve(file), opts)))
+    const resolved = path.resolve(file)
+    const opts = channelOptions(options, resolved)
+    return new Channel(INTERNAL, call(() => native.channelOpen(resolved, opts)))
   }
 
   /** A new unnamed channel (memfd); pass `fd` to a child, which opens it with `fromFd`. */
   static anonymous(capacityOrOptions) {
     const options = typeof capacityOrOptions === 'number' ? { capacity: capacityOrOptions } : capacityOrOptions
-    return new Channel(INTERNAL, call(() => native.channelAnonymous(channelOptions(options))))
+    return new Channel(INTERNAL, call(() => native.channelAnonymous(channelOptions(options, 'memfd'))))
   }
 
   /** Opens the channel behind an inherited file descriptor (opened afresh; the caller keeps its own). */
   static fromFd(fd, options) {
     checkFd(fd)
-    return new Channel(INTERNAL, call(() => native.channelFromFd(fd, channelOptions(options))))
+    return new Channel(INTERNAL, call(() => native.channelFromFd(fd, channelOptions(options, `fd:${fd}`))))
   }
 
   #check() {
@@ -168,7 +170,8 @@ class Channel {
       if (bytes > this.#maxMessage) throw this.#tooLarge('message', bytes)
       return bytes
     }
-    if (!(msg instanceof Uint8Array)) throw invalidArgType('msg', 'a string, Buffer or Uint8Array', msg)
+    if (!isUint8Array(msg)) throw invalidArgType('msg', 'a string, Buffer or Uint8Array', msg, this.#path)
+    checkAttached('msg', msg, this.#path)
     if (msg.byteLength > this.#maxMessage) throw this.#tooLarge('message', msg.byteLength)
     return msg.byteLength
   }
@@ -180,21 +183,28 @@ class Channel {
 
   #trySend(msg) {
     try {
-      if (msg instanceof Uint8Array) return fast.channelSend(this.#id, msg)
       if (typeof msg === 'string') return fast.channelSendString(this.#id, msg)
+      if (isUint8Array(msg)) return fast.channelSend(this.#id, checkAttached('msg', msg, this.#path))
     } catch (err) {
       throw fromNative(err)
     }
-    throw invalidArgType('msg', 'a string, Buffer or Uint8Array', msg)
+    throw invalidArgType('msg', 'a string, Buffer or Uint8Array', msg, this.#path)
   }
 
   /**
    * Sends messages in order until one does not fit; returns how many were sent (the rest
-   * were not). One native call for the whole batch.
+   * were not). One native call per 64 KiB or so of messages. A message that can never be
+   * sent (wrong type, detached, over maxMessage) throws after the ones before it were sent
+   * (as far as they fit), none from it on; every error of a batch says in `err.sent` how
+   * many of it were sent.
    */
   sendBatch(msgs) {
     this.#check()
-    if (!Array.isArray(msgs)) throw invalidArgType('msgs', 'an array', msgs)
+    let length
+    try {
+      length = Array.isArray(msgs) ? msgs.length : -1
+    } catch {} // a revoked Proxy
+    if (!(length >= 0)) throw this.#batchError(invalidArgType('msgs', 'an array', msgs, this.#path), 0)
     if (this.#sends.length > 0) return 0 // after the waiting sendAsync() calls, in order
     // Pack as [u32 length][bytes]… and send with one native call per pack-full.
     const max = this.#maxMessage
@@ -202,37 +212,55 @@ class Channel {
     let at = 0
     let count = 0
     let sent = 0
-    for (let i = 0; i < msgs.length; i++) {
-      const msg = msgs[i]
-      const isString = typeof msg === 'string'
-      if (!isString && !(msg instanceof Uint8Array)) throw invalidArgType(`msgs[${i}]`, 'a string, Buffer or Uint8Array', msg)
-      // Too large for sure (every UTF-16 unit takes at least one byte): said before any
-      // packing space is made for it.
-      const least = isString ? msg.length : msg.byteLength
-      if (least > max) throw this.#batchTooLarge(pack, count, sent, i, least, isString)
-      // Room for the worst case: 3 UTF-8 bytes per UTF-16 unit.
-      const need = 4 + (isString ? msg.length * 3 : msg.byteLength)
-      if (at + need > pack.length) {
-        if (count > 0) {
-          const n = this.#sendPacked(pack, count)
-          sent += n
-          if (n < count) return sent
-          at = count = 0
+    let i = 0
+    try {
+      for (; i < length; i++) {
+        const msg = msgs[i]
+        const isString = typeof msg === 'string'
+        if (!isString) {
+          if (!isUint8Array(msg)) throw invalidArgType(`msgs[${i}]`, 'a string, Buffer or Uint8Array', msg, this.#path)
+          checkAttached(`msgs[${i}]`, msg, this.#path)
         }
-        if (need > pack.length) pack = this.#pack = Buffer.allocUnsafeSlow(Math.max(need, pack.length * 2))
+        // Too large for sure (every UTF-16 unit takes at least one byte): said before any
+        // packing space is made for it.
+        const least = isString ? msg.length : msg.byteLength
+        if (least > max) throw this.#tooLarge(`message ${i}`, least, isString)
+        // Room for the worst case: 3 UTF-8 bytes per UTF-16 unit.
+        const need = 4 + (isString ? msg.length * 3 : msg.byteLength)
+        if (at + need > pack.length) {
+          if (count > 0) {
+            const n = this.#sendPacked(pack, count)
+            sent += n
+            if (n < count) return sent
+            at = count = 0
+          }
+          if (need > pack.length) pack = this.#pack = Buffer.allocUnsafeSlow(Math.max(need, pack.length * 2))
+        }
+        const bytes = isString ? pack.utf8Write(msg, at + 4) : (pack.set(msg, at + 4), msg.byteLength)
+        if (bytes > max) throw this.#tooLarge(`message ${i}`, bytes)
+        pack[at] = bytes
+        pack[at + 1] = bytes >>> 8
+        pack[at + 2] = bytes >>> 16
+        pack[at + 3] = bytes >>> 24
+        at += 4 + bytes
+        count++
       }
-      const length = isString ? pack.utf8Write(msg, at + 4) : (pack.set(msg, at + 4), msg.byteLength)
-      if (length > max) throw this.#batchTooLarge(pack, count, sent, i, length)
-      pack[at] = length
-      pack[at + 1] = length >>> 8
-      pack[at + 2] = length >>> 16
-      pack[at + 3] = length >>> 24
-      at += 4 + length
-      count++
+      if (count > 0) sent += this.#sendPacked(pack, count)
+      count = 0
+    } catch (err) {
+      // msgs[i] cannot be sent (or reading it threw, or the native send failed): the ones
+      // packed before it go first, as far as they fit; then the error says how many went.
+      let flushed = 0
+      if (count > 0) {
+        try {
+          flushed = this.#sendPacked(pack, count)
+        } catch {} // the first error is the one to report
+      }
+      throw this.#batchError(err, sent + flushed, i)
+    } finally {
+      // A batch of large messages does not pin its packing area for the handle's life.
+      if (pack.length > PACK_KEPT) this.#pack = Buffer.allocUnsafeSlow(PACK_KEPT)
     }
-    if (count > 0) sent += this.#sendPacked(pack, count)
-    // A batch of large messages does not pin its packing area for the handle's life.
-    if (pack.length > PACK_KEPT) this.#pack = Buffer.allocUnsafeSlow(PACK_KEPT)
     return sent
   }
 
@@ -240,13 +268,18 @@ class Channel {
     return call(() => native.channelSendPacked(this.#id, pack, count))
   }
 
-  // The error for msgs[i] of sendBatch(): the messages packed before it go first (as far as
-  // they fit), and `err.sent` says how many of the batch were sent in all.
-  #batchTooLarge(pack, count, sent, i, bytes, atLeast = false) {
-    if (count > 0) sent += this.#sendPacked(pack, count)
-    const err = this.#tooLarge(`message ${i}`, bytes, atLeast)
-    err.message += `; ${sent} message(s) before it were sent (err.sent), none from msgs[${i}] on`
-    err.sent = sent
+  // An error of sendBatch(), coded and telling how many messages of the batch were sent
+  // (`err.sent`, and in the message); `i`: the message being handled when it happened.
+  #batchError(err, sent, i) {
+    if (!(err instanceof Error) || typeof err.code !== 'string') {
+      // Reading msgs[i] threw (a getter, a Proxy): coded, with what it threw as the cause.
+      err = invalidArgValue(`msgs[${i}]`, 'could not be read', undefined, this.#path, { cause: err })
+    }
+    if (err.sent === undefined) {
+      // Messages go in order and stop at the first that does not: the first `sent` went.
+      err.message += sent === 0 ? '; none of the batch was sent (err.sent = 0)' : `; the first ${sent} message(s) of the batch were sent (err.sent), none after them`
+      err.sent = sent
+    }
     return err
   }
 
@@ -254,9 +287,9 @@ class Channel {
   sendAsync(msg, options) {
     try {
       this.#check()
-      const o = checkObject('options', options)
-      const timeout = checkTimeout('options.timeout', o.timeout)
-      const signal = checkSignal(o.signal)
+      const o = checkOptions('options', options, ['timeout', 'signal'], this.#path)
+      const timeout = checkTimeout('options.timeout', o.timeout, this.#path)
+      const signal = checkSignal(o.signal, this.#path)
       if (this.#sends.length === 0 && this.#trySend(msg)) return Promise.resolve()
       const bytes = this.#checkMessage(msg)
       if (signal?.aborted) return Promise.reject(abortError(signal))
@@ -339,15 +372,15 @@ class Channel {
    */
   receiveBatch(max = MAX_BATCH, options) {
     this.#check()
-    if (!Number.isInteger(max) || max < 1) throw outOfRange('max', 'must be a positive integer', max)
-    const encoding = checkEncoding(checkObject('options', options).encoding)
+    checkCount('max', max, this.#path)
+    const encoding = checkEncoding(checkOptions('options', options, ['encoding'], this.#path).encoding, this.#path)
     return this.#receiveNative(Math.min(max, MAX_BATCH), encoding, false)
   }
 
   /** The next message, or null if none waits (never blocks). */
   receive(options) {
     this.#check()
-    const encoding = checkEncoding(checkObject('options', options).encoding)
+    const encoding = checkEncoding(checkOptions('options', options, ['encoding'], this.#path).encoding, this.#path)
     return this.#receiveNative(1, encoding, false)[0] ?? null
   }
 
@@ -362,8 +395,8 @@ class Channel {
    */
   receiveSync(timeoutMs, options) {
     this.#check()
-    const timeout = checkTimeout('timeoutMs', timeoutMs)
-    const encoding = checkEncoding(checkObject('options', options).encoding)
+    const timeout = checkTimeout('timeoutMs', timeoutMs, this.#path)
+    const encoding = checkEncoding(checkOptions('options', options, ['encoding'], this.#path).encoding, this.#path)
     return this.#receiveNative(1, encoding, timeout ?? null)[0] ?? null
   }
 
@@ -371,10 +404,10 @@ class Channel {
   recv(options) {
     try {
       this.#check()
-      const o = checkObject('options', options)
-      const timeout = checkTimeout('options.timeout', o.timeout)
-      const signal = checkSignal(o.signal)
-      const encoding = checkEncoding(o.encoding)
+      const o = checkOptions('options', options, ['timeout', 'signal', 'encoding'], this.#path)
+      const timeout = checkTimeout('options.timeout', o.timeout, this.#path)
+      const signal = checkSignal(o.signal, this.#path)
+      const encoding = checkEncoding(o.encoding, this.#path)
       if (this.#recvs.length === 0) {
         const [msg] = this.#receiveNative(1, encoding, false)
         if (msg !== undefined) return Promise.resolve(msg)
@@ -392,14 +425,15 @@ class Channel {
    * stops where the ring wraps: call again until it returns 0), where `view` is a Buffer over the message's
    * bytes inside the shared ring: nothing is copied. A view is valid only while `fn` runs:
    * when `consume` returns, the space goes back to producers and every view is detached
-   * (its length reads 0), so copy what you keep. Returns how many messages were delivered.
-   * If `fn` throws, the messages after the one it threw on stay queued. Receiving from this
-   * channel inside `fn` throws `ERR_INVALID_STATE`.
+   * (its length reads 0), so copy what you keep. Returns how many messages were taken.
+   * If `fn` returns `false`, that message is not taken: it and the ones after it stay
+   * queued, and `consume` returns. If `fn` throws, the messages after the one it threw on
+   * stay queued. Receiving from this channel inside `fn` throws `ERR_INVALID_STATE`.
    */
   consume(fn, max = MAX_BATCH) {
     this.#check()
-    checkFunction('fn', fn)
-    if (!Number.isInteger(max) || max < 1) throw outOfRange('max', 'must be a positive integer', max)
+    checkFunction('fn', fn, this.#path)
+    checkCount('max', max, this.#path)
     this.#checkNotLent()
     const meta = this.#meta
     let view
@@ -419,7 +453,11 @@ class Channel {
       while (this.#lent === view && delivered < n) {
         const at = 1 + 2 * delivered++
         this.#lentDelivered = delivered
-        fn(Buffer.from(view, meta[at], meta[at + 1]))
+        if (fn(Buffer.from(view, meta[at], meta[at + 1])) === false && this.#lent === view) {
+          // Refused: this message stays queued, and so do the ones after it.
+          this.#lentDelivered = --delivered
+          break
+        }
       }
       failed = false
     } finally {
@@ -466,8 +504,32 @@ class Channel {
 
   /** An async iterator of messages with options (`encoding`, `signal`). */
   async *messages(options) {
-    const o = checkObject('options', options)
+    const o = checkOptions('options', options, ['encoding', 'signal', 'timeout'], this.#path)
     for (;;) yield await this.recv({ encoding: o.encoding, signal: o.signal, timeout: o.timeout })
+  }
+
+  /**
+   * Resolves once a message waits for this handle, which becomes the consumer as a receive
+   * would; takes nothing. With `consume()` after it, a message leaves the channel only when
+   * the callback accepts it (returns anything but `false`): how to hand messages on to a
+   * destination that may fail without losing one. It may resolve for a record the next
+   * `consume()` only skips (a dead producer's): then it returns 0, and you wait again.
+   * Rejects with ERR_TIMEOUT, an AbortError, or ERR_CLOSED when the handle closes.
+   */
+  waitForMessage(options) {
+    try {
+      this.#check()
+      const o = checkOptions('options', options, ['timeout', 'signal'], this.#path)
+      const timeout = checkTimeout('options.timeout', o.timeout, this.#path)
+      const signal = checkSignal(o.signal, this.#path)
+      this.#checkNotLent()
+      if (!native.channelInfo(this.#id).isConsumer) call(() => native.channelClaimConsumer(this.#id))
+      if (this.#recvs.length === 0 && call(() => native.channelHasMessage(this.#id))) return Promise.resolve()
+      if (signal?.aborted) return Promise.reject(abortError(signal))
+      return this.#pend(this.#recvs, DATA, { peek: true }, timeout, signal, 'a message')
+    } catch (err) {
+      return Promise.reject(err)
+    }
   }
 
   /**
@@ -477,8 +539,8 @@ class Channel {
   claimConsumer(options) {
     try {
       this.#check()
-      const o = checkObject('options', options)
-      const timeout = checkTimeout('options.timeout', o.timeout)
+      const o = checkOptions('options', options, ['wait', 'timeout'], this.#path)
+      const timeout = checkTimeout('options.timeout', o.timeout, this.#path)
       if (!o.wait) {
         call(() => native.channelClaimConsumer(this.#id))
         return Promise.resolve()
@@ -492,7 +554,7 @@ class Channel {
               // Closed meanwhile: close() rejected it; false gives the role straight back.
               if (!this.#claims.delete(claim) || this.#closed) return false
               if (err) {
-                reject(fromNative(err))
+                reject(err.code === 'ERR_TIMEOUT' ? timeoutError(this.#path, timeout, 'the consumer role') : fromNative(err))
                 return false
               }
               native.channelSetConsumer(this.#id)
@@ -614,6 +676,13 @@ class Channel {
   #serveRecvs() {
     while (this.#recvs.length > 0) {
       const waiter = this.#recvs[0]
+      if (waiter.peek) {
+        // waitForMessage(): the notifier saw something for the consumer; take nothing.
+        this.#recvs.shift()
+        this.#settle(waiter)
+        waiter.resolve()
+        continue
+      }
       let msg
       try {
         ;[msg] = this.#receiveNative(1, waiter.encoding, false)

@@ -9,7 +9,7 @@ const path = require('node:path')
 const { AsyncLocalStorage } = require('node:async_hooks')
 const native = require('../binding.js')
 const { coded, fromNative, invalidArgType, outOfRange, timeoutError, closedError, abortError } = require('./errors.js')
-const { INTERNAL, MAX_TIMER_MS, fast, call, longTimeout, clearLongTimeout, checkFd, checkPath, checkBytes, checkTimeout, checkSignal, checkObject, checkFunction } = require('./common.js')
+const { INTERNAL, MAX_TIMER_MS, fast, call, longTimeout, clearLongTimeout, isUint8Array, checkAttached, checkFd, checkPath, checkBytes, checkTimeout, checkSignal, checkOptions, checkFunction } = require('./common.js')
 
 // The largest value size the on-file format allows (MAX_CAPACITY in src/segment/layout.rs).
 const MAX_BYTES = 2 ** 39
@@ -18,32 +18,36 @@ const SEQ_INDEX = 8
 // How long an idle notifier thread lingers before it is stopped (a ping-pong would
 // otherwise start a thread per wait).
 const NOTIFIER_LINGER_MS = 250
+// readBuffer()'s copy space is kept between calls up to this size (as the native scratch
+// space, src/napi/scratch.rs): one large value must not stay resident for the handle's life.
+const SCRATCH_KEPT = 1 << 20
 
 // A handle dropped without close() is closed when it is garbage-collected.
 const finalizer = new FinalizationRegistry((id) => native.valueClose(id))
 // Which lock() section (if any) the current async context runs inside.
 const lockContext = new AsyncLocalStorage()
 
-function openOptions(options) {
-  const o = checkObject('options', options)
+// `at`: the path being opened, named in the messages.
+function openOptions(options, at) {
+  const o = checkOptions('options', options, ['size', 'maxSize', 'create', 'readOnly', 'mode'], at)
   const out = {
-    size: checkBytes('options.size', o.size),
-    maxSize: checkBytes('options.maxSize', o.maxSize),
+    size: checkBytes('options.size', o.size, at),
+    maxSize: checkBytes('options.maxSize', o.maxSize, at),
     create: o.create,
     readOnly: o.readOnly,
     mode: o.mode,
   }
   for (const key of ['create', 'readOnly']) {
-    if (out[key] !== undefined && typeof out[key] !== 'boolean') throw invalidArgType(`options.${key}`, 'a boolean', out[key])
+    if (out[key] !== undefined && typeof out[key] !== 'boolean') throw invalidArgType(`options.${key}`, 'a boolean', out[key], at)
   }
-  if (out.mode !== undefined && (!Number.isInteger(out.mode) || out.mode < 0 || out.mode > 0o777)) {
-    throw outOfRange('options.mode', 'must be an integer from 0 to 0o777', out.mode)
+  if (out.mode !== undefined && (typeof out.mode !== 'number' || !Number.isInteger(out.mode) || out.mode < 0 || out.mode > 0o777)) {
+    throw outOfRange('options.mode', 'must be an integer from 0 to 0o777', out.mode, at)
   }
   for (const key of ['size', 'maxSize']) {
-    if (out[key] > MAX_BYTES) throw outOfRange(`options.${key}`, `must be at most ${MAX_BYTES} bytes (2^39, the format's limit)`, out[key])
+    if (out[key] > MAX_BYTES) throw outOfRange(`options.${key}`, `must be at most ${MAX_BYTES} bytes (2^39, the format's limit)`, out[key], at)
   }
   if (out.size !== undefined && out.maxSize !== undefined && out.size > out.maxSize) {
-    throw outOfRange('options.size', `must not exceed options.maxSize (${out.maxSize})`, out.size)
+    throw outOfRange('options.size', `must not exceed options.maxSize (${out.maxSize})`, out.size, at)
   }
   return out
 }
@@ -95,15 +99,16 @@ class SharedObject {
    */
   static open(file, options) {
     checkPath(file)
-    const opts = openOptions(options)
-    const id = call(() => native.valueOpen(path.resolve(file), opts))
+    const resolved = path.resolve(file)
+    const opts = openOptions(options, resolved)
+    const id = call(() => native.valueOpen(resolved, opts))
     return new SharedObject(INTERNAL, id)
   }
 
   /** A new unnamed segment (memfd) to share with child processes through `fd`. */
   static anonymous(sizeOrOptions) {
     const options = typeof sizeOrOptions === 'number' ? { size: sizeOrOptions } : sizeOrOptions
-    const opts = openOptions(options)
+    const opts = openOptions(options, 'memfd')
     const id = call(() => native.valueAnonymous(opts))
     return new SharedObject(INTERNAL, id)
   }
@@ -111,12 +116,17 @@ class SharedObject {
   /** Opens the segment behind an inherited file descriptor (opened afresh; the caller keeps its own). */
   static fromFd(fd, options) {
     checkFd(fd)
-    const opts = openOptions(options)
+    const opts = openOptions(options, `fd:${fd}`)
     const id = call(() => native.valueFromFd(fd, opts))
     return new SharedObject(INTERNAL, id)
   }
 
-  /** Removes a segment file. Open handles keep working on the removed file. */
+  /**
+   * Removes a share-object segment file of any kind (value, channel, …). Anything else at
+   * the path is refused with ERR_NOT_A_SEGMENT and left as it is: a file that is not a
+   * segment, a symlink (never followed), a directory. Open handles keep working on the
+   * removed file.
+   */
   static unlink(file) {
     checkPath(file)
     call(() => native.unlink(path.resolve(file)))
@@ -137,7 +147,7 @@ class SharedObject {
     return Number(this.#loadSeq() / 2n)
   }
 
-  /** Bytes the value can take before the segment grows. */
+  /** Bytes the value can take before the segment grows, now (a growth made by another process included). */
   get capacity() {
     this.#check()
     return call(() => native.valueCapacity(this.#id))
@@ -191,7 +201,9 @@ class SharedObject {
     }
     // `seq` was even and no write has completed since if it is still current, so the
     // value read belongs to it: cache it for the next read (see "How it works" in the README).
-    if ((seq & 1n) === 0n) {
+    // A large value is not kept: reading it again costs little next to its size, and the
+    // cache must not hold one value's size in memory for the handle's life.
+    if ((seq & 1n) === 0n && value.length <= SCRATCH_KEPT) {
       this.#cacheSeq = seq
       this.#cacheValue = value
     }
@@ -205,12 +217,18 @@ class SharedObject {
       const scratch = this.#scratch
       const length = call(() => native.valueReadInto(this.#id, scratch))
       if (length <= scratch.length) {
+        if (scratch.length > SCRATCH_KEPT) {
+          // A large copy space is not kept: it becomes the result (no second copy).
+          this.#scratch = Buffer.allocUnsafeSlow(1024)
+          return length === scratch.length ? scratch : scratch.subarray(0, length)
+        }
         const copy = Buffer.allocUnsafe(length)
         scratch.copy(copy, 0, 0, length)
         return copy
       }
       // The value outgrew the scratch space (it may have grown since): make room, retry.
-      this.#scratch = Buffer.allocUnsafeSlow(Math.max(length, scratch.length * 2))
+      // Above the kept size exactly the value's size, as that space becomes the result.
+      this.#scratch = Buffer.allocUnsafeSlow(length > SCRATCH_KEPT ? length : Math.max(length, scratch.length * 2))
     }
   }
 
@@ -219,11 +237,11 @@ class SharedObject {
     this.#check()
     try {
       if (typeof value === 'string') return fast.valueWriteString(this.#id, value)
-      if (value instanceof Uint8Array) return fast.valueWriteBytes(this.#id, value)
+      if (isUint8Array(value)) return fast.valueWriteBytes(this.#id, checkAttached('value', value, this.#path))
     } catch (err) {
       throw fromNative(err)
     }
-    throw invalidArgType('value', 'a string, Buffer or Uint8Array', value)
+    throw invalidArgType('value', 'a string, Buffer or Uint8Array', value, this.#path)
   }
 
   // The value together with the version it belongs to.
@@ -244,8 +262,8 @@ class SharedObject {
    */
   waitForChangeSync(since, timeoutMs) {
     this.#check()
-    const from = since === undefined ? this.version : checkBytes('since', since)
-    const timeout = checkTimeout('timeoutMs', timeoutMs)
+    const from = since === undefined ? this.version : checkBytes('since', since, this.#path)
+    const timeout = checkTimeout('timeoutMs', timeoutMs, this.#path)
     let v
     try {
       v = fast.valueWaitSync(this.#id, from, timeout)
@@ -260,10 +278,10 @@ class SharedObject {
   waitForChange(since, options) {
     try {
       this.#check()
-      const from = since === undefined ? this.version : checkBytes('since', since)
-      const o = checkObject('options', options)
-      const timeout = checkTimeout('options.timeout', o.timeout)
-      const signal = checkSignal(o.signal)
+      const from = since === undefined ? this.version : checkBytes('since', since, this.#path)
+      const o = checkOptions('options', options, ['timeout', 'signal', 'ref'], this.#path)
+      const timeout = checkTimeout('options.timeout', o.timeout, this.#path)
+      const signal = checkSignal(o.signal, this.#path)
       const ref = o.ref === undefined ? true : Boolean(o.ref)
       const now = this.version
       if (now !== from) return Promise.resolve(now)
@@ -310,9 +328,9 @@ class SharedObject {
    */
   watch(listener, options) {
     this.#check()
-    checkFunction('listener', listener)
-    const o = checkObject('options', options)
-    if (o.onError !== undefined) checkFunction('options.onError', o.onError)
+    checkFunction('listener', listener, this.#path)
+    const o = checkOptions('options', options, ['ref', 'onError'], this.#path)
+    if (o.onError !== undefined) checkFunction('options.onError', o.onError, this.#path)
     const seq = this.#loadSeq()
     const watcher = {
       listener,
@@ -342,8 +360,8 @@ class SharedObject {
    */
   changes(options) {
     this.#check()
-    const o = checkObject('options', options)
-    const signal = checkSignal(o.signal)
+    const o = checkOptions('options', options, ['signal', 'ref'], this.#path)
+    const signal = checkSignal(o.signal, this.#path)
     // Taken now, not at the first next(): a write in between is a change.
     return this.#changes(this.version, signal, o.ref)
   }
@@ -446,8 +464,8 @@ class SharedObject {
    */
   async lock(fn, options) {
     this.#check()
-    checkFunction('fn', fn)
-    const timeout = checkTimeout('options.timeout', checkObject('options', options).timeout)
+    checkFunction('fn', fn, this.#path)
+    const timeout = checkTimeout('options.timeout', checkOptions('options', options, ['timeout'], this.#path).timeout, this.#path)
     const held = this.#lockHeld
     if (held && lockContext.getStore() === held) return fn()
     const started = performance.now()
@@ -472,7 +490,8 @@ class SharedObject {
         call(() =>
           native.valueLockAsync(this.#id, left, (err) => {
             if (err) {
-              reject(fromNative(err))
+              // The time this handle's earlier sections took counts: name the whole timeout.
+              reject(err.code === 'ERR_TIMEOUT' ? timeoutError(this.#path, timeout, 'the lock') : fromNative(err))
               return false
             }
             // Closed meanwhile (the wait was rejected with ERR_CLOSED): false hands the
@@ -532,14 +551,18 @@ class SharedObject {
   /** Like `lock`, but blocks the thread while waiting and `fn` must be synchronous. */
   lockSync(fn, options) {
     this.#check()
-    checkFunction('fn', fn)
-    const timeout = checkTimeout('options.timeout', checkObject('options', options).timeout)
+    checkFunction('fn', fn, this.#path)
+    const timeout = checkTimeout('options.timeout', checkOptions('options', options, ['timeout'], this.#path).timeout, this.#path)
     const held = this.#lockHeld
     if (held) {
       if (lockContext.getStore() === held) return fn()
       throw coded(Error, 'ERR_LOCK_HELD', `${this.#path}: lockSync() called while an unfinished lock() section of this handle holds the lock; waiting would deadlock this thread (use await lock())`)
     }
-    call(() => native.valueLockSync(this.#id, timeout))
+    try {
+      native.valueLockSync(this.#id, timeout)
+    } catch (err) {
+      throw err.code === 'ERR_TIMEOUT' ? timeoutError(this.#path, timeout, 'the lock') : fromNative(err)
+    }
     const token = {}
     this.#lockHeld = token
     try {
@@ -557,8 +580,10 @@ class SharedObject {
   }
 
   /**
-   * A zero-copy Buffer over the value area (`capacity` bytes). It stays valid after
-   * `close()`; after the segment grows, read `buffer` again for the larger area.
+   * A zero-copy Buffer over the value area (`capacity` bytes, as they are now: a growth
+   * made by another process is adopted). It stays valid after `close()`; a Buffer taken
+   * before the segment grew keeps covering the old area: read `buffer` again when
+   * `capacity` changed.
    */
   get buffer() {
     this.#check()
@@ -629,7 +654,7 @@ function read() {
 }
 
 function write(value) {
-  if (typeof value !== 'string') throw invalidArgType('value', 'a string', value)
+  if (typeof value !== 'string') throw invalidArgType('value', 'a string', value, path.resolve(process.env.SHARE_OBJECT_PATH || 'share-data'))
   return defaultSegment().write(value)
 }
 
