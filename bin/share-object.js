@@ -2,11 +2,14 @@
 'use strict'
 
 // The share-object command line: inspect, read, write and watch value segments; send to and
-// receive from channels. Exit codes: 0 ok, 1 failed (`share-object: <CODE>: <message>` on
-// stderr), 2 usage.
+// receive from channels; remove segments. Exit codes: 0 ok (also when the reader of our
+// output goes away, as `cat` does), 1 failed (`share-object: <CODE>: <message>` on stderr),
+// 2 usage, 130 stopped by Ctrl-C (SIGINT).
 
 const { parseArgs } = require('node:util')
 const fs = require('node:fs')
+const path = require('node:path')
+const tty = require('node:tty')
 const { SharedObject, Channel } = require('..')
 
 const USAGE = `Usage: share-object <command> [options]
@@ -14,67 +17,79 @@ const USAGE = `Usage: share-object <command> [options]
 Commands:
   info <path> [--json]             what a segment is and holds
   read <path>                      print a value segment's value
-  write <path> [value|-]           set the value (- or no value: read stdin)
+  write <path> [value|-] [--raw]   set the value (-: read it from standard input)
   watch <path>                     print each new value as it changes (Ctrl-C stops)
-  send <path> [msg|-] [--timeout ms]
-                                   send a message to a channel (- or none: stdin)
+  send <path> [msg|-] [--timeout ms] [--capacity bytes] [--raw]
+                                   send a message to a channel (-: from standard input)
   recv <path> [--follow] [--timeout ms]
                                    receive a message (with --follow: keep receiving)
-  rm <path>                        remove a segment file
+  rm <path> [--force]              remove a segment file
 
-Run "share-object <command> --help" for a command's details.`
+Options: --help (also after a command), --version.`
+
+const STDIN_NOTE = 'With "-", or no value while standard input is not a terminal, the value is read from\nstandard input, and one trailing newline is dropped (as $(...) does; `read` and `recv`\nadd one), so that `echo hi | share-object write f` stores "hi". --raw keeps every byte.'
 
 const COMMANDS = {
   info: {
     usage: 'share-object info <path> [--json]\n\nPrints the kind (value or channel), format version, capacity, value length or\nqueued bytes, version, and whether a lock holder or consumer is alive.',
     options: { json: { type: 'boolean' } },
-    args: [1, 1],
+    args: ['<path>'],
     run: info,
   },
   read: {
-    usage: 'share-object read <path>\n\nPrints the value of a value segment (as UTF-8) followed by a newline.',
+    usage: 'share-object read <path>\n\nPrints the value of a value segment followed by a newline.',
     options: {},
-    args: [1, 1],
+    args: ['<path>'],
     run: read,
   },
   write: {
-    usage: 'share-object write <path> [value|-]\n\nSets the value of a value segment, creating it if needed. With "-" or no value, the\nvalue is read from standard input (as bytes, unchanged).',
-    options: {},
-    args: [1, 2],
+    usage: `share-object write <path> [value|-] [--raw]\n\nSets the value of a value segment, creating it if needed.\n${STDIN_NOTE}`,
+    options: { raw: { type: 'boolean' } },
+    args: ['<path>', '[value]'],
     run: write,
   },
   watch: {
-    usage: 'share-object watch <path>\n\nPrints the current value, then each new value as any process writes it, like\ntail -f. Ctrl-C (SIGINT) stops it with exit code 0.',
+    usage: 'share-object watch <path>\n\nPrints the current value, then each new value as any process writes it, like\ntail -f. Ctrl-C (SIGINT) stops it, with exit status 130.',
     options: {},
-    args: [1, 1],
+    args: ['<path>'],
     run: watch,
   },
   send: {
-    usage: 'share-object send <path> [msg|-] [--timeout ms]\n\nSends one message to a channel, creating it if needed; waits while the channel is\nfull (--timeout: fails with ERR_TIMEOUT after that many milliseconds). With "-" or\nno message, the message is read from standard input.',
-    options: { timeout: { type: 'string' } },
-    args: [1, 2],
+    usage: `share-object send <path> [msg|-] [--timeout ms] [--capacity bytes] [--raw]\n\nSends one message to a channel, creating it if needed (--capacity: its ring size in\nbytes, a power of two from 1024 to 2^30, default 1048576; used only when creating it).\nWaits while the channel is full (--timeout: fails with ERR_TIMEOUT after that many\nmilliseconds).\n${STDIN_NOTE}`,
+    options: { timeout: { type: 'string' }, capacity: { type: 'string' }, raw: { type: 'boolean' } },
+    args: ['<path>', '[msg]'],
     run: send,
   },
   recv: {
-    usage: 'share-object recv <path> [--follow] [--timeout ms]\n\nBecomes the channel\'s consumer and prints one message (as UTF-8) and a newline.\nWith --follow, keeps printing messages until Ctrl-C. --timeout fails with ERR_TIMEOUT\nwhen no message arrives within that many milliseconds.',
+    usage: "share-object recv <path> [--follow] [--timeout ms]\n\nBecomes the channel's consumer and prints one message and a newline. With --follow,\nkeeps printing messages until Ctrl-C (exit status 130). --timeout fails with\nERR_TIMEOUT when no message arrives within that many milliseconds. A message leaves\nthe channel only once it is written out: if the reader of the output goes away\n(`recv --follow f | head -1`), the rest stay queued and recv ends with status 0.",
     options: { follow: { type: 'boolean', short: 'f' }, timeout: { type: 'string' } },
-    args: [1, 1],
+    args: ['<path>'],
     run: recv,
   },
   rm: {
-    usage: 'share-object rm <path>\n\nRemoves a segment file (processes that have it open keep working on it).',
-    options: {},
-    args: [1, 1],
+    usage: 'share-object rm <path> [--force]\n\nRemoves a share-object segment file of any kind (processes that have it open keep\nworking on it). Anything else is refused with ERR_NOT_A_SEGMENT and left in place;\nwith --force, a file that is not a segment is removed too, after a line on stderr\nsays so (a directory never is).',
+    options: { force: { type: 'boolean' } },
+    args: ['<path>'],
     run: rm,
   },
 }
 
+// A usage error: one line on stderr, exit status 2.
 class UsageError extends Error {}
 
+// Standard output was closed by its reader (EPIPE): the command ends quietly, status 0.
+class OutputClosed extends Error {}
+
 function fail(err) {
+  if (err instanceof OutputClosed) return
   if (err instanceof UsageError) {
     process.stderr.write(`share-object: ${err.message}\n`)
     process.exitCode = 2
+    return
+  }
+  if (err && err.name === 'AbortError') {
+    // Ctrl-C: stopped as asked; 128 + SIGINT, as a shell reports a command it interrupted.
+    process.exitCode = 130
     return
   }
   const code = err && err.code ? err.code : 'ERR_UNEXPECTED'
@@ -82,19 +97,69 @@ function fail(err) {
   process.exitCode = 1
 }
 
-function timeoutOption(value) {
+// A --timeout or --capacity value: a non-negative number (a whole one with `whole`).
+function numberOption(name, value, whole = false) {
   if (value === undefined) return undefined
-  const ms = Number(value)
-  if (!Number.isFinite(ms) || ms < 0) throw new UsageError(`--timeout must be a number of milliseconds, got ${JSON.stringify(value)}`)
-  return ms
+  const n = Number(value)
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0 || (whole && !Number.isInteger(n))) {
+    throw new UsageError(`--${name} must be a ${whole ? 'whole number of bytes' : 'number of milliseconds'}, got ${JSON.stringify(value)}`)
+  }
+  return n
 }
 
-function readStdin() {
-  return fs.readFileSync(0)
+// The value to write or send: the argument, or standard input (see STDIN_NOTE).
+function valueOf(arg, values, command) {
+  if (arg !== undefined && arg !== '-') return arg
+  if (tty.isatty(0)) {
+    // Waiting silently for a terminal would look like a hang.
+    if (arg === undefined) {
+      throw new UsageError(`${command}: no value given, and standard input is a terminal (pass the value, pipe it in, or give "-" to type it and end with Ctrl-D)`)
+    }
+    process.stderr.write('share-object: reading the value from the terminal; end it with Ctrl-D\n')
+  }
+  const bytes = fs.readFileSync(0)
+  if (values.raw || bytes.length === 0 || bytes[bytes.length - 1] !== 0x0a) return bytes
+  return bytes.subarray(0, bytes.length - 1)
 }
 
-function out(text) {
-  process.stdout.write(text)
+// Writes all of `chunks` to standard output, synchronously (so that nothing is queued in
+// memory and an error is known at once). Returns false if nothing could be written because
+// the reader went away; throws OutputClosed if it went away part way.
+function writeOut(...chunks) {
+  let wrote = false
+  for (let chunk of chunks) {
+    if (typeof chunk === 'string') chunk = Buffer.from(chunk)
+    while (chunk.length > 0) {
+      let n
+      try {
+        n = fs.writeSync(1, chunk)
+      } catch (err) {
+        if (err.code === 'EAGAIN') {
+          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1) // a non-blocking stdout
+          continue
+        }
+        if (err.code !== 'EPIPE') throw err
+        if (!wrote) return false
+        throw new OutputClosed()
+      }
+      wrote = true
+      chunk = chunk.subarray(n)
+    }
+  }
+  return true
+}
+
+function out(...chunks) {
+  if (!writeOut(...chunks)) throw new OutputClosed()
+}
+
+// Ctrl-C (SIGINT) aborts the returned signal, for the commands that wait: they close what
+// they opened and end with status 130. Installed only once they wait (not while reading
+// standard input, which a handler could not interrupt).
+function interruptedBy() {
+  const ac = new AbortController()
+  process.once('SIGINT', () => ac.abort())
+  return ac.signal
 }
 
 // Opens whatever kind of segment is at `file`, without creating one.
@@ -110,34 +175,37 @@ function openAny(file) {
 function info([file], values) {
   const { kind, handle } = openAny(file)
   let facts
-  if (kind === 'value') {
-    facts = {
-      path: handle.path,
-      kind,
-      format: 1,
-      capacity: handle.capacity,
-      ...valueLength(handle),
-      version: handle.version,
-      locked: handle.locked,
+  try {
+    if (kind === 'value') {
+      facts = {
+        path: handle.path,
+        kind,
+        format: 1,
+        capacity: handle.capacity,
+        ...valueLength(handle),
+        version: handle.version,
+        locked: handle.locked,
+      }
+    } else {
+      facts = {
+        path: handle.path,
+        kind,
+        format: 1,
+        capacity: handle.capacity,
+        maxMessage: handle.maxMessage,
+        queued: handle.queued,
+        consumer: handle.hasConsumer,
+      }
     }
-  } else {
-    facts = {
-      path: handle.path,
-      kind,
-      format: 1,
-      capacity: handle.capacity,
-      maxMessage: handle.maxMessage,
-      queued: handle.queued,
-      consumer: handle.hasConsumer,
-    }
+  } finally {
+    handle.close()
   }
-  handle.close()
   if (values.json) {
     out(JSON.stringify(facts) + '\n')
     return
   }
   const width = Math.max(...Object.keys(facts).map((k) => k.length))
-  for (const [k, v] of Object.entries(facts)) out(`${k.padEnd(width)}  ${v}\n`)
+  out(Object.entries(facts).map(([k, v]) => `${k.padEnd(width)}  ${v}\n`).join(''))
 }
 
 // The value's length, or why it cannot be read now (a writer killed mid-write, damage):
@@ -153,18 +221,26 @@ function valueLength(handle) {
 
 function read([file]) {
   const obj = SharedObject.open(file, { create: false, readOnly: true })
-  out(obj.read() + '\n')
-  obj.close()
+  let value
+  try {
+    value = obj.readBuffer()
+  } finally {
+    obj.close()
+  }
+  out(value, '\n')
 }
 
-function write([file, value]) {
-  const bytes = value === undefined || value === '-' ? readStdin() : value
+function write([file, arg], values) {
+  const bytes = valueOf(arg, values, 'write')
   const obj = SharedObject.open(file)
-  obj.write(bytes)
-  obj.close()
+  try {
+    obj.write(bytes)
+  } finally {
+    obj.close()
+  }
 }
 
-function watch([file]) {
+async function watch([file]) {
   // Read-write when allowed: writers then wake us at once (a read-only handle polls).
   let obj
   try {
@@ -173,93 +249,153 @@ function watch([file]) {
     if (err.code !== 'EACCES' && err.code !== 'EROFS' && err.code !== 'EPERM') throw err
     obj = SharedObject.open(file, { create: false, readOnly: true })
   }
-  // Watch first, then print the current value: a write in between is printed, once.
-  let printed = -1
-  const show = (value, version) => {
-    if (version <= printed) return
-    printed = version
-    out(value + '\n')
-  }
-  // A value that cannot be read now is reported, and the next write is printed.
-  const unreadable = (err) => process.stderr.write(`share-object: ${err.code}: ${err.message}\n`)
-  obj.watch(show, { onError: unreadable })
-  try {
-    let version
-    let value
-    do {
-      version = obj.version
-      value = obj.read()
-    } while (obj.version !== version)
-    show(value, version)
-  } catch (err) {
-    if (err.code !== 'ERR_WRITER_DIED' && err.code !== 'ERR_CORRUPT') throw err
-    unreadable(err)
-  }
-  process.once('SIGINT', () => {
-    obj.close()
-    process.exitCode = 0
+  const signal = interruptedBy()
+  await new Promise((resolve, reject) => {
+    const end = (err) => {
+      obj.close()
+      if (err) reject(err)
+      else resolve()
+    }
+    // Watch first, then print the current value: a write in between is printed, once.
+    let printed = -1
+    const show = (value, version) => {
+      if (version <= printed || obj.closed) return
+      printed = version
+      try {
+        out(value, '\n')
+      } catch (err) {
+        end(err instanceof OutputClosed ? undefined : err) // the reader went away: done
+      }
+    }
+    // A value that cannot be read now is reported, and the next write is printed.
+    const unreadable = (err) => process.stderr.write(`share-object: ${err.code}: ${err.message}\n`)
+    obj.watch(show, { onError: unreadable })
+    signal.addEventListener('abort', () => end(abortError()), { once: true })
+    try {
+      let version
+      let value
+      do {
+        version = obj.version
+        value = obj.read()
+      } while (obj.version !== version)
+      show(value, version)
+    } catch (err) {
+      if (err.code !== 'ERR_WRITER_DIED' && err.code !== 'ERR_CORRUPT') return end(err)
+      unreadable(err)
+    }
   })
 }
 
-async function send([file, msg], values) {
-  const timeout = timeoutOption(values.timeout)
-  const bytes = msg === undefined || msg === '-' ? readStdin() : msg
-  const ch = Channel.open(file)
+function abortError() {
+  const err = new Error('stopped by SIGINT')
+  err.name = 'AbortError'
+  return err
+}
+
+async function send([file, arg], values) {
+  const timeout = numberOption('timeout', values.timeout)
+  const capacity = numberOption('capacity', values.capacity, true)
+  const bytes = valueOf(arg, values, 'send')
+  const ch = Channel.open(file, capacity === undefined ? undefined : { capacity })
   try {
-    await ch.sendAsync(bytes, { timeout })
+    await ch.sendAsync(bytes, { timeout, signal: interruptedBy() })
   } finally {
     ch.close()
   }
 }
 
 async function recv([file], values) {
-  const timeout = timeoutOption(values.timeout)
+  const timeout = numberOption('timeout', values.timeout)
   const ch = Channel.open(file, { create: false })
-  const ac = new AbortController()
-  process.once('SIGINT', () => ac.abort())
+  const signal = interruptedBy()
   try {
     await ch.claimConsumer()
-    do {
-      let msg
+    let closed = false
+    // A message is taken only once it is written out: if the reader went away before any
+    // of it was written, it stays queued (returning false leaves it in the channel).
+    const print = (view) => {
       try {
-        msg = await ch.recv({ timeout, signal: ac.signal })
+        if (writeOut(view, '\n')) return true
       } catch (err) {
-        if (err.name === 'AbortError') return // Ctrl-C: a clean end
-        throw err
+        if (!(err instanceof OutputClosed)) throw err
       }
-      out(msg.toString('utf8') + '\n')
-    } while (values.follow)
+      closed = true
+      return false
+    }
+    for (;;) {
+      const n = ch.consume(print, values.follow ? undefined : 1)
+      if (closed) return // the reader went away: a quiet end, as `cat` has
+      if (n > 0 && !values.follow) return
+      if (n === 0) await ch.waitForMessage({ timeout, signal })
+    }
   } finally {
     ch.close()
   }
 }
 
-function rm([file]) {
-  SharedObject.unlink(file)
+function rm([file], values) {
+  try {
+    SharedObject.unlink(file)
+    return
+  } catch (err) {
+    if (err.code !== 'ERR_NOT_A_SEGMENT') throw err
+    // A directory is never removed; --force removes any other file, saying what it removes.
+    if (!values.force || fs.lstatSync(file).isDirectory()) {
+      if (!values.force) err.message += ' (rm --force removes it anyway)'
+      throw err
+    }
+    const why = /not a share-object segment \((.*)\); the file was left unchanged$/.exec(err.message)
+    process.stderr.write(`share-object: rm --force: removing ${path.resolve(file)}, which is not a share-object segment${why ? ` (${why[1]})` : ''}\n`)
+  }
+  fs.unlinkSync(file)
+}
+
+// One line for what util.parseArgs refused.
+function parseProblem(err) {
+  const name = /'(-[^' ]+)/.exec(err.message)?.[1]
+  switch (err.code) {
+    case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
+      return `unknown option ${name ?? ''}`.trim()
+    case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE':
+      return /does not take an argument/.test(err.message) ? `option ${name} takes no value` : `option ${name} needs a value`
+    default:
+      return err.message.split('\n')[0]
+  }
 }
 
 async function main(argv) {
   const [name, ...rest] = argv
-  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+  if (name === undefined) {
+    process.stderr.write(USAGE + '\n')
+    process.exitCode = 2
+    return
+  }
+  if (name === '--help' || name === '-h' || name === 'help') {
     out(USAGE + '\n')
-    if (name === undefined) process.exitCode = 2
+    return
+  }
+  if (name === '--version' || name === '-v') {
+    out(require('../package.json').version + '\n')
     return
   }
   const command = COMMANDS[name]
-  if (!command) throw new UsageError(`unknown command ${JSON.stringify(name)}\n\n${USAGE}`)
+  if (!command) throw new UsageError(`unknown command ${JSON.stringify(name)} (see "share-object --help")`)
+  const help = `(see "share-object ${name} --help")`
   let parsed
   try {
     parsed = parseArgs({ args: rest, options: { ...command.options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true })
   } catch (err) {
-    throw new UsageError(`${err.message}\n\nUsage: ${command.usage.split('\n')[0]}`)
+    throw new UsageError(`${name}: ${parseProblem(err)} ${help}`)
   }
   if (parsed.values.help) {
     out(`Usage: ${command.usage}\n`)
     return
   }
-  const [min, max] = command.args
-  if (parsed.positionals.length < min || parsed.positionals.length > max) {
-    throw new UsageError(`${name}: expected ${min === max ? min : `${min} to ${max}`} argument(s), got ${parsed.positionals.length}\n\nUsage: ${command.usage.split('\n')[0]}`)
+  const min = command.args.filter((a) => a.startsWith('<')).length
+  const max = command.args.length
+  const got = parsed.positionals.length
+  if (got < min || got > max) {
+    throw new UsageError(`${name}: expected ${min === max ? '' : `${min} to `}${max} argument${max > 1 ? 's' : ''} (${command.args.join(' ')}), got ${got} ${help}`)
   }
   await command.run(parsed.positionals, parsed.values)
 }
