@@ -1,7 +1,9 @@
 // Type-checked by `tsc --noEmit -p __test__` during `npm test`: the public API as a
 // TypeScript user writes it. Never run.
-import { read, write, SharedObject, Channel, type OpenOptions, type Change } from 'share-object'
+import shareObject, { read, write, SharedObject, Channel, type OpenOptions, type Change, type SendBatchError } from 'share-object'
 
+// The default import is the module itself (TS1192 "has no default export" before it was typed).
+const viaDefault: [typeof read, typeof SharedObject, typeof Channel] = [shareObject.read, shareObject.SharedObject, shareObject.Channel]
 const bytes: number = write('Hello World!')
 const text: string = read()
 
@@ -23,6 +25,7 @@ async function iterate(): Promise<void> {
 }
 const locked: Promise<number> = obj.lock(async () => 42, { timeout: 100 })
 const syncLocked: string = obj.lockSync(() => 'x')
+const boundedSync: number = obj.lockSync(() => 1, { timeout: 50 })
 const ints = new Int32Array(obj.buffer.buffer, obj.buffer.byteOffset, 4)
 Atomics.add(ints, 0, 1)
 const anon = SharedObject.anonymous(1024)
@@ -40,8 +43,48 @@ const str: string | null = ch.receiveString()
 const many: Buffer[] = ch.receiveBatch(16)
 const strings = ch.receiveBatch(16, { encoding: 'utf8' })
 const consumed: number = ch.consume((view: Buffer) => void view.readUInt32LE(0), 64)
+// A callback may refuse a message (false): it stays queued.
+const handedOn: number = ch.consume((view: Buffer) => view.length > 0)
+const ready: Promise<void> = ch.waitForMessage({ timeout: 10, signal: AbortSignal.timeout(5) })
+try {
+  ch.sendBatch(['a', 'b'])
+} catch (err) {
+  const sentBefore: number = (err as SendBatchError).sent
+  void sentBefore
+}
 const blocking: Buffer | null = ch.receiveSync(10)
 const later: Promise<Buffer> = ch.recv({ timeout: 10 })
+
+// With an encoding a receive can only give strings; without one, only Buffers. Each line
+// below type-checks only with those exact types (they were all `Buffer | string` before).
+const oneString: string | null = ch.receive({ encoding: 'utf8' })
+const hexStrings: string[] = ch.receiveBatch(8, { encoding: 'hex' })
+const syncString: string | null = ch.receiveSync(10, { encoding: 'utf8' })
+const laterString: Promise<string> = ch.recv({ encoding: 'utf8', timeout: 10 })
+const asBuffer: Buffer | null = ch.receive({ encoding: 'buffer' })
+const unknownEncoding = (encoding: BufferEncoding | undefined) => ch.receive({ encoding }) // either, when not known
+const either: Buffer | string | null = unknownEncoding('utf8')
+async function iterateMessages(): Promise<void> {
+  for await (const msg of ch.messages({ timeout: 10 })) {
+    const b: Buffer = msg
+    void b.byteLength
+  }
+  for await (const msg of ch.messages({ encoding: 'utf8' })) {
+    const t: string = msg
+    void t.toUpperCase()
+  }
+}
+// @ts-expect-error a utf8 receive is never a Buffer
+const notBuffer: Buffer | null = ch.receive({ encoding: 'utf8' })
+// @ts-expect-error a receive without an encoding is never a string
+const notString: string | null = ch.receive()
+async function notStrings(): Promise<void> {
+  for await (const msg of ch.messages()) {
+    // @ts-expect-error messages() without an encoding yields Buffers only
+    const t: string = msg
+    void t
+  }
+}
 async function consume(): Promise<void> {
   await ch.claimConsumer({ wait: true, timeout: 100 })
   for await (const msg of ch) void msg.byteLength
@@ -55,4 +98,5 @@ write(42)
 // @ts-expect-error instances come from the static factories
 new SharedObject()
 
-void [bytes, text, n, value, copy, facts, next, now, stop, iterate, locked, syncLocked, child, ok, count, sent, one, str, many, strings, blocking, later, consume, info]
+void [viaDefault, bytes, text, n, value, copy, facts, next, now, stop, iterate, locked, syncLocked, boundedSync, child, ok, count, sent, one, str, many, strings, blocking, later, consume, info]
+void [notStrings, consumed, handedOn, ready, oneString, hexStrings, syncString, laterString, asBuffer, either, iterateMessages, notBuffer, notString]
