@@ -488,3 +488,66 @@ test('encodings and descriptors are checked with the codes of the error table', 
   assert.throws(() => Channel.fromFd(2 ** 32), { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' })
   assert.throws(() => Channel.fromFd('3'), { code: 'ERR_INVALID_ARG_TYPE' })
 })
+
+test('sendBatch(): every error says in err.sent how many of the batch were sent, a wrong type after 200 valid ones included', (t) => {
+  const { ch } = channel(t)
+  // Enough bytes that the batch is sent in several native calls before msgs[200].
+  const valid = Array.from({ length: 200 }, (_, i) => `${i}:`.padEnd(400, '.'))
+  for (const bad of [42, null, Object.create(null)]) {
+    assert.throws(() => ch.sendBatch([...valid, bad, 'never sent']), (err) => {
+      assert.equal(err.code, 'ERR_INVALID_ARG_TYPE')
+      assert.equal(err.sent, 200)
+      assert.match(err.message, /msgs\[200\].*the first 200 message\(s\) of the batch were sent \(err\.sent\), none after them$/)
+      return true
+    })
+    const got = ch.receiveBatch().map(String)
+    assert.deepEqual(got, valid, 'exactly the 200 before it, in order')
+  }
+  assert.throws(() => ch.sendBatch('not an array'), (err) => err.code === 'ERR_INVALID_ARG_TYPE' && err.sent === 0)
+  assert.equal(ch.queued, 0)
+})
+
+test('consume(): a callback that returns false leaves that message and the later ones queued', (t) => {
+  const { ch } = channel(t)
+  ch.sendBatch(['one', 'two', 'three'])
+  const seen = []
+  const taken = ch.consume((view) => {
+    seen.push(String(view))
+    return seen.length < 2 // refuses "two"
+  })
+  assert.equal(taken, 1)
+  assert.deepEqual(seen, ['one', 'two'])
+  assert.deepEqual(ch.receiveBatch().map(String), ['two', 'three'])
+})
+
+test('waitForMessage(): resolves once a message waits, takes nothing, and times out or aborts like recv()', async (t) => {
+  const { file, ch } = channel(t)
+  await assert.rejects(ch.waitForMessage({ timeout: 20 }), { code: 'ERR_TIMEOUT' })
+  assert.ok(ch.isConsumer, 'waiting made it the consumer')
+  const ready = ch.waitForMessage({ timeout: 20_000 })
+  const producer = Channel.open(file)
+  t.after(() => producer.close())
+  producer.send('hello')
+  await within(ready, 20_000, 'waitForMessage() to resolve')
+  await within(ch.waitForMessage(), 10_000, 'a second wait to resolve at once')
+  assert.equal(ch.receiveString(), 'hello', 'the message is still there')
+  const ac = new AbortController()
+  const aborted = ch.waitForMessage({ signal: ac.signal })
+  ac.abort()
+  await assert.rejects(aborted, { name: 'AbortError' })
+  const closing = ch.waitForMessage()
+  ch.close()
+  await assert.rejects(closing, { code: 'ERR_CLOSED' })
+})
+
+test('sendBatch(): an error of the ring itself also says how many of the batch were sent', (t) => {
+  const { file, ch } = channel(t, { capacity: 1024 })
+  assert.equal(ch.sendBatch(['a', 'b']), 2)
+  // Damage the tail (bytes claimed by producers) so that no further claim can succeed.
+  const fd = fs.openSync(file, 'r+')
+  const tail = Buffer.alloc(8)
+  tail.writeBigUInt64LE(1n << 62n)
+  fs.writeSync(fd, tail, 0, 8, 64)
+  fs.closeSync(fd)
+  assert.throws(() => ch.sendBatch(['c']), (err) => err.code === 'ERR_CORRUPT' && err.sent === 0)
+})

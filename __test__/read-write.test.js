@@ -5,7 +5,7 @@ const test = require('node:test')
 const assert = require('node:assert/strict')
 const fs = require('node:fs')
 const path = require('node:path')
-const { SharedObject } = require('..')
+const { SharedObject, Channel } = require('..')
 const { tempDir, segment, runFixture, mapsLines } = require('./helpers.js')
 
 const HEADER = 256
@@ -183,4 +183,97 @@ test('SHARE_OBJECT_PATH picks the default segment', async (t) => {
   assert.equal(w.code, 0, w.stderr)
   assert.ok(fs.existsSync(file))
   assert.ok(!fs.existsSync(path.join(dir, 'share-data')))
+})
+
+test('{ readOnly: true } on a missing path creates nothing: ERR_NOT_FOUND, and the folder stays empty', (t) => {
+  const dir = tempDir(t)
+  const file = path.join(dir, 'missing')
+  for (const options of [{ readOnly: true }, { readOnly: true, create: true }, { create: false }]) {
+    assert.throws(() => SharedObject.open(file, options), (err) => {
+      assert.equal(err.code, 'ERR_NOT_FOUND', JSON.stringify(options))
+      assert.ok(err.message.includes(file), err.message)
+      return true
+    })
+  }
+  assert.deepEqual(fs.readdirSync(dir), [])
+})
+
+test('a large all-zero (sparse) file is refused as not a segment without being read through, and left as it was', async (t) => {
+  const dir = tempDir(t)
+  const file = path.join(dir, 'sparse')
+  fs.writeFileSync(file, '', { mode: 0o600 })
+  // 1 TiB of holes: scanning it for a non-zero byte would take hours (64 GiB took minutes).
+  // In a child, which is killed (and the test fails) if it does not answer within a minute.
+  fs.truncateSync(file, 2 ** 40)
+  for (const kind of ['value', 'channel']) {
+    const r = await runFixture(t, 'rel-open.js', [kind, file], {}, 60_000)
+    const { code, message } = JSON.parse(r.stdout)
+    assert.equal(code, 'ERR_NOT_A_SEGMENT', message)
+    assert.ok(message.includes(file) && message.includes('1099511627776 bytes'), message)
+  }
+  assert.equal(fs.statSync(file).size, 2 ** 40)
+  const head = Buffer.alloc(HEADER, 1)
+  const fd = fs.openSync(file, 'r')
+  fs.readSync(fd, head, 0, HEADER, 0)
+  fs.closeSync(fd)
+  assert.ok(head.every((b) => b === 0), 'nothing was written into it')
+})
+
+test('an all-zero file of up to 4 MiB is initialised; a larger one is refused and left as it was', (t) => {
+  const dir = tempDir(t)
+  const small = path.join(dir, 'small')
+  fs.writeFileSync(small, Buffer.alloc(4 << 20), { mode: 0o600 })
+  const obj = SharedObject.open(small)
+  t.after(() => obj.close())
+  assert.equal(obj.write('initialised'), 11)
+  const large = path.join(dir, 'large')
+  fs.writeFileSync(large, Buffer.alloc((4 << 20) + 1), { mode: 0o600 })
+  assert.throws(() => SharedObject.open(large), { code: 'ERR_NOT_A_SEGMENT' })
+  assert.ok(fs.readFileSync(large).every((b) => b === 0))
+})
+
+test('a path ending in "/", "." or ".." is refused, not shortened to another file', (t) => {
+  const dir = tempDir(t)
+  for (const tail of ['seg/', 'seg/.', 'seg/..', '.']) {
+    const given = path.join(dir, 'x').slice(0, -1) + tail
+    for (const open of [() => SharedObject.open(given), () => Channel.open(given), () => SharedObject.unlink(given)]) {
+      assert.throws(open, (err) => {
+        assert.equal(err.code, 'ERR_INVALID_ARG_VALUE', given)
+        assert.ok(err.message.includes(given), err.message)
+        return true
+      })
+    }
+  }
+  assert.deepEqual(fs.readdirSync(dir), [], 'nothing was created')
+})
+
+test('one 40 MiB value leaves no scratch memory behind once it is read and written', async (t) => {
+  const dir = tempDir(t)
+  const r = await runFixture(t, 'large-value-memory.js', [path.join(dir, 'seg'), 40], {}, 60_000)
+  assert.equal(r.code, 0, r.stderr)
+  const { before, after, value } = JSON.parse(r.stdout)
+  // Before, the scratch buffers kept 80-120 MiB (two to three times the value) for good.
+  assert.ok(after - before < value / 4, `private memory grew by ${((after - before) / 2 ** 20).toFixed(1)} MiB after a ${value / 2 ** 20} MiB value`)
+})
+
+test('a value too long for a JS string is ERR_STRING_TOO_LONG, naming the path and the exact limit', async (t) => {
+  const dir = tempDir(t)
+  const file = path.join(dir, 'huge')
+  SharedObject.open(file).close()
+  // One byte more than the longest string (a sparse file: no disk, no time to write it).
+  const { MAX_STRING_LENGTH } = require('node:buffer').constants
+  const len = MAX_STRING_LENGTH + 1
+  const fd = fs.openSync(file, 'r+')
+  const field = Buffer.alloc(8)
+  field.writeBigUInt64LE(BigInt(len))
+  fs.writeSync(fd, field, 0, 8, 24) // capacity
+  fs.writeSync(fd, field, 0, 8, 72) // length
+  fs.closeSync(fd)
+  fs.truncateSync(file, HEADER + len)
+  const r = await runFixture(t, 'read-once.js', [], { env: envFor(file) }, 60_000)
+  assert.equal(r.code, 0, r.stderr)
+  const { code, message } = JSON.parse(r.stdout)
+  assert.equal(code, 'ERR_STRING_TOO_LONG')
+  assert.ok(message.startsWith(`${file}: `), message)
+  assert.ok(message.includes(`${len} bytes`) && message.includes(`${MAX_STRING_LENGTH} UTF-16 code units`), message)
 })
