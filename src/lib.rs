@@ -18,6 +18,7 @@
 
 pub mod channel;
 pub mod error;
+pub mod map;
 pub mod napi;
 pub mod os;
 pub mod segment;

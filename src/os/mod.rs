@@ -224,6 +224,21 @@ pub fn byte_is_locked_by_other(fd: BorrowedFd<'_>, offset: u64) -> io::Result<bo
     Ok(fl.l_type != libc::F_UNLCK as _)
 }
 
+/// 64 random bits (a map's hash seed). Falls back to the clock, pid and an address if the
+/// kernel's generator is unavailable (the seed then only resists casual collisions).
+pub fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    if rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty()).is_ok() {
+        return u64::from_le_bytes(bytes);
+    }
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let here = &bytes as *const _ as u64;
+    t ^ u64::from(std::process::id()).rotate_left(32) ^ here.rotate_left(17)
+}
+
 /// A process-unique, non-zero 31-bit number, for liveness tokens.
 pub fn random_token() -> u32 {
     let mut bytes = [0u8; 4];

@@ -1,0 +1,1078 @@
+//! Writing: everything here runs under one shard's lock (`lock_shard`), which survives its
+//! holder's death (the next holder recovers the shard first, `clean.rs`).
+//!
+//! A change writes a new entry at the shard's log tail, then publishes it with one Release
+//! store of its table slot; the old copy becomes garbage in place. Deletes store a
+//! tombstone; clear publishes "no table". Every change is logged (`log.rs`) and, after the
+//! unlock, wakes watchers that announced themselves.
+
+use std::sync::atomic::{fence, AtomicU64, Ordering};
+
+use super::alloc::wake_one;
+use super::format::{
+    self, entry_size, make_lens, make_meta, make_slot, make_table, slot_heap, slot_live, slot_tag,
+    stamp, table_parts, user_bytes, FLAG_PENDING, MAX_KEY, MAX_PROBE, MAX_TABLE_BITS, MAX_VALUE,
+    SLOT_EMPTY, SLOT_TOMBSTONE,
+};
+use super::log::ChangeOp;
+use super::read::Found;
+use super::{expiry_after, now_ms, MapSegment, TAG_NUMBER};
+use crate::error::{Error, Result};
+use crate::segment::layout::{
+    ChunkHeader, EntryHeader, CHUNK_DATA, CHUNK_HEADER_SIZE, ENTRY_HEADER_SIZE,
+};
+use crate::sync::lock::{self, Acquired};
+
+/// What `claim` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The key has a value (copied into the caller's buffer).
+    Value(Found),
+    /// Another live handle (this token) is computing the value.
+    Pending(u32),
+    /// This handle now holds the claim: compute the value and `set` it (or `unclaim`).
+    Claimed,
+}
+
+/// What `lock_key` found (the value, if any, is in the caller's buffer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Locked {
+    pub found: Option<Found>,
+}
+
+/// The slots a write needs, found by one probe under the lock.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Probe {
+    /// File offset of the table's slot array and log2 of its slots.
+    pub table: Option<(u64, u32)>,
+    /// The key's slot index and its entry.
+    pub existing: Option<(u64, Found, u64)>,
+    /// Where a new key would go (first tombstone or empty slot on the way).
+    pub free: Option<u64>,
+}
+
+/// What a new entry is made of.
+pub(super) struct NewEntry<'k> {
+    pub key: &'k [u8],
+    pub tag: u8,
+    pub flags: u8,
+    /// The value's bytes (may be a view of shared memory: read through the pointer only).
+    pub src: *const u8,
+    pub len: u64,
+    pub expires_ms: u64,
+    pub ttl_ms: u64,
+}
+
+impl MapSegment {
+    /// Takes shard `s`'s lock, recovering the shard if its holder died and sweeping it if
+    /// an allocator died since it last swept.
+    pub(super) fn lock_shard(&mut self, s: u32) -> Result<()> {
+        if self.seg.read_only() {
+            return Err(Error::ReadOnly {
+                path: self.path().to_owned(),
+            });
+        }
+        if self.held.is_some() {
+            return Err(Error::InvalidState {
+                path: self.path().to_owned(),
+                reason: "the function given to update() must not write to its map".into(),
+            });
+        }
+        let acquired = {
+            let word = &self.shard(s).lock;
+            self.take_lock(word, "a shard lock")?
+        };
+        let ready = self.cover_heap().and_then(|()| {
+            if acquired == Acquired::OwnerDied {
+                self.recover_shard(s)?;
+            }
+            // SYNC POINT: Acquire pairs with the Release bump in `recover_alloc`; Relaxed:
+            // `swept_epoch` is this shard's, read under its lock.
+            let epoch = self.header().alloc.sweep_epoch.load(Ordering::Acquire);
+            if self.shard(s).swept_epoch.load(Ordering::Relaxed) != epoch {
+                self.sweep_shard(s)?;
+            }
+            Ok(())
+        });
+        if let Err(e) = ready {
+            self.unlock_shard(s);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    pub(super) fn unlock_shard(&self, s: u32) {
+        lock::release(&self.shard(s).lock, self.seg.token(), &wake_one);
+    }
+
+    /// Maps the whole heap as it is now (a writer may follow any of its shard's chunks).
+    fn cover_heap(&mut self) -> Result<()> {
+        // SYNC POINT: Acquire pairs with the Release store of `units_total` in `alloc.rs`.
+        let units = self
+            .header()
+            .alloc
+            .units_total
+            .load(Ordering::Acquire)
+            .min(self.geo.heap_limit_units);
+        let end = self.geo.heap_at(units << self.geo.unit_shift);
+        if !self.cover(end)? {
+            return Err(Error::corrupt(
+                self.path(),
+                "the file is shorter than the map's heap says",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Wakes watchers after a change, with a syscall only if one announced itself.
+    pub(super) fn notify(&self) {
+        // SYNC POINT: this SeqCst fence and the SeqCst loads in `any` pair with the SeqCst
+        // announcement of a parked watcher (`MapWatcher::wait`), which then re-reads the
+        // log tails (Dekker): either we see it and wake it, or it sees our log record.
+        fence(Ordering::SeqCst);
+        let waiters = self.announcements();
+        if waiters.any() {
+            let word = &self.header().notify.notify;
+            // SYNC POINT: SeqCst, as above; the futex re-check pairs with it.
+            word.fetch_add(1, Ordering::SeqCst);
+            let liveness = self.seg.liveness();
+            waiters.wake(word, &|t| liveness.is_alive(t));
+        }
+    }
+
+    /// Runs `f` holding shard `s`'s lock, then unlocks and notifies.
+    fn in_shard<T>(&mut self, s: u32, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        self.lock_shard(s)?;
+        let result = f(self);
+        self.unlock_shard(s);
+        self.notify();
+        result
+    }
+
+    fn check_key(&self, key: &[u8]) -> Result<()> {
+        if key.is_empty() || key.len() > MAX_KEY {
+            return Err(Error::invalid(
+                self.path(),
+                format!(
+                    "a key must be 1 to {MAX_KEY} bytes of UTF-8, got {} bytes",
+                    key.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_value(&self, key: &[u8], len: u64) -> Result<()> {
+        let max = self.config.max_bytes.min(MAX_VALUE);
+        if user_bytes(key.len(), len) > self.config.max_bytes || len > MAX_VALUE {
+            return Err(Error::ValueTooLarge {
+                path: self.path().to_owned(),
+                len,
+                max: max.saturating_sub(key.len() as u64),
+            });
+        }
+        Ok(())
+    }
+
+    /// `set(key, value)`: stores `len` bytes from `src` with type `tag`. `ttl_ms`: `None`
+    /// is the map's default, `Some(0)` none.
+    ///
+    /// # Safety
+    /// `src` must be valid for reads of `len` bytes (it may be shared memory).
+    pub unsafe fn set_raw(
+        &mut self,
+        key: &[u8],
+        tag: u8,
+        src: *const u8,
+        len: u64,
+        ttl_ms: Option<u64>,
+    ) -> Result<()> {
+        self.check_key(key)?;
+        self.check_value(key, len)?;
+        let hash = self.hash(key);
+        let s = self.geo.shard_of(hash);
+        let ttl = ttl_ms.unwrap_or(self.config.ttl_ms);
+        let entry = NewEntry {
+            key,
+            tag,
+            flags: 0,
+            src,
+            len,
+            expires_ms: expiry_after(ttl),
+            ttl_ms: ttl,
+        };
+        self.in_shard(s, |m| m.write_locked(s, hash, &entry, ChangeOp::Set))
+    }
+
+    /// `set` from a private slice.
+    pub fn set(&mut self, key: &[u8], tag: u8, value: &[u8], ttl_ms: Option<u64>) -> Result<()> {
+        // SAFETY: a slice is readable for its length.
+        unsafe { self.set_raw(key, tag, value.as_ptr(), value.len() as u64, ttl_ms) }
+    }
+
+    /// `delete(key)`: whether a live value was removed.
+    pub fn delete(&mut self, key: &[u8]) -> Result<bool> {
+        self.check_key(key)?;
+        let hash = self.hash(key);
+        let s = self.geo.shard_of(hash);
+        self.in_shard(s, |m| {
+            m.delete_locked(s, hash, key, ChangeOp::Delete, false)
+        })
+    }
+
+    /// `clear()`: empties every shard, one after another.
+    pub fn clear(&mut self) -> Result<()> {
+        for s in 0..self.geo.shards {
+            self.in_shard(s, |m| m.clear_locked(s))?;
+        }
+        Ok(())
+    }
+
+    /// `incr(key, by)`: adds `by` to the number at `key` (a missing or expired key starts
+    /// at 0 and gets `ttl_ms`, else the map's ttl; an existing one keeps its expiry).
+    pub fn incr(&mut self, key: &[u8], by: f64, ttl_ms: Option<u64>) -> Result<f64> {
+        self.check_key(key)?;
+        let hash = self.hash(key);
+        let s = self.geo.shard_of(hash);
+        self.in_shard(s, |m| {
+            let mut value = Vec::new();
+            let current = m.current_locked(s, hash, key, Some(&mut value))?;
+            let (base, expires, ttl) = match current {
+                Some(found) => {
+                    if found.tag != TAG_NUMBER || value.len() != 8 {
+                        return Err(Error::NotANumber {
+                            path: m.path().to_owned(),
+                            key: String::from_utf8_lossy(key).into_owned(),
+                        });
+                    }
+                    let n = f64::from_le_bytes(value[..8].try_into().expect("8 bytes"));
+                    (n, found.expires_ms, found.ttl_ms)
+                }
+                None => {
+                    let ttl = ttl_ms.unwrap_or(m.config.ttl_ms);
+                    (0.0, expiry_after(ttl), ttl)
+                }
+            };
+            let next = base + by;
+            let bytes = next.to_le_bytes();
+            let entry = NewEntry {
+                key,
+                tag: TAG_NUMBER,
+                flags: 0,
+                src: bytes.as_ptr(),
+                len: 8,
+                expires_ms: expires,
+                ttl_ms: ttl,
+            };
+            m.write_locked(s, hash, &entry, ChangeOp::Set)?;
+            Ok(next)
+        })
+    }
+
+    /// getOrSet's claim: the value if there is one, else who computes it (taking the claim
+    /// over from a dead claimant, or making a new one for this handle).
+    pub fn claim(&mut self, key: &[u8], out: &mut Vec<u8>) -> Result<Claim> {
+        self.check_key(key)?;
+        let hash = self.hash(key);
+        let s = self.geo.shard_of(hash);
+        let me = self.seg.token();
+        self.in_shard(s, |m| {
+            let probe = m.probe(s, hash, key, Some(out))?;
+            if let Some((_, found, _)) = probe.existing {
+                if found.pending() {
+                    let token = pending_token(out);
+                    if token == me {
+                        return Ok(Claim::Claimed);
+                    }
+                    if token != 0 && m.seg.is_alive(token) {
+                        return Ok(Claim::Pending(token));
+                    }
+                } else if !found.expired_at(now_ms()) {
+                    return Ok(Claim::Value(found));
+                }
+            }
+            let token = me.to_le_bytes();
+            let entry = NewEntry {
+                key,
+                tag: 0,
+                flags: FLAG_PENDING,
+                src: token.as_ptr(),
+                len: 4,
+                expires_ms: 0,
+                ttl_ms: 0,
+            };
+            m.write_probed(s, hash, &entry, probe, None)?;
+            Ok(Claim::Claimed)
+        })
+    }
+
+    /// Gives up this handle's claim on `key` (its computation failed); waiters try again.
+    pub fn unclaim(&mut self, key: &[u8]) -> Result<bool> {
+        self.check_key(key)?;
+        let hash = self.hash(key);
+        let s = self.geo.shard_of(hash);
+        let me = self.seg.token();
+        self.in_shard(s, |m| {
+            let mut value = Vec::new();
+            let probe = m.probe(s, hash, key, Some(&mut value))?;
+            match probe.existing {
+                Some((_, found, _)) if found.pending() && pending_token(&value) == me => {
+                    m.delete_locked(s, hash, key, ChangeOp::Unclaim, true)
+                }
+                _ => Ok(false),
+            }
+        })
+    }
+
+    /// update()'s first half: takes the key's shard lock and returns the current live value
+    /// (into `out`). The lock stays held until `locked_set`, `locked_delete` or
+    /// `unlock_held`.
+    pub fn lock_key(&mut self, key: &[u8], out: &mut Vec<u8>) -> Result<Locked> {
+        self.check_key(key)?;
+        let hash = self.hash(key);
+        let s = self.geo.shard_of(hash);
+        self.lock_shard(s)?;
+        match self.current_locked(s, hash, key, Some(out)) {
+            Ok(found) => {
+                self.held = Some(s);
+                Ok(Locked { found })
+            }
+            Err(e) => {
+                self.unlock_shard(s);
+                Err(e)
+            }
+        }
+    }
+
+    fn take_held(&mut self, key: &[u8]) -> Result<(u32, u64)> {
+        let hash = self.hash(key);
+        let s = self.geo.shard_of(hash);
+        match self.held {
+            Some(held) if held == s => {
+                self.held = None;
+                Ok((s, hash))
+            }
+            _ => Err(Error::InvalidState {
+                path: self.path().to_owned(),
+                reason: "no update() of this key is in progress".into(),
+            }),
+        }
+    }
+
+    /// update()'s second half: stores the new value and releases the lock.
+    ///
+    /// # Safety
+    /// As for [`set_raw`](Self::set_raw).
+    pub unsafe fn locked_set_raw(
+        &mut self,
+        key: &[u8],
+        tag: u8,
+        src: *const u8,
+        len: u64,
+        ttl_ms: Option<u64>,
+    ) -> Result<()> {
+        let (s, hash) = self.take_held(key)?;
+        let result = self.check_value(key, len).and_then(|()| {
+            let mut value = Vec::new();
+            let current = self.current_locked(s, hash, key, Some(&mut value))?;
+            // An existing key keeps its expiry unless a ttl is given.
+            let (expires, ttl) = match (ttl_ms, current) {
+                (None, Some(found)) => (found.expires_ms, found.ttl_ms),
+                (ttl, _) => {
+                    let ttl = ttl.unwrap_or(self.config.ttl_ms);
+                    (expiry_after(ttl), ttl)
+                }
+            };
+            let entry = NewEntry {
+                key,
+                tag,
+                flags: 0,
+                src,
+                len,
+                expires_ms: expires,
+                ttl_ms: ttl,
+            };
+            self.write_locked(s, hash, &entry, ChangeOp::Set)
+        });
+        self.unlock_shard(s);
+        self.notify();
+        result
+    }
+
+    /// update()'s second half when the new value is `undefined`: deletes the key.
+    pub fn locked_delete(&mut self, key: &[u8]) -> Result<bool> {
+        let (s, hash) = self.take_held(key)?;
+        let result = self.delete_locked(s, hash, key, ChangeOp::Delete, false);
+        self.unlock_shard(s);
+        self.notify();
+        result
+    }
+
+    /// Releases a lock taken by `lock_key` without a change (update()'s function threw).
+    pub fn unlock_held(&mut self) {
+        if let Some(s) = self.held.take() {
+            self.unlock_shard(s);
+        }
+    }
+
+    /// Removes entries whose ttl has passed; returns how many.
+    pub fn purge_stale(&mut self) -> Result<u64> {
+        let mut purged = 0;
+        for s in 0..self.geo.shards {
+            purged += self.in_shard(s, |m| m.purge_locked(s))?;
+        }
+        Ok(purged)
+    }
+
+    // ---- under the lock -------------------------------------------------------------
+
+    /// The key's live value (not a claim, not expired), read under the lock.
+    fn current_locked(
+        &mut self,
+        s: u32,
+        hash: u64,
+        key: &[u8],
+        out: Option<&mut Vec<u8>>,
+    ) -> Result<Option<Found>> {
+        let probe = self.probe(s, hash, key, out)?;
+        Ok(probe
+            .existing
+            .map(|(_, found, _)| found)
+            .filter(|f| !f.pending() && !f.expired_at(now_ms())))
+    }
+
+    /// Finds the key's slot and the first free slot on its probe run.
+    pub(super) fn probe(
+        &mut self,
+        s: u32,
+        hash: u64,
+        key: &[u8],
+        out: Option<&mut Vec<u8>>,
+    ) -> Result<Probe> {
+        // Under the lock nothing of this shard moves, so one attempt is the answer; a
+        // lookup that retries here found damage (or a unit recycled under us).
+        let found = self.lookup(key, hash, out)?;
+        let td = self.shard(s).table.load(Ordering::Relaxed);
+        let Some((unit, bits)) = table_parts(td) else {
+            return Ok(Probe {
+                table: None,
+                existing: None,
+                free: None,
+            });
+        };
+        let toff = self.geo.heap_at(self.geo.unit_start(unit));
+        let mem = self.mem();
+        let mask = (1u64 << bits) - 1;
+        let tag = format::tag_of(hash);
+        let mut free = None;
+        let mut existing = None;
+        for i in 0..(MAX_PROBE as u64).min(1 << bits) {
+            let idx = (hash + i) & mask;
+            let w = mem.u64(toff + idx * 8).ok_or_else(|| {
+                Error::corrupt(self.path(), "a table slot lies outside the mapping")
+            })?;
+            // SYNC POINT: Relaxed: only the lock holder (us) stores slots of this shard.
+            let slot = w.load(Ordering::Relaxed);
+            if slot == SLOT_EMPTY {
+                free.get_or_insert(idx);
+                break;
+            }
+            if slot == SLOT_TOMBSTONE {
+                free.get_or_insert(idx);
+                continue;
+            }
+            if let Some(f) = found {
+                if slot_live(slot) && slot_tag(slot) == tag && slot_heap(slot) == f.heap {
+                    existing = Some((idx, f, slot));
+                }
+            }
+        }
+        if found.is_some() && existing.is_none() {
+            return Err(Error::corrupt(
+                self.path(),
+                "a key's slot moved while its shard was locked",
+            ));
+        }
+        Ok(Probe {
+            table: Some((toff, bits)),
+            existing,
+            free,
+        })
+    }
+
+    /// Writes `entry` as the key's value (budgets, eviction, table growth included).
+    pub(super) fn write_locked(
+        &mut self,
+        s: u32,
+        hash: u64,
+        entry: &NewEntry<'_>,
+        op: ChangeOp,
+    ) -> Result<()> {
+        let probe = self.probe(s, hash, entry.key, None)?;
+        self.write_probed(s, hash, entry, probe, Some(op))
+    }
+
+    fn write_probed(
+        &mut self,
+        s: u32,
+        hash: u64,
+        entry: &NewEntry<'_>,
+        mut probe: Probe,
+        op: Option<ChangeOp>,
+    ) -> Result<()> {
+        let is_value = entry.flags & FLAG_PENDING == 0;
+        let old = probe.existing.map(|(_, f, _)| f);
+        let old_value = old.filter(|f| !f.pending());
+        let old_user = match old_value {
+            Some(f) => self.entry_user_bytes(f.heap)?,
+            None => 0,
+        };
+        let new_user = if is_value {
+            user_bytes(entry.key.len(), entry.len)
+        } else {
+            0
+        };
+        // Budgets: a new value reserves an entry, and any growth of the bytes.
+        let d_entries = i64::from(is_value) - i64::from(old_value.is_some());
+        let d_bytes = new_user as i64 - old_user as i64;
+        if !self.reserve(d_entries, d_bytes) {
+            let room = self.make_room(s);
+            match room {
+                Ok(true) => {}
+                Ok(false) | Err(_) => {
+                    self.reserve(-d_entries, -d_bytes);
+                    room?;
+                    return Err(self.full_error());
+                }
+            }
+            // Eviction may have moved this key's entry or rebuilt the table.
+            probe = self.probe(s, hash, entry.key, None)?;
+        }
+        let result = self.place(s, hash, entry, &mut probe);
+        if let Err(e) = result {
+            self.reserve(-d_entries, -d_bytes);
+            return Err(e);
+        }
+        if let Some(op) = op {
+            self.log_change(s, op, entry.key);
+        }
+        self.maybe_compact(s)?;
+        Ok(())
+    }
+
+    /// Appends the entry and switches the key's slot to it (growing the table first if
+    /// needed), with the shard's counters.
+    fn place(&mut self, s: u32, hash: u64, entry: &NewEntry<'_>, probe: &mut Probe) -> Result<()> {
+        if probe.existing.is_none() && !self.table_has_room(s, probe)? {
+            let grown = self.rebuild_table(s, 1)?;
+            debug_assert!(grown);
+            *probe = self.probe(s, hash, entry.key, None)?;
+            if probe.free.is_none() {
+                // Still no room within MAX_PROBE (a pathological run): grow again.
+                self.rebuild_table(s, 2)?;
+                *probe = self.probe(s, hash, entry.key, None)?;
+            }
+        }
+        let heap = self.append_entry(s, entry)?;
+        let size = entry_size(entry.key.len(), entry.len);
+        let (toff, _) = probe.table.expect("a table exists after table_has_room");
+        let idx = match probe.existing {
+            Some((idx, _, _)) => idx,
+            None => probe.free.ok_or_else(|| {
+                Error::corrupt(self.path(), "no free slot after growing the table")
+            })?,
+        };
+        let w = self.slot_word(toff, idx)?;
+        // SYNC POINT: Relaxed: only the lock holder stores slots of this shard.
+        let was = w.load(Ordering::Relaxed);
+        // SYNC POINT: Release pairs with the Acquire load of the slot by readers
+        // (`read.rs`): the entry (stamp last, Release) is complete before it is reachable.
+        w.store(make_slot(format::tag_of(hash), heap), Ordering::Release);
+        let sh = self.shard(s);
+        let is_value = entry.flags & FLAG_PENDING == 0;
+        // SYNC POINT: Relaxed for the shard's counters: only the lock holder writes them,
+        // and the lock's Release/Acquire orders them between holders.
+        let add = |w: &AtomicU64, d: u64| {
+            w.store(w.load(Ordering::Relaxed).wrapping_add(d), Ordering::Relaxed)
+        };
+        let sub = |w: &AtomicU64, d: u64| {
+            w.store(
+                w.load(Ordering::Relaxed).saturating_sub(d),
+                Ordering::Relaxed,
+            )
+        };
+        if was == SLOT_TOMBSTONE {
+            sub(&sh.tombstones, 1);
+        }
+        add(&sh.entry_bytes, size);
+        if is_value {
+            add(&sh.count, 1);
+            add(&sh.live_bytes, user_bytes(entry.key.len(), entry.len));
+        } else {
+            add(&sh.pending, 1);
+        }
+        if let Some((_, old, _)) = probe.existing {
+            let old_size = self.entry_size_at(old.heap)?;
+            let sh = self.shard(s);
+            sub(&sh.entry_bytes, old_size);
+            add(&sh.garbage, old_size);
+            if old.pending() {
+                sub(&sh.pending, 1);
+            } else {
+                sub(&sh.count, 1);
+                let old_user = self.entry_user_bytes(old.heap)?;
+                sub(&self.shard(s).live_bytes, old_user);
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the key (a tombstone in its slot). `claims`: remove a claim too.
+    pub(super) fn delete_locked(
+        &mut self,
+        s: u32,
+        hash: u64,
+        key: &[u8],
+        op: ChangeOp,
+        claims: bool,
+    ) -> Result<bool> {
+        let probe = self.probe(s, hash, key, None)?;
+        let Some((idx, found, _)) = probe.existing else {
+            return Ok(false);
+        };
+        if found.pending() && !claims {
+            return Ok(false);
+        }
+        let was_live = !found.pending() && !found.expired_at(now_ms());
+        let (toff, _) = probe.table.expect("an existing key has a table");
+        self.kill_slot(s, toff, idx, &found)?;
+        self.log_change(s, op, key);
+        Ok(was_live || op == ChangeOp::Expire || claims)
+    }
+
+    /// Turns slot `idx` (holding `found`) into a tombstone, with the counters and budgets.
+    pub(super) fn kill_slot(&mut self, s: u32, toff: u64, idx: u64, found: &Found) -> Result<()> {
+        let size = self.entry_size_at(found.heap)?;
+        let user = if found.pending() {
+            0
+        } else {
+            self.entry_user_bytes(found.heap)?
+        };
+        let w = self.slot_word(toff, idx)?;
+        // SYNC POINT: Release pairs with readers' Acquire slot loads (a tombstone publishes
+        // nothing, but keeps the slot's history in order with the entry stores before it).
+        w.store(SLOT_TOMBSTONE, Ordering::Release);
+        let sh = self.shard(s);
+        // SYNC POINT: Relaxed: the shard's own counters, under its lock.
+        let add = |w: &AtomicU64, d: u64| {
+            w.store(w.load(Ordering::Relaxed).wrapping_add(d), Ordering::Relaxed)
+        };
+        let sub = |w: &AtomicU64, d: u64| {
+            w.store(
+                w.load(Ordering::Relaxed).saturating_sub(d),
+                Ordering::Relaxed,
+            )
+        };
+        add(&sh.tombstones, 1);
+        sub(&sh.entry_bytes, size);
+        add(&sh.garbage, size);
+        if found.pending() {
+            sub(&sh.pending, 1);
+        } else {
+            sub(&sh.count, 1);
+            sub(&sh.live_bytes, user);
+            self.reserve(-1, -(user as i64));
+        }
+        Ok(())
+    }
+
+    fn clear_locked(&mut self, s: u32) -> Result<()> {
+        let chunks = self.chain(s)?;
+        let table = table_parts(self.shard(s).table.load(Ordering::Relaxed));
+        let sh = self.shard(s);
+        // SYNC POINT: Relaxed loads of the shard's own counters (under its lock).
+        let count = sh.count.load(Ordering::Relaxed);
+        let live = sh.live_bytes.load(Ordering::Relaxed);
+        // SYNC POINT: Release pairs with readers' Acquire load of the table descriptor:
+        // from here they find nothing in this shard.
+        sh.table.store(0, Ordering::Release);
+        // SYNC POINT: Relaxed: the shard's own fields, under its lock; a holder that dies
+        // after this finds the shard empty and sweeps the units below (`recover_shard`).
+        sh.head.store(0, Ordering::Relaxed);
+        sh.tail.store(0, Ordering::Relaxed);
+        sh.cursor.store(0, Ordering::Relaxed);
+        for w in [
+            &sh.count,
+            &sh.pending,
+            &sh.live_bytes,
+            &sh.garbage,
+            &sh.tombstones,
+            &sh.entry_bytes,
+            &sh.data_units,
+        ] {
+            w.store(0, Ordering::Relaxed);
+        }
+        self.reserve(-(count as i64), -(live as i64));
+        self.log_change(s, ChangeOp::Clear, &[]);
+        for (first, units) in chunks {
+            self.free_units(first, units)?;
+        }
+        if let Some((unit, bits)) = table {
+            let units = self.geo.units_for_table(bits);
+            self.free_units(unit, units)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the table has room for one more key without breaking its load limit (and a
+    /// free slot on the key's run).
+    fn table_has_room(&mut self, s: u32, probe: &Probe) -> Result<bool> {
+        let Some((_, bits)) = probe.table else {
+            return Ok(false);
+        };
+        let sh = self.shard(s);
+        // SYNC POINT: Relaxed: the shard's own counters, under its lock.
+        let used = sh.count.load(Ordering::Relaxed)
+            + sh.pending.load(Ordering::Relaxed)
+            + sh.tombstones.load(Ordering::Relaxed)
+            + 1;
+        Ok(probe.free.is_some() && used * 4 <= 3u64 << bits)
+    }
+
+    /// Builds a new table for shard `s` holding its live slots, `grow` (0 = as large as the
+    /// live keys need, 1 = at least double for a new key, 2 = four times) and publishes it.
+    pub(super) fn rebuild_table(&mut self, s: u32, grow: u32) -> Result<bool> {
+        let old = table_parts(self.shard(s).table.load(Ordering::Relaxed));
+        let sh = self.shard(s);
+        // SYNC POINT: Relaxed: the shard's own counters, under its lock.
+        let keys = sh.count.load(Ordering::Relaxed) + sh.pending.load(Ordering::Relaxed) + 1;
+        let first_bits = self.geo.unit_shift - 3;
+        let mut bits = first_bits.max(format::MIN_TABLE_BITS);
+        while (1u64 << bits) < keys * 2 && bits < MAX_TABLE_BITS {
+            bits += 1;
+        }
+        if let Some((_, old_bits)) = old {
+            if grow > 0 {
+                bits = bits.max(old_bits + grow - 1);
+                if (keys + self.shard(s).tombstones.load(Ordering::Relaxed)) * 4 > 3u64 << old_bits
+                {
+                    bits = bits.max(old_bits + grow.min(1));
+                }
+                if grow == 2 {
+                    bits = bits.max(old_bits + 1);
+                }
+            }
+        }
+        let mut live = Vec::new();
+        if let Some((unit, old_bits)) = old {
+            let toff = self.geo.heap_at(self.geo.unit_start(unit));
+            let mem = self.mem();
+            for i in 0..1u64 << old_bits {
+                let w = mem.u64(toff + i * 8).ok_or_else(|| {
+                    Error::corrupt(self.path(), "a table lies outside the mapping")
+                })?;
+                // SYNC POINT: Relaxed: our shard's slots, under its lock.
+                let slot = w.load(Ordering::Relaxed);
+                if slot_live(slot) {
+                    let hash = self.entry_hash(s, slot_heap(slot))?;
+                    live.push((hash, slot));
+                }
+            }
+        }
+        loop {
+            if bits > MAX_TABLE_BITS {
+                return Err(Error::MapFull {
+                    path: self.path().to_owned(),
+                    reason: "a shard's table cannot grow further".into(),
+                });
+            }
+            let units = self.geo.units_for_table(bits);
+            let first = self.alloc_units(s, units, true)?;
+            let toff = self.geo.heap_at(self.geo.unit_start(first));
+            if !self.cover(toff + (8u64 << bits))? {
+                return Err(Error::corrupt(
+                    self.path(),
+                    "a new table lies beyond the heap",
+                ));
+            }
+            let mem = self.mem();
+            let mask = (1u64 << bits) - 1;
+            for i in 0..1u64 << bits {
+                // SYNC POINT: Relaxed: the table is not published yet.
+                mem.u64(toff + i * 8)
+                    .expect("covered")
+                    .store(SLOT_EMPTY, Ordering::Relaxed);
+            }
+            let mut fits = true;
+            'keys: for &(hash, slot) in &live {
+                for i in 0..(MAX_PROBE as u64).min(1 << bits) {
+                    let w = mem.u64(toff + ((hash + i) & mask) * 8).expect("covered");
+                    // SYNC POINT: Relaxed: the table is not published yet.
+                    if w.load(Ordering::Relaxed) == SLOT_EMPTY {
+                        w.store(slot, Ordering::Relaxed);
+                        continue 'keys;
+                    }
+                }
+                fits = false;
+                break;
+            }
+            if !fits {
+                self.free_units(first, units)?;
+                bits += 1;
+                continue;
+            }
+            let sh = self.shard(s);
+            // SYNC POINT: Release pairs with readers' Acquire load of the table descriptor:
+            // every slot above is visible to whoever sees the new descriptor.
+            sh.table.store(make_table(first, bits), Ordering::Release);
+            // SYNC POINT: Relaxed: the shard's own counter, under its lock.
+            sh.tombstones.store(0, Ordering::Relaxed);
+            if let Some((unit, old_bits)) = old {
+                let units = self.geo.units_for_table(old_bits);
+                self.free_units(unit, units)?;
+            }
+            return Ok(true);
+        }
+    }
+
+    /// Appends an entry at shard `s`'s log tail (a new chunk if it does not fit); returns
+    /// its heap offset. The entry is complete (stamp stored last) when this returns, but not
+    /// reachable until its slot is stored.
+    pub(super) fn append_entry(&mut self, s: u32, entry: &NewEntry<'_>) -> Result<u64> {
+        let size = entry_size(entry.key.len(), entry.len);
+        let (chunk, used) = self.tail_with_room(s, size)?;
+        let heap = self.geo.unit_start(chunk) + used;
+        let off = self.geo.heap_at(heap);
+        let mem = self.mem();
+        let unit = self.geo.unit_of(heap);
+        // SYNC POINT: Relaxed: our shard's unit, under its lock (the allocator's stores to
+        // it happened before our lock was taken or in this thread).
+        let desc = self
+            .desc(unit)
+            .expect("allocated unit")
+            .load(Ordering::Relaxed);
+        let st = stamp(desc, heap);
+        // SAFETY: EntryHeader is all atomics; `tail_with_room` checked that `size` bytes from
+        // `heap` lie in the chunk, which is mapped.
+        let hdr = unsafe { mem.at::<EntryHeader>(off) }.expect("in the mapped chunk");
+        // SYNC POINT: Relaxed stores, published by the Release store of the stamp below.
+        hdr.meta
+            .store(make_meta(st, entry.expires_ms, false), Ordering::Relaxed);
+        hdr.ttl.store(entry.ttl_ms, Ordering::Relaxed);
+        hdr.lens.store(
+            make_lens(entry.key.len(), entry.tag, entry.flags, entry.len),
+            Ordering::Relaxed,
+        );
+        let key_off = off + ENTRY_HEADER_SIZE;
+        // SAFETY: `key` is a private slice; `src` is readable for `len` bytes (the caller's
+        // contract); both destinations are inside the chunk (checked by `tail_with_room`).
+        unsafe {
+            mem.copy_in(key_off, entry.key.as_ptr(), entry.key.len() as u64);
+            mem.copy_in(key_off + entry.key.len() as u64, entry.src, entry.len);
+        }
+        // SYNC POINT: Release pairs with the Acquire load of the stamp in `read_entry`: the
+        // fields, key and value above are visible to whoever sees this stamp.
+        hdr.stamp.store(st, Ordering::Release);
+        let ch = self.chunk(chunk)?;
+        // SYNC POINT: Release: pairs with the cleaner's and recovery's Acquire loads of
+        // `used` (a later holder of the lock): the entry is complete below it.
+        ch.used.store(used + size, Ordering::Release);
+        Ok(heap)
+    }
+
+    /// The tail chunk of shard `s` with `size` bytes free at its end (a new chunk, linked
+    /// after the old tail, if it has not): `(first unit, used)`.
+    fn tail_with_room(&mut self, s: u32, size: u64) -> Result<(u64, u64)> {
+        // SYNC POINT: Relaxed: the shard's own fields, under its lock.
+        let tail = self.shard(s).tail.load(Ordering::Relaxed);
+        if tail != 0 {
+            let unit = tail - 1;
+            let ch = self.chunk(unit)?;
+            // SYNC POINT: Relaxed: written by lock holders only (the lock orders them).
+            let units = u64::from(ch.units.load(Ordering::Relaxed));
+            let used = ch.used.load(Ordering::Relaxed);
+            let bytes = units << self.geo.unit_shift;
+            if used >= CHUNK_HEADER_SIZE && used <= bytes && bytes - used >= size {
+                return Ok((unit, used));
+            }
+        }
+        let units = self.geo.units_for(size);
+        let first = self.alloc_units(s, units, false)?;
+        let start = self.geo.heap_at(self.geo.unit_start(first));
+        if !self.cover(start + (units << self.geo.unit_shift))? {
+            return Err(Error::corrupt(
+                self.path(),
+                "a new chunk lies beyond the heap",
+            ));
+        }
+        let ch = self.chunk(first)?;
+        // SYNC POINT: Relaxed: the chunk is not linked yet; linking it (below) and every
+        // later use happen under this shard's lock.
+        ch.next.store(0, Ordering::Relaxed);
+        ch.units.store(units as u32, Ordering::Relaxed);
+        ch.kind.store(CHUNK_DATA, Ordering::Relaxed);
+        ch.used.store(CHUNK_HEADER_SIZE, Ordering::Relaxed);
+        if tail != 0 {
+            // SYNC POINT: Relaxed: read by this shard's lock holders only.
+            self.chunk(tail - 1)?
+                .next
+                .store(first + 1, Ordering::Relaxed);
+        }
+        let sh = self.shard(s);
+        // SYNC POINT: Relaxed: the shard's own fields, under its lock.
+        if sh.head.load(Ordering::Relaxed) == 0 {
+            sh.head.store(first + 1, Ordering::Relaxed);
+            sh.cursor.store(CHUNK_HEADER_SIZE, Ordering::Relaxed);
+        }
+        sh.tail.store(first + 1, Ordering::Relaxed);
+        let du = sh.data_units.load(Ordering::Relaxed);
+        sh.data_units.store(du + units, Ordering::Relaxed);
+        Ok((first, CHUNK_HEADER_SIZE))
+    }
+
+    /// The chunk header of the chunk starting at `unit`.
+    pub(super) fn chunk(&self, unit: u64) -> Result<&ChunkHeader> {
+        let off = self.geo.heap_at(self.geo.unit_start(unit));
+        // SAFETY: ChunkHeader is all atomics, 8-aligned at a unit start.
+        unsafe { self.mem().at::<ChunkHeader>(off) }
+            .ok_or_else(|| Error::corrupt(self.path(), "a chunk lies outside the mapping"))
+    }
+
+    pub(super) fn slot_word(&self, toff: u64, idx: u64) -> Result<&AtomicU64> {
+        self.mem()
+            .u64(toff + idx * 8)
+            .ok_or_else(|| Error::corrupt(self.path(), "a table slot lies outside the mapping"))
+    }
+
+    /// The header fields of the entry at `heap` of our own shard (under its lock).
+    pub(super) fn entry_lens(&self, heap: u64) -> Result<format::Lens> {
+        // SAFETY: EntryHeader is all atomics.
+        let hdr = unsafe { self.mem().at::<EntryHeader>(self.geo.heap_at(heap)) }
+            .ok_or_else(|| Error::corrupt(self.path(), "an entry lies outside the mapping"))?;
+        // SYNC POINT: Relaxed: an entry of our shard, complete since before our lock.
+        Ok(format::lens(hdr.lens.load(Ordering::Relaxed)))
+    }
+
+    /// The entry at `heap` of our own shard `s` (under its lock), checked against its unit.
+    pub(super) fn found_at(&self, s: u32, heap: u64) -> Result<Found> {
+        let corrupt = || Error::corrupt(self.path(), "a slot points at a damaged entry");
+        let unit = self.geo.unit_of(heap);
+        // SYNC POINT: Acquire pairs with the allocator's Release stores of descriptors.
+        let d = self.desc(unit).ok_or_else(corrupt)?.load(Ordering::Acquire);
+        // SAFETY: EntryHeader is all atomics.
+        let hdr =
+            unsafe { self.mem().at::<EntryHeader>(self.geo.heap_at(heap)) }.ok_or_else(corrupt)?;
+        // SYNC POINT: Acquire pairs with the Release store of the stamp in `append_entry`.
+        if format::desc_owner(d) != s + 1 || hdr.stamp.load(Ordering::Acquire) != stamp(d, heap) {
+            return Err(corrupt());
+        }
+        // SYNC POINT: Relaxed: after the stamp's Acquire load (see `read_entry`).
+        let l = format::lens(hdr.lens.load(Ordering::Relaxed));
+        let meta = hdr.meta.load(Ordering::Relaxed);
+        Ok(Found {
+            tag: l.tag,
+            flags: l.flags,
+            expires_ms: format::meta_expires(meta),
+            ttl_ms: hdr.ttl.load(Ordering::Relaxed),
+            heap,
+            gen: format::desc_gen(d),
+            meta,
+        })
+    }
+
+    /// Copies the key of our shard's entry at `heap` into `out`.
+    pub(super) fn entry_key(&self, heap: u64, out: &mut Vec<u8>) -> Result<()> {
+        let l = self.entry_lens(heap)?;
+        if l.key_len > MAX_KEY
+            || !self.mem().copy_out(
+                self.geo.heap_at(heap) + ENTRY_HEADER_SIZE,
+                l.key_len as u64,
+                out,
+            )
+        {
+            return Err(Error::corrupt(
+                self.path(),
+                "an entry's key is out of bounds",
+            ));
+        }
+        Ok(())
+    }
+
+    pub(super) fn entry_size_at(&self, heap: u64) -> Result<u64> {
+        let l = self.entry_lens(heap)?;
+        Ok(entry_size(l.key_len, l.val_len))
+    }
+
+    fn entry_user_bytes(&self, heap: u64) -> Result<u64> {
+        let l = self.entry_lens(heap)?;
+        Ok(user_bytes(l.key_len, l.val_len))
+    }
+
+    /// The keyed hash of the key of our shard's entry at `heap`.
+    pub(super) fn entry_hash(&self, _s: u32, heap: u64) -> Result<u64> {
+        let mut key = Vec::new();
+        self.entry_key(heap, &mut key)?;
+        Ok(self.hash(&key))
+    }
+
+    /// Changes the global budget counters by these deltas; false if a budget is now over.
+    pub(super) fn reserve(&self, d_entries: i64, d_bytes: i64) -> bool {
+        let a = &self.header().alloc;
+        // SYNC POINT: Relaxed: budget counters; their value is only compared with the
+        // limits (no data is published through them).
+        let entries = a
+            .entries
+            .fetch_add(d_entries as u64, Ordering::Relaxed)
+            .wrapping_add(d_entries as u64);
+        let bytes = a
+            .live_bytes
+            .fetch_add(d_bytes as u64, Ordering::Relaxed)
+            .wrapping_add(d_bytes as u64);
+        let over_entries = self.config.max_entries > 0
+            && d_entries > 0
+            && (entries as i64) > self.config.max_entries as i64;
+        let over_bytes = d_bytes > 0 && (bytes as i64) > self.config.max_bytes as i64;
+        !(over_entries || over_bytes)
+    }
+
+    /// Whether the budgets are over now.
+    pub(super) fn over_budget(&self) -> bool {
+        let a = &self.header().alloc;
+        // SYNC POINT: Relaxed: see `reserve`.
+        let entries = a.entries.load(Ordering::Relaxed) as i64;
+        let bytes = a.live_bytes.load(Ordering::Relaxed) as i64;
+        (self.config.max_entries > 0 && entries > self.config.max_entries as i64)
+            || bytes > self.config.max_bytes as i64
+    }
+
+    fn full_error(&self) -> Error {
+        let reason = if self.config.max_entries > 0 && {
+            // SYNC POINT: Relaxed: see `reserve`.
+            self.header().alloc.entries.load(Ordering::Relaxed) as i64
+                >= self.config.max_entries as i64
+        } {
+            format!("it holds its max of {} entries", self.config.max_entries)
+        } else {
+            format!(
+                "its keys and values would exceed its maxSize of {} bytes",
+                self.config.max_bytes
+            )
+        };
+        Error::MapFull {
+            path: self.path().to_owned(),
+            reason: if self.config.evict {
+                format!("{reason}, and nothing could be evicted")
+            } else {
+                format!("{reason} (pass evict: true or a max to evict least recently used entries)")
+            },
+        }
+    }
+}
+
+/// The claimant's token in a claim's value.
+fn pending_token(value: &[u8]) -> u32 {
+    value
+        .get(..4)
+        .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+        .unwrap_or(0)
+}
