@@ -5,5 +5,6 @@
 
 const { SharedObject, read, write } = require('./lib/shared-object.js')
 const { Channel } = require('./lib/channel.js')
+const { SharedMap } = require('./lib/shared-map.js')
 
-module.exports = { read, write, SharedObject, Channel }
+module.exports = { read, write, SharedObject, Channel, SharedMap }

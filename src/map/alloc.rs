@@ -108,8 +108,9 @@ impl MapSegment {
         let a = &self.header().alloc;
         // SYNC POINT: Relaxed loads: we hold the alloc lock, and its Acquire orders every
         // earlier holder's stores before us.
-        let mut used = a.units_used.load(Ordering::Relaxed).min(total);
-        for unit in used..total {
+        let recorded = a.units_used.load(Ordering::Relaxed).min(total);
+        let mut used = recorded;
+        for unit in recorded..total {
             if let Some(d) = self.mem().u64(self.geo.desc_at(unit)) {
                 // SYNC POINT: Relaxed: under the alloc lock (see above).
                 if desc_owner(d.load(Ordering::Relaxed)) != 0 {

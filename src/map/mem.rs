@@ -7,7 +7,7 @@
 //! never viewed as slices.
 
 use std::ptr;
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::AtomicU64;
 
 use crate::segment::Mapping;
 
@@ -43,15 +43,6 @@ impl<'a> Mem<'a> {
         Some(unsafe { &*(self.map.base().add(off as usize) as *const AtomicU64) })
     }
 
-    /// The 4-byte word at `off`, if inside the mapping and 4-aligned.
-    pub fn u32(&self, off: u64) -> Option<&'a AtomicU32> {
-        if off % 4 != 0 || !self.contains(off, 4) {
-            return None;
-        }
-        // SAFETY: as in `u64`, for a 4-aligned 4-byte word.
-        Some(unsafe { &*(self.map.base().add(off as usize) as *const AtomicU32) })
-    }
-
     /// A `#[repr(C)]` struct made only of atomics at `off` (8-aligned, inside the mapping).
     ///
     /// # Safety
@@ -84,26 +75,6 @@ impl<'a> Mem<'a> {
         true
     }
 
-    /// Appends `len` bytes at `off` to `out`. False if out of bounds.
-    pub fn append_out(&self, off: u64, len: u64, out: &mut Vec<u8>) -> bool {
-        if !self.contains(off, len) {
-            return false;
-        }
-        let n = len as usize;
-        let at = out.len();
-        out.reserve(n);
-        // SAFETY: as in `copy_out`; the destination is the spare capacity after `at`.
-        unsafe {
-            ptr::copy_nonoverlapping(
-                self.map.base().add(off as usize),
-                out.as_mut_ptr().add(at),
-                n,
-            );
-            out.set_len(at + n);
-        }
-        true
-    }
-
     /// Copies `len` bytes from `src` to `off`. False if out of bounds.
     ///
     /// # Safety
@@ -118,15 +89,6 @@ impl<'a> Mem<'a> {
         // this very mapping).
         unsafe { ptr::copy(src, self.map.base().add(off as usize), len as usize) };
         true
-    }
-
-    /// Copies `len` bytes within the mapping, from `from` to `to`. False if out of bounds.
-    pub fn copy_within(&self, from: u64, to: u64, len: u64) -> bool {
-        if !self.contains(from, len) {
-            return false;
-        }
-        // SAFETY: the source is inside the mapping (checked), so readable for `len` bytes.
-        unsafe { self.copy_in(to, self.map.base().add(from as usize), len) }
     }
 
     /// Whether the `key.len()` bytes at `off` equal `key` (compared through a copy).

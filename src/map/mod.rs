@@ -21,6 +21,7 @@ pub mod format;
 mod log;
 mod mem;
 mod read;
+mod watch;
 mod write;
 
 use std::path::Path;
@@ -37,6 +38,7 @@ use mem::Mem;
 
 pub use log::{Change, ChangeOp};
 pub use read::{Found, Touch};
+pub use watch::MapWatcher;
 pub use write::{Claim, Locked};
 
 /// Default `maxSize` of a new map: bytes of keys and values.
@@ -207,6 +209,24 @@ impl MapSegment {
     /// Number of shards.
     pub fn shards(&self) -> u32 {
         self.geo.shards
+    }
+
+    /// The shard `key` belongs to.
+    pub fn shard_of_key(&self, key: &[u8]) -> u32 {
+        self.geo.shard_of(self.hash(key))
+    }
+
+    /// Whether a value of `len` bytes under a key of `key_len` bytes fits the map's limits.
+    pub fn check_len(&self, key_len: usize, len: u64) -> Result<()> {
+        let max = self.config.max_bytes.min(format::MAX_VALUE);
+        if format::user_bytes(key_len, len) > self.config.max_bytes || len > format::MAX_VALUE {
+            return Err(Error::ValueTooLarge {
+                path: self.path().to_owned(),
+                len,
+                max: max.saturating_sub(key_len as u64),
+            });
+        }
+        Ok(())
     }
 
     fn mem(&self) -> Mem<'_> {
@@ -475,6 +495,49 @@ fn new_header(name: &str, o: &MapOptions) -> Result<Vec<u8>> {
     debug_assert!(geo.logs_off + u64::from(shards) * MAP_LOG_BYTES <= geo.heap_off);
     debug_assert!(MAP_PAGE <= head.len());
     Ok(head)
+}
+
+/// Removes the map file at `path`, refusing (and leaving untouched) anything that is not a
+/// map segment: the header is read without following a symlink.
+pub fn unlink(path: &Path) -> Result<()> {
+    let name = path.display().to_string();
+    let how = crate::os::OpenMode {
+        write: false,
+        create_exclusive: false,
+        mode: 0,
+    };
+    let file = crate::os::open(path, how).map_err(|e| match e.raw_os_error() {
+        Some(libc::ELOOP) => Error::NotASegment {
+            path: name.clone(),
+            reason: "it is a symbolic link".into(),
+        },
+        _ => Error::os(&name, "open", e),
+    })?;
+    let facts = crate::os::facts(std::os::fd::AsFd::as_fd(&file))
+        .map_err(|e| Error::os(&name, "fstat", e))?;
+    if !facts.is_regular {
+        return Err(Error::NotASegment {
+            path: name,
+            reason: "it is not a regular file".into(),
+        });
+    }
+    let mut line = [0u8; 64];
+    let got = crate::os::read_at(&file, &mut line, 0).map_err(|e| Error::os(&name, "read", e))?;
+    let fields = crate::segment::layout::IdentityFields::parse(&line);
+    if got < 64 || fields.magic != crate::segment::layout::MAGIC_U64 {
+        return Err(Error::NotASegment {
+            path: name,
+            reason: "its first bytes are not the share-object magic".into(),
+        });
+    }
+    if fields.kind != KIND_MAP {
+        return Err(Error::WrongKind {
+            path: name,
+            found: crate::segment::layout::kind_name(fields.kind),
+            expected: "map",
+        });
+    }
+    crate::os::unlink(path).map_err(|e| Error::os(&name, "unlink", e))
 }
 
 /// Milliseconds since the Unix epoch (the timebase of expiries, shared by every process).

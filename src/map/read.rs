@@ -12,7 +12,7 @@ use std::sync::atomic::{fence, Ordering};
 use super::format::{
     self, desc_flags, desc_gen, desc_owner, entry_size, lens, make_desc, meta_expires, slot_heap,
     slot_live, slot_tag, stamp, table_parts, DESC_HEAD, DESC_TABLE, MAX_KEY, MAX_PROBE, MAX_VALUE,
-    META_REF, POLICY_EVICT, POLICY_UPDATE_AGE, SLOT_EMPTY,
+    META_REF, SLOT_EMPTY,
 };
 use super::mem::Mem;
 use super::{now_ms, MapSegment};
@@ -77,6 +77,9 @@ enum EntryRead {
     Remap(u64),
     Suspect(&'static str),
 }
+
+/// What `visit_shard` calls for each entry: `(key, found, value)`.
+pub type Visitor<'a> = dyn FnMut(&[u8], &Found, &[u8]) + 'a;
 
 /// Attempts after which a lookup that keeps being disturbed yields the CPU between tries.
 const YIELD_AFTER: u32 = 64;
@@ -157,7 +160,7 @@ impl MapSegment {
     pub fn has(&mut self, key: &[u8]) -> Result<bool> {
         let hash = self.hash(key);
         let found = self.lookup(key, hash, None)?;
-        Ok(found.is_some_and(|f| !f.pending() && !(f.expires_ms != 0 && f.expired_at(now_ms()))))
+        Ok(found.is_some_and(|f| !(f.pending() || f.expired_at(now_ms()))))
     }
 
     /// The keyed hash of `key` in this map.
@@ -397,7 +400,7 @@ impl MapSegment {
         &mut self,
         s: u32,
         want_values: bool,
-        visit: &mut dyn FnMut(&[u8], &Found, &[u8]),
+        visit: &mut Visitor<'_>,
     ) -> Result<()> {
         let now = now_ms();
         let mut slots: Vec<u64> = Vec::new();
@@ -495,9 +498,4 @@ impl format::Geometry {
     pub fn units_for_table(&self, bits: u32) -> u64 {
         (8u64 << bits).div_ceil(self.unit())
     }
-}
-
-/// Whether a `Found`'s value is one a reader returns (a value, not expired, at `now`).
-pub fn visible(found: &Found, now: u64) -> bool {
-    !found.pending() && !found.expired_at(now)
 }

@@ -11,8 +11,8 @@ use std::sync::atomic::{fence, AtomicU64, Ordering};
 use super::alloc::wake_one;
 use super::format::{
     self, entry_size, make_lens, make_meta, make_slot, make_table, slot_heap, slot_live, slot_tag,
-    stamp, table_parts, user_bytes, FLAG_PENDING, MAX_KEY, MAX_PROBE, MAX_TABLE_BITS, MAX_VALUE,
-    SLOT_EMPTY, SLOT_TOMBSTONE,
+    stamp, table_parts, user_bytes, FLAG_PENDING, MAX_KEY, MAX_PROBE, MAX_TABLE_BITS, SLOT_EMPTY,
+    SLOT_TOMBSTONE,
 };
 use super::log::ChangeOp;
 use super::read::Found;
@@ -163,15 +163,7 @@ impl MapSegment {
     }
 
     fn check_value(&self, key: &[u8], len: u64) -> Result<()> {
-        let max = self.config.max_bytes.min(MAX_VALUE);
-        if user_bytes(key.len(), len) > self.config.max_bytes || len > MAX_VALUE {
-            return Err(Error::ValueTooLarge {
-                path: self.path().to_owned(),
-                len,
-                max: max.saturating_sub(key.len() as u64),
-            });
-        }
-        Ok(())
+        self.check_len(key.len(), len)
     }
 
     /// `set(key, value)`: stores `len` bytes from `src` with type `tag`. `ttl_ms`: `None`

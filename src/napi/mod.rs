@@ -10,6 +10,7 @@
 //! (`catch_unwind`): a broken internal assertion is an `ERR_INTERNAL` error, not an abort.
 
 mod fast;
+pub mod map;
 pub mod registry;
 
 use std::cell::RefCell;
