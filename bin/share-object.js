@@ -7,7 +7,8 @@
 
 const { parseArgs } = require('node:util')
 const fs = require('node:fs')
-const { SharedObject, Channel } = require('..')
+const { SharedObject, Channel, SharedMap } = require('..')
+const mapCommand = require('./map.js')
 
 const USAGE = `Usage: share-object <command> [options]
 
@@ -21,6 +22,8 @@ Commands:
   recv <path> [--follow] [--timeout ms]
                                    receive a message (with --follow: keep receiving)
   rm <path>                        remove a segment file
+  map <get|set|delete|incr|keys|info> <path> …
+                                   read and write a SharedMap
 
 Run "share-object <command> --help" for a command's details.`
 
@@ -60,6 +63,15 @@ const COMMANDS = {
     options: { follow: { type: 'boolean', short: 'f' }, timeout: { type: 'string' } },
     args: [1, 1],
     run: recv,
+  },
+  map: {
+    usage: mapCommand.USAGE,
+    options: mapCommand.OPTIONS,
+    args: [2, 4],
+    run: ([sub, ...rest], values) => {
+      if (!mapCommand.SUBCOMMANDS.includes(sub)) throw new UsageError(`map: unknown command ${JSON.stringify(sub)}\n\nUsage: ${mapCommand.USAGE}`)
+      return mapCommand.run(sub, rest, values, { out, readStdin, UsageError })
+    },
   },
   rm: {
     usage: 'share-object rm <path>\n\nRemoves a segment file (processes that have it open keep working on it).',
@@ -104,7 +116,12 @@ function openAny(file) {
   } catch (err) {
     if (err.code !== 'ERR_WRONG_KIND') throw err
   }
-  return { kind: 'channel', handle: Channel.open(file, { create: false }) }
+  try {
+    return { kind: 'channel', handle: Channel.open(file, { create: false }) }
+  } catch (err) {
+    if (err.code !== 'ERR_WRONG_KIND') throw err
+  }
+  return { kind: 'map', handle: SharedMap.open(file, { create: false, readOnly: true }) }
 }
 
 function info([file], values) {
@@ -120,6 +137,9 @@ function info([file], values) {
       version: handle.version,
       locked: handle.locked,
     }
+  } else if (kind === 'map') {
+    const i = handle.info()
+    facts = { path: i.path, kind, format: 1, size: i.size, bytes: i.bytes, maxSize: i.maxSize, max: i.max, ttl: i.ttl, codec: i.codec, fileBytes: i.fileBytes }
   } else {
     facts = {
       path: handle.path,
