@@ -209,6 +209,9 @@ pub fn errno_name(err: &io::Error) -> &'static str {
         libc::EOVERFLOW => "EOVERFLOW",
         libc::ENODEV => "ENODEV",
         libc::EOPNOTSUPP => "EOPNOTSUPP",
+        // A value of its own on macOS (on Linux, the same as EOPNOTSUPP).
+        #[cfg(target_os = "macos")]
+        libc::ENOTSUP => "ENOTSUP",
         libc::EDQUOT => "EDQUOT",
         libc::ENOSYS => "ENOSYS",
         libc::EXDEV => "EXDEV",

@@ -8,7 +8,9 @@
 //! - Every opener holds a shared OFD lock on [`LOCK_OPEN`] for as long as it has the file
 //!   open, so nobody re-initialises a file that is in use; and an exclusive lock on its own
 //!   liveness byte, so lock words naming its token can be recognised as orphaned when it dies.
-//! - The library never shrinks a file; growth reserves the blocks first (`fallocate`).
+//!   Each handle takes them through an open file description of its own (`os` says how on
+//!   each OS), so they conflict with every other handle's, in this process or another.
+//! - The library never shrinks a file; growth reserves the blocks first ([`os::reserve`]).
 //! - Shared bytes are reached only through raw pointers into a [`memmap2::MmapRaw`].
 
 use std::fs::File;
@@ -122,6 +124,9 @@ pub struct Segment {
     header_size: u64,
     /// The descriptor handed out for passing to children, opened on first use.
     shared_fd: OnceLock<File>,
+    /// For an anonymous segment this handle created: keeps what `fromFd()` needs to open it
+    /// afresh (on macOS, its name in the temp folder) until the handle closes.
+    _name_guard: Option<os::NameGuard>,
 }
 
 impl Segment {
@@ -145,12 +150,16 @@ impl Segment {
         Segment::adopt(file, name, opts)
     }
 
-    /// A new anonymous segment in memory (`memfd_create`), for sharing with children.
+    /// A new anonymous segment, for sharing with children: a memfd on Linux, a `0600` file
+    /// in the temp folder named while this handle is open on macOS (see `os`).
     pub fn anonymous(opts: &OpenOptions) -> Result<Segment> {
-        let name = format!("memfd:share-object-{}", kind_name(opts.kind));
-        let file = os::memfd("share-object").map_err(|e| Error::os(&name, "memfd_create", e))?;
-        initialise(&file, &name, opts)?;
-        Segment::adopt(file, name, opts)
+        let label = kind_name(opts.kind);
+        let anon = os::anonymous_file(label)
+            .map_err(|e| Error::os(&format!("anonymous {label}"), "create", e))?;
+        initialise(&anon.file, &anon.name, opts)?;
+        let mut seg = Segment::adopt(anon.file, anon.name, opts)?;
+        seg._name_guard = Some(anon.guard);
+        Ok(seg)
     }
 
     /// Adopts a descriptor another process passed us. The file is opened afresh (the
@@ -159,7 +168,7 @@ impl Segment {
     /// on either side would take each other for dead.
     pub fn from_fd(fd: BorrowedFd<'_>, opts: &OpenOptions) -> Result<Segment> {
         let name = format!("fd:{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
-        let file = os::reopen(fd).map_err(|e| Error::os(&name, "reopen", e))?;
+        let file = os::reopen(fd).map_err(|e| Error::os(&name, os::REOPEN_HOW, e))?;
         let facts = os::facts(file.as_fd()).map_err(|e| Error::os(&name, "fstat", e))?;
         if !facts.is_regular {
             return Err(Error::NotASegment {
@@ -190,6 +199,7 @@ impl Segment {
                         read_only: opts.read_only,
                         header_size: u64::from(fields.header_size),
                         shared_fd: OnceLock::new(),
+                        _name_guard: None,
                     });
                 }
                 Inspection::AllZero => {
@@ -258,7 +268,7 @@ impl Segment {
         if let Some(file) = self.shared_fd.get() {
             return Ok(file.as_fd());
         }
-        let file = os::reopen(self.fd()).map_err(|e| Error::os(&self.path, "reopen", e))?;
+        let file = os::reopen(self.fd()).map_err(|e| Error::os(&self.path, os::REOPEN_HOW, e))?;
         Ok(self.shared_fd.get_or_init(|| file).as_fd())
     }
 
@@ -324,7 +334,7 @@ impl Segment {
             Error::invalid(&self.path, format!("capacity {capacity} is too large"))
         })?;
         os::reserve(self.file.as_fd(), needed)
-            .map_err(|e| Error::os(&self.path, "fallocate", e))?;
+            .map_err(|e| Error::os(&self.path, os::RESERVE_HOW, e))?;
         let size = os::facts(self.file.as_fd())
             .map_err(|e| Error::os(&self.path, "fstat", e))?
             .size;
@@ -585,7 +595,7 @@ fn initialise(file: &File, name: &str, opts: &OpenOptions) -> Result<()> {
     };
     let total = checked_total(image.len() as u64, capacity)
         .ok_or_else(|| Error::invalid(name, format!("size {capacity} is too large")))?;
-    os::reserve(file.as_fd(), total).map_err(|e| Error::os(name, "fallocate", e))?;
+    os::reserve(file.as_fd(), total).map_err(|e| Error::os(name, os::RESERVE_HOW, e))?;
     os::write_at(file, &image[8..], 8).map_err(|e| Error::os(name, "write header", e))?;
     os::write_at(file, &layout::MAGIC, 0).map_err(|e| Error::os(name, "write header", e))?;
     Ok(())
