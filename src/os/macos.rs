@@ -77,8 +77,10 @@
 //! refers to no private symbol (which the Mac App Store rejects). Return codes, as the
 //! header documents and Miri's shim of these calls checks (`src/shims/unix/macos/sync.rs`):
 //! a wait returns >= 0 when woken or when the word differs, else -1 with `ETIMEDOUT`,
-//! `EINTR`, …; a timeout of 0 is `EINVAL` for `os_sync` but "no timeout" for `__ulock_wait`
-//! (`sys_ulock.c`); a wake returns 0, or -1 with `ENOENT` when nobody waited. A wake cannot
+//! `EINTR`, or `EFAULT` when the word's page is not resident (the kernel reads it without
+//! faulting; the caller's next read brings it back); a timeout of 0 is `EINVAL` for `os_sync`
+//! but "no timeout" for `__ulock_wait` (`sys_ulock.c`); a wake returns 0, or -1 with
+//! `ENOENT` when nobody waited. A wake cannot
 //! count whom it woke, so [`futex_wake`] returns 0 (nobody) or 1 (at least one), which is all
 //! its callers ask. Should neither be found (not on any macOS Node runs on), waits degrade to
 //! 1 ms polling.

@@ -12,8 +12,8 @@ pub enum WaitResult {
     Woken,
     /// The whole timeout passed.
     TimedOut,
-    /// An error that cannot happen on a live shared mapping: return after a short sleep, so
-    /// a caller looping on its condition polls instead of spinning.
+    /// Any other error (`EINVAL`, which correct arguments never get): return after a short
+    /// sleep, so a caller looping on its condition polls instead of spinning.
     Failed,
 }
 
@@ -51,7 +51,10 @@ pub fn wait_result(rc: i32, errno: Option<i32>, shortened: bool) -> WaitResult {
     }
     match errno {
         Some(libc::ETIMEDOUT) if !shortened => WaitResult::TimedOut,
-        Some(libc::ETIMEDOUT | libc::EINTR) => WaitResult::Woken,
+        // EFAULT: the word's page was not resident, and the kernel reads it with faults
+        // disabled ("let the user level code fault it in", `bsd/kern/sys_ulock.c`). The
+        // caller's re-check reads the word, which brings the page back.
+        Some(libc::ETIMEDOUT | libc::EINTR | libc::EFAULT) => WaitResult::Woken,
         _ => WaitResult::Failed,
     }
 }
@@ -122,9 +125,10 @@ mod tests {
             wait_result(-1, Some(libc::EINVAL), false),
             WaitResult::Failed
         );
+        // A page that was not resident: retry at once (the caller's read faults it in).
         assert_eq!(
             wait_result(-1, Some(libc::EFAULT), false),
-            WaitResult::Failed
+            WaitResult::Woken
         );
         assert_eq!(wait_result(-1, None, false), WaitResult::Failed);
     }
