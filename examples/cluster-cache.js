@@ -127,6 +127,10 @@ function worker() {
       res.writeHead(500).end(`${err.code ?? 'error'}: ${err.message}\n`)
     }
   })
+  server.on('error', (err) => {
+    console.error(err.code === 'EADDRINUSE' ? `port ${process.env.CLUSTER_CACHE_PORT} is in use: pass --port N (0: any free port)` : err.message)
+    process.exit(1)
+  })
   server.listen(Number(process.env.CLUSTER_CACHE_PORT), '127.0.0.1', () => {
     process.send({ listening: server.address().port })
   })
