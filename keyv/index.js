@@ -19,7 +19,7 @@
 
 const { EventEmitter } = require('node:events')
 const { pathToFileURL } = require('node:url')
-const { openStoreMap, withRoom } = require('../lib/store-map.js')
+const { openStoreMap } = require('../lib/store-map.js')
 
 // Keyv 5 enables keyv.iterator() for a store only if `store.opts.dialect` is in its list
 // ('sqlite', 'postgres', 'mysql', 'mongo', 'redis', 'valkey', 'etcd') or `store.opts.url`
@@ -87,7 +87,7 @@ class KeyvShareObject extends EventEmitter {
   /** Stores `value` under `key`, expiring after `ttl` ms (none: the map's own ttl, if any). */
   async set(key, value, ttl) {
     const options = ttlOptions(ttl)
-    withRoom(this.#map, () => this.#map.set(key, value, options))
+    this.#map.set(key, value, options)
     return true
   }
 
@@ -101,7 +101,7 @@ class KeyvShareObject extends EventEmitter {
     const results = entries.map(({ key, value, ttl }) => {
       try {
         const options = ttlOptions(ttl)
-        withRoom(this.#map, () => this.#map.set(key, value, options))
+        this.#map.set(key, value, options)
         return true
       } catch (err) {
         errors.push(err)

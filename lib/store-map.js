@@ -2,8 +2,8 @@
 
 // The SharedMap behind the store adapters (share-object/keyv, share-object/rate-limit):
 // opened from a path and SharedMap options, or lent by the caller (who then keeps closing
-// it); and the adapters' writes, which make room by purging expired entries when the map
-// is full.
+// it). A full map that does not evict purges its expired entries by itself before it
+// refuses a write (src/map/write.rs), so the adapters need no retry of their own.
 
 const { SharedMap } = require('./shared-map.js')
 const { invalidArgType, invalidArgValue } = require('./errors.js')
@@ -40,19 +40,4 @@ function openStoreMap(pathOrOptions, ownKeys = []) {
   return { map: SharedMap.open(path, mapOptions), owned: true, own }
 }
 
-/**
- * Runs `write()`; if the map is full (ERR_MAP_FULL), purges its expired entries and, if
- * that freed any, runs it once more. A map without eviction otherwise counts expired
- * entries against `max`/`maxSize` until someone purges them, and a cache or a rate
- * limiter whose keys come and go would fill up with the dead.
- */
-function withRoom(map, write) {
-  try {
-    return write()
-  } catch (err) {
-    if (err?.code !== 'ERR_MAP_FULL' || map.purgeStale() === 0) throw err
-    return write()
-  }
-}
-
-module.exports = { openStoreMap, withRoom }
+module.exports = { openStoreMap }

@@ -9,7 +9,7 @@
 // are numbers under `${prefix}${key}`.
 
 const { coded, invalidArgType, outOfRange } = require('../lib/errors.js')
-const { openStoreMap, withRoom } = require('../lib/store-map.js')
+const { openStoreMap } = require('../lib/store-map.js')
 
 const DEFAULT_PREFIX = 'rl:'
 
@@ -79,7 +79,7 @@ class ShareObjectStore {
   async increment(key) {
     const k = this.prefix + key
     const windowMs = this.#window()
-    const totalHits = withRoom(this.#map, () => this.#map.incr(k, 1, { ttl: windowMs }))
+    const totalHits = this.#map.incr(k, 1, { ttl: windowMs })
     return { totalHits, resetTime: this.#resetTime(k) }
   }
 

@@ -552,7 +552,25 @@ impl MapSegment {
         // remove or move this very key, so the deltas are worked out again after it.
         let mut deltas = self.deltas(&probe, is_value, new_user)?;
         let mut rounds = 0;
+        let mut purged = false;
         while self.over_budget(deltas.0, deltas.1) {
+            if !purged {
+                // Entries whose ttl has passed still count until purged: a map that does
+                // not evict must not refuse a write while dead entries hold its budget.
+                purged = true;
+                let mut n = self.purge_locked(s)?;
+                if self.over_budget(deltas.0, deltas.1) {
+                    self.elsewhere(s, |m, t| {
+                        n += m.purge_locked(t)?;
+                        Ok(!m.over_budget(deltas.0, deltas.1))
+                    })?;
+                }
+                if n > 0 {
+                    probe = self.probe(s, hash, entry.key, None)?;
+                    deltas = self.deltas(&probe, is_value, new_user)?;
+                    continue;
+                }
+            }
             if !self.config.evict {
                 return Err(self.full_error());
             }
