@@ -449,11 +449,202 @@ export declare class Channel implements Disposable, AsyncIterable<Buffer> {
   [Symbol.dispose](): void
 }
 
+/**
+ * How values become bytes: `'default'` keeps strings, Buffers, Uint8Arrays, numbers,
+ * booleans and `null` as themselves and stores plain objects and arrays as JSON (anything
+ * JSON would change, such as a Map, a Date or a class instance, is refused with
+ * `ERR_INVALID_ARG_TYPE`); `'json'` stores everything as JSON; `'v8'` is structured clone
+ * (Map, Set, Date, BigInt, typed arrays, …); or any `{ encode, decode }` object (msgpackr's
+ * `Packr` fits). A value the codec cannot encode is `ERR_CODEC_ENCODE`, and nothing is stored.
+ */
+export type Codec = 'default' | 'json' | 'v8' | CustomCodec
+
+/** A codec of your own. */
+export interface CustomCodec {
+  /** Turns a value into bytes (a string is stored as UTF-8). */
+  encode(value: any): Buffer | Uint8Array | string
+  /** Turns stored bytes back into a value. */
+  decode(bytes: Buffer): any
+  /**
+   * A name stored in the map (at most 64 bytes): a later open with another custom codec
+   * of another name is refused with `ERR_OPTION_MISMATCH`.
+   */
+  name?: string
+}
+
+/** Options for {@link SharedMap.open}, {@link SharedMap.anonymous} and {@link SharedMap.fromFd}. */
+export interface SharedMapOptions {
+  /**
+   * Most entries (lru-cache's `max`): beyond it the least recently used entry is evicted.
+   * Fixed at creation (default: no limit). Setting it turns eviction on.
+   */
+  max?: number
+  /**
+   * Most bytes the entries take: each counts its key and value bytes plus a 32-byte header
+   * (default 256 MiB, at most 2^37). Beyond it, least recently used entries are evicted
+   * when `max` or `evict: true` is set, else a set that would exceed it fails with
+   * `ERR_MAP_FULL`. Fixed at creation; the file grows up to 2.5 times this.
+   */
+  maxSize?: number
+  /** Default time to live of an entry in ms (0 = none, the default). Fixed at creation. */
+  ttl?: number
+  /** Evict least recently used entries when `maxSize` is reached (default: `true` if `max` is set). */
+  evict?: boolean
+  /** A `get` moves the entry's expiry to `ttl` from now (default `false`). Fixed at creation. */
+  updateAgeOnGet?: boolean
+  /** How values become bytes (default `'default'`). Fixed at creation. */
+  codec?: Codec
+  /** Create the file if it does not exist (default `true`). */
+  create?: boolean
+  /** Map the file read-only: writes throw `ERR_READ_ONLY`, gets do not mark entries used (default `false`). */
+  readOnly?: boolean
+  /** Permission bits of a new file (default `0o600`). */
+  mode?: number
+}
+
+/** Options of one write. */
+export interface SetOptions {
+  /** Time to live in ms for this entry (0 = none); default: the map's `ttl`. */
+  ttl?: number
+}
+
+/** Options for {@link SharedMap.getOrSet}. */
+export interface GetOrSetOptions extends SetOptions {
+  /** Reject with `ERR_TIMEOUT` if no value is there within this many ms (waiting for another process's result included). */
+  timeout?: number
+  /** Reject with an `AbortError` when this signal aborts. */
+  signal?: AbortSignal
+}
+
+/** Options for {@link SharedMap.watch}. */
+export interface MapWatchOptions {
+  /** Keep the process alive while watching (default `true`). */
+  ref?: boolean
+  /** Called with an error (`ERR_CORRUPT`, `ERR_CODEC_DECODE`) instead of the listener when a changed value cannot be read. */
+  onError?: (err: ShareObjectError) => void
+}
+
+/** What {@link SharedMap.info} reports. */
+export interface SharedMapInfo {
+  path: string
+  readOnly: boolean
+  /** `max` (`Infinity` when there is none). */
+  max: number
+  maxSize: number
+  ttl: number
+  evict: boolean
+  updateAgeOnGet: boolean
+  /** The codec's name: `'default'`, `'json'`, `'v8'` or `'custom (name)'`. */
+  codec: string
+  /** Live entries. */
+  size: number
+  /** getOrSet() computations in progress (in any process). */
+  pending: number
+  /** Bytes of the live entries: keys, values and 32 bytes each (what `maxSize` limits). */
+  bytes: number
+  /** Bytes of overwritten and deleted entries not yet compacted away. */
+  garbageBytes: number
+  /** Bytes of the heap the file holds now, and the most it may grow to. */
+  heapBytes: number
+  heapLimit: number
+  /** Size of the file. */
+  fileBytes: number
+  shards: number
+}
+
+/**
+ * A hash map in one file, read and written by any number of processes: a cache or a table
+ * of counters shared by every worker of a host, with lru-cache's options. Readers take no
+ * lock; writers of different keys rarely meet (the map is sharded); a process killed in the
+ * middle of a write never costs a committed value. Keys are strings of 1 to 1024 UTF-8
+ * bytes. See the README for what each operation promises across processes.
+ */
+export declare class SharedMap<V = unknown> implements Disposable, Iterable<[string, V]> {
+  private constructor()
+  /** Opens the map at `path`, creating it if needed. Options fixed at creation are adopted from the file; a conflicting one is `ERR_OPTION_MISMATCH`. */
+  static open<V = unknown>(path: string, options?: SharedMapOptions): SharedMap<V>
+  /** A new unnamed map (memfd) to share with child processes through `fd`. */
+  static anonymous<V = unknown>(options?: SharedMapOptions): SharedMap<V>
+  /** Opens the map behind an inherited descriptor (opened afresh; the caller keeps its own). */
+  static fromFd<V = unknown>(fd: number, options?: SharedMapOptions): SharedMap<V>
+  /** Removes a map file; anything that is not a map is refused (`ERR_NOT_A_SEGMENT`, `ERR_WRONG_KIND`) and left alone. */
+  static unlink(path: string): void
+
+  readonly path: string
+  readonly closed: boolean
+  readonly readOnly: boolean
+  /** A descriptor to pass to a child (`spawn`'s `stdio`), opened on first use, closed with the handle. */
+  readonly fd: number
+  /** Live entries, the same in every process (entries whose ttl passed count until purged, as in lru-cache). */
+  readonly size: number
+  /** The options the map was created with, and its counts. */
+  info(): SharedMapInfo
+
+  /** The value, or `undefined`. Marks the entry recently used (and refreshes its age with `updateAgeOnGet`). */
+  get(key: string): V | undefined
+  /** Like `get`, without marking the entry or refreshing its age. */
+  peek(key: string): V | undefined
+  /** Whether the key has a value (does not mark it used). */
+  has(key: string): boolean
+  /** Stores the value (through the codec); `undefined` deletes the key. Returns the map. */
+  set(key: string, value: V | undefined, options?: SetOptions): this
+  /** Removes the key; whether it had a value. */
+  delete(key: string): boolean
+  /** Removes every entry (shard by shard: a set made meanwhile by another process may survive). */
+  clear(): void
+  /** Removes entries whose ttl has passed; how many. */
+  purgeStale(): number
+  /** Milliseconds until the key expires: `Infinity` without a ttl, 0 without a value. */
+  getRemainingTTL(key: string): number
+
+  /**
+   * Adds `by` (default 1) to the number at `key`, atomically across processes; returns the
+   * result. A missing or expired key starts at 0 and gets `options.ttl` (else the map's); an
+   * existing one keeps its expiry. `ERR_NOT_A_NUMBER` if the value is not a number.
+   */
+  incr(key: string, by?: number, options?: SetOptions): number
+  /**
+   * Read-modify-write, atomic across processes: `fn(current)`'s result is stored only if
+   * the key still holds what `fn` saw (`undefined` deletes); otherwise `fn` runs again
+   * with the newer value. `fn` must be synchronous, free of side effects, and must not
+   * write to this map.
+   */
+  update<R extends V | undefined>(key: string, fn: (current: V | undefined) => R, options?: SetOptions): R
+  /**
+   * The value; if missing, `fn(key)` computes it (awaited) and it is stored. Processes that
+   * miss the same key at once wait for one computation; a runner that throws or dies does
+   * not strand them.
+   */
+  getOrSet(key: string, fn: (key: string) => V | Promise<V>, options?: GetOrSetOptions): Promise<V>
+
+  /** Every live key (shard by shard; see the README on iteration while others write). */
+  keys(): IterableIterator<string>
+  values(): IterableIterator<V>
+  entries(): IterableIterator<[string, V]>
+  [Symbol.iterator](): IterableIterator<[string, V]>
+  forEach(fn: (value: V, key: string, map: this) => void, thisArg?: unknown): void
+
+  /**
+   * Calls `listener(value, key)` after changes to a key — or, for a prefix (`'user:*'` or
+   * `{ prefix: 'user:' }`), to any key starting with it — made by any process; `value` is
+   * `undefined` when the key went away. Coalesced: the latest value. Returns a function
+   * that stops watching.
+   */
+  watch(keyOrPrefix: string | { key: string } | { prefix: string }, listener: (value: V | undefined, key: string) => void, options?: MapWatchOptions): () => void
+  /** Resolves with the key's value after its next change by any process (`undefined` if it went away). */
+  waitForChange(key: string, options?: WaitOptions): Promise<V | undefined>
+
+  /** Closes the handle: pending waits reject with `ERR_CLOSED`, getOrSet() claims are given up. */
+  close(): void
+  [Symbol.dispose](): void
+}
+
 /** The module itself, as a default import: `import shareObject from 'share-object'`. */
 declare const shareObject: {
   read: typeof read
   write: typeof write
   SharedObject: typeof SharedObject
   Channel: typeof Channel
+  SharedMap: typeof SharedMap
 }
 export default shareObject

@@ -5,8 +5,9 @@
 
 const { SharedObject, read, write } = require('./lib/shared-object.js')
 const { Channel } = require('./lib/channel.js')
+const { SharedMap } = require('./lib/shared-map.js')
 
-module.exports = { read, write, SharedObject, Channel }
+module.exports = { read, write, SharedObject, Channel, SharedMap }
 // `import shareObject from 'share-object'` compiled to CommonJS without esModuleInterop
 // reads `.default`: the module itself (not enumerable, so it lists only the API).
 Object.defineProperty(module.exports, 'default', { value: module.exports, enumerable: false })

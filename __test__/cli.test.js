@@ -326,3 +326,39 @@ test('one trailing newline from stdin is dropped (read adds it back), --raw keep
   assert.equal(info.capacity, 4096)
   assert.equal((await cli(t, ['recv', chan]).done).stdout, 'job\n')
 })
+
+test('map get|set|delete|incr|keys|info drive a SharedMap shared with this process', async (t) => {
+  const { SharedMap } = require('..')
+  const dir = tempDir(t)
+  const file = path.join(dir, 'cache.map')
+  const ok = async (args, input) => {
+    const r = await cli(t, ['map', ...args], { input }).done
+    assert.equal(r.code, 0, `map ${args.join(' ')}: ${r.stderr}`)
+    return r.stdout
+  }
+  await ok(['set', file, 'greeting', 'hello'])
+  await ok(['set', file, 'user:1', '{"name":"ada"}', '--json', '--ttl', '60000'])
+  await ok(['set', file, 'piped', '-'], 'from stdin')
+  const m = SharedMap.open(file)
+  t.after(() => m.close())
+  assert.deepEqual(m.get('user:1'), { name: 'ada' })
+  assert.ok(m.getRemainingTTL('user:1') > 50_000)
+  assert.equal(m.get('piped'), 'from stdin')
+  m.set('n', 41)
+  assert.equal(await ok(['get', file, 'greeting']), 'hello\n')
+  assert.equal(await ok(['get', file, 'user:1']), '{"name":"ada"}\n')
+  assert.equal(await ok(['incr', file, 'n']), '42\n')
+  assert.equal(await ok(['keys', file, '--prefix', 'user:']), 'user:1\n')
+  assert.deepEqual((await ok(['keys', file])).trim().split('\n').sort(), ['greeting', 'n', 'piped', 'user:1'])
+  assert.equal(JSON.parse(await ok(['info', file, '--json'])).size, 4)
+  assert.equal(await ok(['delete', file, 'greeting']), 'true\n')
+  assert.equal(m.has('greeting'), false)
+  const missing = await cli(t, ['map', 'get', file, 'greeting']).done
+  assert.equal(missing.code, 1)
+  assert.match(missing.stderr, /^share-object: ERR_NOT_FOUND: .*greeting/)
+  const usage = await cli(t, ['map', 'frobnicate', file]).done
+  assert.equal(usage.code, 2)
+  const none = await cli(t, ['map', 'get', path.join(dir, 'absent'), 'k']).done
+  assert.equal(none.code, 1)
+  assert.equal(fs.existsSync(path.join(dir, 'absent')), false, 'get never creates a map')
+})

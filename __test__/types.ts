@@ -3,7 +3,7 @@
 import shareObject, { read, write, SharedObject, Channel, type OpenOptions, type Change, type SendBatchError } from 'share-object'
 
 // The default import is the module itself (TS1192 "has no default export" before it was typed).
-const viaDefault: [typeof read, typeof SharedObject, typeof Channel] = [shareObject.read, shareObject.SharedObject, shareObject.Channel]
+const viaDefault: [typeof read, typeof SharedObject, typeof Channel, typeof SharedMap] = [shareObject.read, shareObject.SharedObject, shareObject.Channel, shareObject.SharedMap]
 const bytes: number = write('Hello World!')
 const text: string = read()
 
@@ -100,3 +100,35 @@ new SharedObject()
 
 void [viaDefault, bytes, text, n, value, copy, facts, next, now, stop, iterate, locked, syncLocked, boundedSync, child, ok, count, sent, one, str, many, strings, blocking, later, consume, info]
 void [notStrings, consumed, handedOn, ready, oneString, hexStrings, syncString, laterString, asBuffer, either, iterateMessages, notBuffer, notString]
+
+// SharedMap
+import { SharedMap, type SharedMapOptions, type SharedMapInfo, type CustomCodec } from 'share-object'
+const mapOptions: SharedMapOptions = { max: 100, maxSize: 1 << 20, ttl: 1000, evict: true, updateAgeOnGet: false, codec: 'v8', create: true, readOnly: false, mode: 0o600 }
+const users = SharedMap.open<{ name: string }>('/tmp/m', mapOptions)
+const user: { name: string } | undefined = users.get('u1')
+const chained: SharedMap<{ name: string }> = users.set('u1', { name: 'a' }, { ttl: 5 }).set('u2', { name: 'b' })
+const peeked: { name: string } | undefined = users.peek('u1')
+const had: boolean = users.has('u1') && users.delete('u1')
+const mapSize: number = users.size
+const mapInfo: SharedMapInfo = users.info()
+const remaining: number = users.getRemainingTTL('u1')
+const computed: Promise<{ name: string }> = users.getOrSet('u3', async (key: string) => ({ name: key }), { ttl: 10, timeout: 5 })
+const updated: { name: string } = users.update('u1', (current) => ({ name: `${current?.name ?? ''}!` }))
+const counters = SharedMap.anonymous<number>({ max: 10 })
+const hits: number = counters.incr('hits', 2, { ttl: 60_000 })
+for (const [key, value] of users) void [key.length, value.name]
+const allKeys: string[] = [...users.keys()]
+users.forEach((value, key, self) => void [value.name, key.length, self.size])
+const stopWatching: () => void = users.watch('user:*', (value, key) => void [value?.name, key.length], { ref: false })
+const changed: Promise<{ name: string } | undefined> = users.waitForChange('u1', { timeout: 10 })
+const codec: CustomCodec = { name: 'x', encode: (v) => Buffer.from(JSON.stringify(v)), decode: (b) => JSON.parse(b.toString()) }
+SharedMap.open('/tmp/m2', { codec })
+SharedMap.unlink('/tmp/m')
+// @ts-expect-error keys are strings
+users.get(1)
+// @ts-expect-error values must match the map's type
+users.set('u1', 42)
+// @ts-expect-error instances come from the static factories
+new SharedMap()
+users[Symbol.dispose]()
+void [chained, user, peeked, had, mapSize, mapInfo, remaining, computed, updated, hits, allKeys, stopWatching, changed, SharedMap.fromFd(3).fd]

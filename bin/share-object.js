@@ -10,7 +10,8 @@ const { parseArgs } = require('node:util')
 const fs = require('node:fs')
 const path = require('node:path')
 const tty = require('node:tty')
-const { SharedObject, Channel } = require('..')
+const { SharedObject, Channel, SharedMap } = require('..')
+const mapCommand = require('./map.js')
 
 const USAGE = `Usage: share-object <command> [options]
 
@@ -24,6 +25,8 @@ Commands:
   recv <path> [--follow] [--timeout ms]
                                    receive a message (with --follow: keep receiving)
   rm <path> [--force]              remove a segment file
+  map <get|set|delete|incr|keys|info> <path> …
+                                   read and write a SharedMap
 
 Options: --help (also after a command), --version.`
 
@@ -65,6 +68,15 @@ const COMMANDS = {
     options: { follow: { type: 'boolean', short: 'f' }, timeout: { type: 'string' } },
     args: ['<path>'],
     run: recv,
+  },
+  map: {
+    usage: `${mapCommand.USAGE}\n\nA value read from standard input ("-") loses one trailing newline, as for write.`,
+    options: mapCommand.OPTIONS,
+    args: ['<command>', '<path>', '[key]', '[value]'],
+    run: ([sub, ...rest], values) => {
+      if (!mapCommand.SUBCOMMANDS.includes(sub)) throw new UsageError(`map: unknown command ${JSON.stringify(sub)} (see "share-object map --help")`)
+      return mapCommand.run(sub, rest, values, { out, readStdin: () => valueOf('-', values, `map ${sub}`), UsageError })
+    },
   },
   rm: {
     usage: 'share-object rm <path> [--force]\n\nRemoves a share-object segment file of any kind (processes that have it open keep\nworking on it). Anything else is refused with ERR_NOT_A_SEGMENT and left in place;\nwith --force, a file that is not a segment is removed too, after a line on stderr\nsays so (a directory never is).',
@@ -169,7 +181,12 @@ function openAny(file) {
   } catch (err) {
     if (err.code !== 'ERR_WRONG_KIND') throw err
   }
-  return { kind: 'channel', handle: Channel.open(file, { create: false }) }
+  try {
+    return { kind: 'channel', handle: Channel.open(file, { create: false }) }
+  } catch (err) {
+    if (err.code !== 'ERR_WRONG_KIND') throw err
+  }
+  return { kind: 'map', handle: SharedMap.open(file, { create: false, readOnly: true }) }
 }
 
 function info([file], values) {
@@ -186,6 +203,9 @@ function info([file], values) {
         version: handle.version,
         locked: handle.locked,
       }
+    } else if (kind === 'map') {
+      const i = handle.info()
+      facts = { path: i.path, kind, format: 1, size: i.size, bytes: i.bytes, maxSize: i.maxSize, max: i.max, ttl: i.ttl, codec: i.codec, fileBytes: i.fileBytes }
     } else {
       facts = {
         path: handle.path,

@@ -89,6 +89,28 @@ pub enum Error {
     #[error("{path}: this runtime does not allow zero-copy external buffers; use readBuffer() for a copy")]
     ExternalBufferUnsupported { path: String },
 
+    /// A map has no room: its `max` or `maxSize` budget is spent (and it does not evict),
+    /// or its file has reached the size its options allow.
+    #[error("{path}: map is full: {reason}")]
+    MapFull { path: String, reason: String },
+
+    /// An option given when opening an existing map differs from the one it was created with.
+    #[error("{path}: option {option} is {given} here but the map was created with {stored}; omit it to adopt the map's, or use another file")]
+    OptionMismatch {
+        path: String,
+        option: &'static str,
+        stored: String,
+        given: String,
+    },
+
+    /// `incr()` of a value that is not a number.
+    #[error("{path}: the value of key {key:?} is not a number, so it cannot be incremented")]
+    NotANumber { path: String, key: String },
+
+    /// A call made in a state that forbids it (a write inside `update()`'s function, …).
+    #[error("{path}: {reason}")]
+    InvalidState { path: String, reason: String },
+
     /// An operating-system call failed. The errno name is the `code` (not repeated in the
     /// message, as no other error repeats its code).
     #[error("{path}: {op} failed: {}", describe_os_error(source))]
@@ -123,6 +145,10 @@ impl Error {
             Error::LockHeld { .. } => "ERR_LOCK_HELD",
             Error::Closed { .. } => "ERR_CLOSED",
             Error::ExternalBufferUnsupported { .. } => "ERR_EXTERNAL_BUFFER_UNSUPPORTED",
+            Error::MapFull { .. } => "ERR_MAP_FULL",
+            Error::OptionMismatch { .. } => "ERR_OPTION_MISMATCH",
+            Error::NotANumber { .. } => "ERR_NOT_A_NUMBER",
+            Error::InvalidState { .. } => "ERR_INVALID_STATE",
             Error::Os { source, .. } => errno_name(source),
         }
     }
@@ -202,6 +228,9 @@ pub fn errno_name(err: &io::Error) -> &'static str {
         libc::EOVERFLOW => "EOVERFLOW",
         libc::ENODEV => "ENODEV",
         libc::EOPNOTSUPP => "EOPNOTSUPP",
+        // A value of its own on macOS (on Linux, the same as EOPNOTSUPP).
+        #[cfg(target_os = "macos")]
+        libc::ENOTSUP => "ENOTSUP",
         libc::EDQUOT => "EDQUOT",
         libc::ENOSYS => "ENOSYS",
         libc::EXDEV => "EXDEV",

@@ -16,12 +16,30 @@
 #![deny(clippy::all)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+// Linux and macOS only (README, "Platforms"). Elsewhere the crate is this one error rather
+// than every use of a file descriptor failing to compile.
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+compile_error!(
+    "share-object runs on Linux and macOS only: it needs waits on shared memory that wake \
+     other processes (futex, os_sync_wait_on_address) and byte-range locks owned by an open \
+     file description, which this OS does not offer (see README, \"Platforms\")"
+);
+
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 pub mod channel;
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 pub mod error;
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+pub mod map;
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 pub mod napi;
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 pub mod os;
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 pub mod segment;
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 pub mod sync;
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 pub mod value;
 
 #[cfg(test)]

@@ -31,8 +31,8 @@ use super::{
 use crate::channel::{self, Accept};
 use crate::value;
 
-type Raw = sys::napi_value;
-type Callback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> Raw;
+pub(super) type Raw = sys::napi_value;
+pub(super) type Callback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> Raw;
 
 /// Messages larger than this are received straight into a Buffer of their own: above half
 /// of `Buffer.poolSize` JS allocates a fresh ArrayBuffer anyway, so copying into the
@@ -43,7 +43,7 @@ pub const DIRECT_MIN: usize = 4096;
 ///
 /// # Safety
 /// `env` and `info` are the values napi passed to the running callback.
-unsafe fn args<const N: usize>(
+pub(super) unsafe fn args<const N: usize>(
     env: sys::napi_env,
     info: sys::napi_callback_info,
 ) -> Result<[Raw; N], JsError> {
@@ -64,7 +64,7 @@ unsafe fn args<const N: usize>(
     Ok(argv)
 }
 
-fn check(status: sys::napi_status, what: &str) -> Result<(), JsError> {
+pub(super) fn check(status: sys::napi_status, what: &str) -> Result<(), JsError> {
     if status == sys::Status::napi_ok {
         Ok(())
     } else {
@@ -76,7 +76,7 @@ fn check(status: sys::napi_status, what: &str) -> Result<(), JsError> {
 }
 
 /// A napi call that creates a value failed (out of memory, a pending exception).
-fn made(status: sys::napi_status, what: &str) -> Result<(), JsError> {
+pub(super) fn made(status: sys::napi_status, what: &str) -> Result<(), JsError> {
     if status == sys::Status::napi_ok {
         Ok(())
     } else {
@@ -87,7 +87,7 @@ fn made(status: sys::napi_status, what: &str) -> Result<(), JsError> {
     }
 }
 
-fn get_u32(env: sys::napi_env, value: Raw, what: &str) -> Result<u32, JsError> {
+pub(super) fn get_u32(env: sys::napi_env, value: Raw, what: &str) -> Result<u32, JsError> {
     let mut out = 0u32;
     // SAFETY: `env` is live and `value` one of this call's arguments.
     check(
@@ -97,7 +97,7 @@ fn get_u32(env: sys::napi_env, value: Raw, what: &str) -> Result<u32, JsError> {
     Ok(out)
 }
 
-fn get_f64(env: sys::napi_env, value: Raw, what: &str) -> Result<f64, JsError> {
+pub(super) fn get_f64(env: sys::napi_env, value: Raw, what: &str) -> Result<f64, JsError> {
     let mut out = 0f64;
     // SAFETY: as in `get_u32`.
     check(
@@ -107,7 +107,7 @@ fn get_f64(env: sys::napi_env, value: Raw, what: &str) -> Result<f64, JsError> {
     Ok(out)
 }
 
-fn get_bool(env: sys::napi_env, value: Raw, what: &str) -> Result<bool, JsError> {
+pub(super) fn get_bool(env: sys::napi_env, value: Raw, what: &str) -> Result<bool, JsError> {
     let mut out = false;
     // SAFETY: as in `get_u32`.
     check(
@@ -119,7 +119,7 @@ fn get_bool(env: sys::napi_env, value: Raw, what: &str) -> Result<bool, JsError>
 
 /// A typed array argument of type `kind`: (data, byte length). Any other value, another
 /// element type included, is a coded error.
-fn typed_array(
+pub(super) fn typed_array(
     env: sys::napi_env,
     value: Raw,
     kind: sys::napi_typedarray_type,
@@ -164,7 +164,11 @@ fn typed_array(
 
 /// A `Uint8Array` argument's bytes (read through the pointer only: it may be a view of
 /// shared memory).
-fn bytes(env: sys::napi_env, value: Raw, what: &str) -> Result<(*const u8, usize), JsError> {
+pub(super) fn bytes(
+    env: sys::napi_env,
+    value: Raw,
+    what: &str,
+) -> Result<(*const u8, usize), JsError> {
     let (data, len) = typed_array(env, value, sys::TypedarrayType::uint8_array, what)?;
     Ok((data, len))
 }
@@ -198,7 +202,7 @@ unsafe fn u8_array<'a>(
     Ok(unsafe { std::slice::from_raw_parts_mut(data, bytes) })
 }
 
-fn number(env: sys::napi_env, n: f64) -> Result<Raw, JsError> {
+pub(super) fn number(env: sys::napi_env, n: f64) -> Result<Raw, JsError> {
     let mut out = ptr::null_mut();
     // SAFETY: `env` is live for this call.
     check(
@@ -208,14 +212,14 @@ fn number(env: sys::napi_env, n: f64) -> Result<Raw, JsError> {
     Ok(out)
 }
 
-fn boolean(env: sys::napi_env, b: bool) -> Result<Raw, JsError> {
+pub(super) fn boolean(env: sys::napi_env, b: bool) -> Result<Raw, JsError> {
     let mut out = ptr::null_mut();
     // SAFETY: `env` is live for this call.
     made(unsafe { sys::napi_get_boolean(env, b, &mut out) }, "result")?;
     Ok(out)
 }
 
-fn array(env: sys::napi_env, items: &[Raw]) -> Result<Raw, JsError> {
+pub(super) fn array(env: sys::napi_env, items: &[Raw]) -> Result<Raw, JsError> {
     let mut out = ptr::null_mut();
     // SAFETY: `env` is live for this call.
     made(
@@ -232,14 +236,14 @@ fn array(env: sys::napi_env, items: &[Raw]) -> Result<Raw, JsError> {
     Ok(out)
 }
 
-fn null(env: sys::napi_env) -> Result<Raw, JsError> {
+pub(super) fn null(env: sys::napi_env) -> Result<Raw, JsError> {
     let mut out = ptr::null_mut();
     // SAFETY: `env` is live for this call.
     made(unsafe { sys::napi_get_null(env, &mut out) }, "result")?;
     Ok(out)
 }
 
-fn is_undefined(env: sys::napi_env, value: Raw) -> Result<bool, JsError> {
+pub(super) fn is_undefined(env: sys::napi_env, value: Raw) -> Result<bool, JsError> {
     let mut kind = 0;
     // SAFETY: `env` is live and `value` one of this call's arguments.
     check(
@@ -249,7 +253,7 @@ fn is_undefined(env: sys::napi_env, value: Raw) -> Result<bool, JsError> {
     Ok(kind == sys::ValueType::napi_undefined)
 }
 
-fn undefined(env: sys::napi_env) -> Result<Raw, JsError> {
+pub(super) fn undefined(env: sys::napi_env) -> Result<Raw, JsError> {
     let mut out = ptr::null_mut();
     // SAFETY: `env` is live for this call.
     made(unsafe { sys::napi_get_undefined(env, &mut out) }, "result")?;
@@ -259,7 +263,7 @@ fn undefined(env: sys::napi_env) -> Result<Raw, JsError> {
 /// Runs a callback's body and hands its result to napi, throwing the error if there is
 /// one. A panic (a broken internal assertion) becomes an `ERR_INTERNAL` error rather than
 /// unwinding into V8, which would abort the process.
-fn run(env: sys::napi_env, body: impl FnOnce() -> Result<Raw, JsError>) -> Raw {
+pub(super) fn run(env: sys::napi_env, body: impl FnOnce() -> Result<Raw, JsError>) -> Raw {
     let result =
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or_else(|panic| {
             let what = panic
@@ -319,7 +323,7 @@ fn too_long(bytes: &[u8]) -> JsError {
     js_error(
         "ERR_STRING_TOO_LONG",
         format!(
-            "the value of {} bytes is {} UTF-16 code units as a string, more than {limit}; use readBuffer()",
+            "the value of {} bytes is {} UTF-16 code units as a string, more than {limit}",
             bytes.len(),
             utf16_len(bytes)
         ),
@@ -333,7 +337,7 @@ fn too_long(bytes: &[u8]) -> JsError {
 /// UTF-8 as UTF-16. Only invalid input is left to V8, for its U+FFFD replacement. A string
 /// longer than the runtime allows is `ERR_STRING_TOO_LONG` (found before any conversion
 /// when the limit is known); its message does not name the path: the caller adds it.
-fn js_string(env: sys::napi_env, bytes: &[u8]) -> Result<Raw, JsError> {
+pub(super) fn js_string(env: sys::napi_env, bytes: &[u8]) -> Result<Raw, JsError> {
     // SYNC POINT: Relaxed: see `set_max_string_length`.
     let max = MAX_STRING_LENGTH.load(Ordering::Relaxed);
     // A string has at most as many UTF-16 units as its UTF-8 has bytes: only a value of
@@ -409,7 +413,7 @@ const ONE_PASS_UNITS: usize = 64 * 1024;
 /// Runs `f` on the UTF-8 encoding of the string argument `value` (in the thread's reused
 /// scratch buffer). A long string is measured first and `fits(bytes)` may refuse it before
 /// any room is made for it.
-fn with_utf8<T>(
+pub(super) fn with_utf8<T>(
     env: sys::napi_env,
     value: Raw,
     fits: impl FnOnce(u64) -> Result<(), JsError>,
@@ -480,7 +484,10 @@ unsafe extern "C" fn value_read_cb(env: sys::napi_env, info: sys::napi_callback_
         SCRATCH.with(|scratch| {
             scratch.with(|scratch| {
                 with_value(id, |e| e.seg.read_into(scratch).map_err(to_js))?;
-                js_string(env, scratch).map_err(|err| at_value(id, err))
+                js_string(env, scratch).map_err(|err| {
+                    let err = at_value(id, err);
+                    napi::Error::new(err.status, format!("{}; use readBuffer()", err.reason))
+                })
             })
         })
     })
@@ -894,7 +901,7 @@ pub fn fast_api(env: &Env) -> Result<Raw, JsError> {
         unsafe { sys::napi_create_object(env, &mut object) },
         "object",
     )?;
-    for (name, callback) in FUNCTIONS {
+    for (name, callback) in FUNCTIONS.into_iter().chain(super::map::FAST_FUNCTIONS) {
         let mut function = ptr::null_mut();
         // SAFETY: `env` is live; the name is a NUL-terminated static string and the
         // callback has the signature napi expects.

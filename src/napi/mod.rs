@@ -11,6 +11,7 @@
 
 mod fast;
 mod interrupt;
+pub mod map;
 pub mod registry;
 pub mod scratch;
 
@@ -252,6 +253,7 @@ fn value_options(name: &str, o: Option<NativeOpenOptions>) -> Result<ValueOption
             create: o.create.unwrap_or(true),
             read_only: o.read_only.unwrap_or(false),
             mode,
+            header: None,
         },
         max_size,
     })
@@ -750,6 +752,7 @@ fn channel_options(name: &str, o: Option<NativeChannelOptions>) -> Result<OpenOp
         create: o.create.unwrap_or(true),
         read_only: false,
         mode,
+        header: None,
     })
 }
 

@@ -1,42 +1,70 @@
-//! The operating-system calls a segment needs, in one small Linux-specific file.
+//! Every call share-object makes to the operating system, behind one interface.
 //!
-//! Files are opened with `O_NOFOLLOW | O_CLOEXEC`; space is reserved with `fallocate` so a
-//! full filesystem fails here and never as a bus error later; cross-process locks are
-//! open-file-description (OFD) byte-range locks, which the kernel drops when the last
-//! descriptor of their holder closes — including when the holder is killed.
+//! The floors above (`sync`, `segment`) see only this module's items, which mean the same on
+//! every supported OS:
 //!
-//! `rustix` covers everything but byte-range OFD locks, which go through `libc::fcntl`.
+//! | item | Linux (`linux.rs`) | macOS (`macos.rs`) |
+//! | --- | --- | --- |
+//! | [`open`], [`facts`], [`rename_noreplace`], … | POSIX (`posix.rs`) | the same |
+//! | [`lock_byte`], [`byte_is_locked_by_other`] | OFD byte-range locks (`posix.rs`) | the same kernel facility (see `macos.rs`) |
+//! | [`reserve`] | `fallocate` | `F_PREALLOCATE` + `ftruncate` |
+//! | [`anonymous_file`] | `memfd_create` | a `0600` file in the temp folder, named while its creator is open |
+//! | [`reopen`] | `/proc/self/fd/N` | the path `F_GETPATH` gives |
+//! | [`futex_wait`], [`futex_wake`] | `futex` (shared) | `os_sync_*_SHARED` (14.4+), else `__ulock_*` `UL_COMPARE_AND_WAIT_SHARED` |
+//! | randomness ([`random_token`], [`random_u64`]) | `getrandom` | `getentropy` |
+//!
+//! The invariant every OS must keep, because `segment` and `sync::lock` are built on it: a
+//! lock taken through [`lock_byte`] belongs to the *open file description* it was taken
+//! through — it conflicts with every other description of the file, in this process or
+//! another, is invisible to [`byte_is_locked_by_other`] asked through its own description, and
+//! is released by the kernel when the last descriptor of that description closes, including
+//! when its process dies. [`reopen`] and [`anonymous_file`] each return a *new* description.
+//!
+//! The wait/wake call lives here with every other OS call, so a port touches this folder
+//! only; `sync::futex` keeps the contract the lock and notification algorithms rely on (and
+//! tests it on whichever OS runs the suite), the same for every OS.
+//!
+//! `macos_rules.rs` (the arithmetic of the macOS calls) and `named_temp.rs` (the macOS
+//! anonymous file) are plain Rust and POSIX: they are compiled on every OS under `cargo test`,
+//! so their unit tests run where no macOS code can.
+//!
+//! Other systems are refused at the crate root (`lib.rs`; README, "Platforms"): on Windows,
+//! for one, a wait on a word of shared memory cannot be woken from another process
+//! (`WaitOnAddress` is per process), so it would be another design, not a port of this floor.
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
-use std::path::Path;
 
-use rustix::fs::{self as rfs, Mode, OFlags};
+mod posix;
+
+#[cfg(any(target_os = "macos", test))]
+mod macos_rules;
+#[cfg(any(target_os = "macos", test))]
+mod named_temp;
+
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "linux")]
+use linux as platform;
+
+#[cfg(target_os = "macos")]
+mod macos;
+#[cfg(target_os = "macos")]
+use macos as platform;
+
+pub use platform::{futex_wait, futex_wake, reopen, reserve, NameGuard, REOPEN_HOW, RESERVE_HOW};
+pub use posix::{
+    byte_is_locked_by_other, euid, facts, lock_byte, names_file, open, read_at, rename_noreplace,
+    unlink, unlock_byte, write_at,
+};
 
 /// How to open a path.
 #[derive(Debug, Clone, Copy)]
 pub struct OpenMode {
     pub write: bool,
     pub create_exclusive: bool,
+    /// Permission bits of a new file (only the low 12 bits are used).
     pub mode: u32,
-}
-
-/// Opens `path` without following a final symlink, close-on-exec.
-pub fn open(path: &Path, how: OpenMode) -> io::Result<File> {
-    // NONBLOCK: opening a FIFO planted at the path must not block (it is then refused as
-    // not a regular file); it changes nothing for regular files and mmap.
-    let mut flags = OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
-    flags |= if how.write {
-        OFlags::RDWR
-    } else {
-        OFlags::RDONLY
-    };
-    if how.create_exclusive {
-        flags |= OFlags::CREATE | OFlags::EXCL;
-    }
-    let fd = rfs::open(path, flags, Mode::from_raw_mode(how.mode))?;
-    Ok(File::from(fd))
 }
 
 /// What `fstat` says that matters for safety and sizing.
@@ -50,192 +78,59 @@ pub struct FileFacts {
     pub mode: u32,
 }
 
-/// `fstat` on an open file.
-pub fn facts(fd: BorrowedFd<'_>) -> io::Result<FileFacts> {
-    let st = rfs::fstat(fd)?;
-    let file_type = rfs::FileType::from_raw_mode(st.st_mode);
-    Ok(FileFacts {
-        size: st.st_size as u64,
-        is_regular: file_type == rfs::FileType::RegularFile,
-        is_dir: file_type == rfs::FileType::Directory,
-        nlink: st.st_nlink as u64,
-        uid: st.st_uid,
-        mode: st.st_mode & 0o7777,
-    })
-}
-
-/// The effective uid of this process.
-pub fn euid() -> u32 {
-    rustix::process::geteuid().as_raw()
-}
-
-/// Grows the file to at least `len` bytes with the blocks reserved, so a later store into
-/// the mapping cannot fault for lack of space. Never shrinks.
-pub fn reserve(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
-    match rfs::fallocate(fd, rfs::FallocateFlags::empty(), 0, len) {
-        Ok(()) => Ok(()),
-        // Filesystems without fallocate: grow without reserving (documented limit).
-        Err(e) if e == rustix::io::Errno::OPNOTSUPP => {
-            let size = rfs::fstat(fd)?.st_size as u64;
-            if size < len {
-                rfs::ftruncate(fd, len)?;
-            }
-            Ok(())
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// An anonymous memory file (`memfd_create`), close-on-exec.
-pub fn memfd(name: &str) -> io::Result<File> {
-    let fd = rfs::memfd_create(name, rfs::MemfdFlags::CLOEXEC)?;
-    Ok(File::from(fd))
-}
-
-/// Opens the file behind `fd` afresh, through `/proc/self/fd`, with the access mode `fd`
-/// has, close-on-exec. Unlike `dup`, this makes a new open file description: OFD locks taken
-/// through it are its own, and are dropped when it closes, whatever happens to `fd`. Fails
-/// if what opened is not the same file.
-pub fn reopen(fd: BorrowedFd<'_>) -> io::Result<File> {
-    let access = rfs::fcntl_getfl(fd)? & OFlags::RWMODE;
-    let flags = access | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
-    let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
-    let file = File::from(rfs::open(link.as_str(), flags, Mode::empty())?);
-    let (was, now) = (rfs::fstat(fd)?, rfs::fstat(&file)?);
-    if (was.st_dev, was.st_ino) != (now.st_dev, now.st_ino) {
-        return Err(io::Error::other(format!("{link} opened another file")));
-    }
-    Ok(file)
-}
-
-/// Moves `from` to `to` only if `to` does not exist (`renameat2(RENAME_NOREPLACE)`).
-/// Returns `Ok(false)` when `to` already exists.
-pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<bool> {
-    match rfs::renameat_with(rfs::CWD, from, rfs::CWD, to, rfs::RenameFlags::NOREPLACE) {
-        Ok(()) => Ok(true),
-        Err(e) if e == rustix::io::Errno::EXIST => Ok(false),
-        // Filesystems without renameat2 flags: link(2) is atomic and fails on an existing name.
-        Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {
-            match rfs::link(from, to) {
-                Ok(()) => {
-                    let _ = rfs::unlink(from);
-                    Ok(true)
-                }
-                Err(e) if e == rustix::io::Errno::EXIST => Ok(false),
-                Err(e) => Err(e.into()),
-            }
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Removes a path (never follows a symlink: `unlink` acts on the link itself).
-pub fn unlink(path: &Path) -> io::Result<()> {
-    Ok(rfs::unlink(path)?)
-}
-
-/// Whether `path` (not followed if it is a symlink) names the file open as `fd`.
-pub fn names_file(path: &Path, fd: BorrowedFd<'_>) -> io::Result<bool> {
-    let at = rfs::statat(rfs::CWD, path, rfs::AtFlags::SYMLINK_NOFOLLOW)?;
-    let open = rfs::fstat(fd)?;
-    Ok((at.st_dev, at.st_ino) == (open.st_dev, open.st_ino))
-}
-
-/// Reads up to `buf.len()` bytes at `offset` into a private buffer; returns how many.
-pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    use std::os::unix::fs::FileExt;
-    let mut done = 0;
-    while done < buf.len() {
-        match file.read_at(&mut buf[done..], offset + done as u64) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(done)
-}
-
-/// Writes all of `buf` at `offset` (used only on files not yet visible or exclusively locked).
-pub fn write_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    file.write_all_at(buf, offset)
-}
-
-/// Kind of OFD lock.
+/// Kind of byte-range lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LockKind {
     Shared,
     Exclusive,
 }
 
-fn flock_struct(kind: Option<LockKind>, offset: u64) -> libc::flock {
-    // SAFETY: `flock` is a plain C struct for which all-zero bytes are a valid value.
-    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-    fl.l_type = match kind {
-        Some(LockKind::Shared) => libc::F_RDLCK,
-        Some(LockKind::Exclusive) => libc::F_WRLCK,
-        None => libc::F_UNLCK,
-    } as _;
-    fl.l_whence = libc::SEEK_SET as _;
-    fl.l_start = offset as libc::off_t;
-    fl.l_len = 1;
-    fl.l_pid = 0; // required to be 0 for OFD locks
-    fl
+/// Why a [`futex_wait`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// Woken, or the word no longer held the expected value, or the sleep ended early for
+    /// any other reason (a signal, a timeout the OS had to shorten): the caller re-checks its
+    /// condition in every case.
+    Woken,
+    /// The whole timeout passed.
+    TimedOut,
 }
 
-fn fcntl_lock(fd: BorrowedFd<'_>, cmd: libc::c_int, fl: &mut libc::flock) -> io::Result<()> {
-    loop {
-        // SAFETY: `fd` is a live descriptor for the duration of the borrow, and `fl` is a
-        // valid, exclusively borrowed `struct flock` as F_OFD_* commands require.
-        let rc = unsafe { libc::fcntl(fd.as_raw_fd(), cmd, fl as *mut libc::flock) };
-        if rc != -1 {
-            return Ok(());
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
-        }
+/// A new anonymous segment file: no other process can open it by a path it guesses.
+pub struct AnonymousFile {
+    pub file: File,
+    /// What messages call it (`memfd:…`, or the temporary path on macOS).
+    pub name: String,
+    /// Keep for as long as the creating handle is open: on macOS, dropping it removes the
+    /// file's name (the file lives on while any descriptor refers to it).
+    pub guard: NameGuard,
+}
+
+/// A new anonymous segment file, read-write, close-on-exec, empty.
+pub fn anonymous_file(label: &str) -> io::Result<AnonymousFile> {
+    platform::anonymous_file(label)
+}
+
+/// 64 random bits (a map's hash seed). Falls back to the clock, pid and an address if the
+/// kernel's generator is unavailable (the seed then only resists casual collisions).
+pub fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    if platform::fill_random(&mut bytes).is_ok() {
+        return u64::from_le_bytes(bytes);
     }
-}
-
-/// Takes an OFD lock on the byte at `offset`. With `wait == false` returns `Ok(false)`
-/// when another holder conflicts. Taking a lock of the other kind on a byte this
-/// descriptor already holds converts it atomically.
-pub fn lock_byte(fd: BorrowedFd<'_>, offset: u64, kind: LockKind, wait: bool) -> io::Result<bool> {
-    let mut fl = flock_struct(Some(kind), offset);
-    let cmd = if wait {
-        libc::F_OFD_SETLKW
-    } else {
-        libc::F_OFD_SETLK
-    };
-    match fcntl_lock(fd, cmd, &mut fl) {
-        Ok(()) => Ok(true),
-        Err(e) if !wait && matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => {
-            Ok(false)
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// Releases this descriptor's OFD lock on the byte at `offset`.
-pub fn unlock_byte(fd: BorrowedFd<'_>, offset: u64) -> io::Result<()> {
-    let mut fl = flock_struct(None, offset);
-    fcntl_lock(fd, libc::F_OFD_SETLK, &mut fl)
-}
-
-/// Whether some other open file description holds any lock on the byte at `offset`.
-pub fn byte_is_locked_by_other(fd: BorrowedFd<'_>, offset: u64) -> io::Result<bool> {
-    let mut fl = flock_struct(Some(LockKind::Exclusive), offset);
-    fcntl_lock(fd, libc::F_OFD_GETLK, &mut fl)?;
-    Ok(fl.l_type != libc::F_UNLCK as _)
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let here = &bytes as *const _ as u64;
+    t ^ u64::from(std::process::id()).rotate_left(32) ^ here.rotate_left(17)
 }
 
 /// A process-unique, non-zero 31-bit number, for liveness tokens.
 pub fn random_token() -> u32 {
     let mut bytes = [0u8; 4];
     loop {
-        if rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty()).is_err() {
+        if platform::fill_random(&mut bytes).is_err() {
             // Fall back to the clock and pid: the token is checked for collisions anyway.
             let t = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -254,9 +149,10 @@ pub fn random_token() -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::{AsFd, BorrowedFd};
 
     fn fd(file: &File) -> BorrowedFd<'_> {
-        std::os::fd::AsFd::as_fd(file)
+        file.as_fd()
     }
 
     fn temp_file(name: &str) -> (std::path::PathBuf, File) {
@@ -276,15 +172,18 @@ mod tests {
         (path, f)
     }
 
-    #[test]
-    fn ofd_locks_conflict_between_descriptions_and_not_within_one() {
-        let (path, a) = temp_file("ofd");
-        let how = OpenMode {
+    fn existing() -> OpenMode {
+        OpenMode {
             write: true,
             create_exclusive: false,
             mode: 0,
-        };
-        let b = open(&path, how).unwrap();
+        }
+    }
+
+    #[test]
+    fn ofd_locks_conflict_between_descriptions_and_not_within_one() {
+        let (path, a) = temp_file("ofd");
+        let b = open(&path, existing()).unwrap();
         assert!(lock_byte(fd(&a), 7, LockKind::Exclusive, false).unwrap());
         assert!(!lock_byte(fd(&b), 7, LockKind::Shared, false).unwrap());
         assert!(byte_is_locked_by_other(fd(&b), 7).unwrap());
@@ -296,16 +195,23 @@ mod tests {
     }
 
     #[test]
+    fn closing_another_description_of_the_file_keeps_our_locks() {
+        // The trap of process-associated (F_SETLK) locks: closing *any* descriptor of the
+        // file would drop them all. Ours belong to their description only.
+        let (path, a) = temp_file("ofd-close");
+        assert!(lock_byte(fd(&a), 9, LockKind::Exclusive, false).unwrap());
+        drop(open(&path, existing()).unwrap());
+        let c = open(&path, existing()).unwrap();
+        assert!(byte_is_locked_by_other(fd(&c), 9).unwrap());
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
     fn symlinks_are_not_followed() {
         let (path, _f) = temp_file("nofollow");
         let link = path.with_file_name("link");
         std::os::unix::fs::symlink(&path, &link).unwrap();
-        let how = OpenMode {
-            write: true,
-            create_exclusive: false,
-            mode: 0,
-        };
-        let err = open(&link, how).unwrap_err();
+        let err = open(&link, existing()).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::ELOOP));
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
@@ -320,5 +226,37 @@ mod tests {
         let fresh = path.with_file_name("fresh");
         assert!(rename_noreplace(&path, &fresh).unwrap());
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn reserve_grows_and_never_shrinks() {
+        let (path, f) = temp_file("reserve");
+        reserve(fd(&f), 10_000).unwrap();
+        assert_eq!(facts(fd(&f)).unwrap().size, 10_000);
+        reserve(fd(&f), 100).unwrap();
+        assert_eq!(facts(fd(&f)).unwrap().size, 10_000);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn reopen_gives_a_new_description_of_the_same_file() {
+        let anon = anonymous_file("test").unwrap();
+        reserve(fd(&anon.file), 4096).unwrap();
+        let again = reopen(fd(&anon.file)).unwrap();
+        // A new description: our lock conflicts with it, as with any other holder's.
+        assert!(lock_byte(fd(&anon.file), 3, LockKind::Exclusive, false).unwrap());
+        assert!(byte_is_locked_by_other(fd(&again), 3).unwrap());
+        assert!(!lock_byte(fd(&again), 3, LockKind::Shared, false).unwrap());
+        write_at(&anon.file, b"same", 100).unwrap();
+        let mut buf = [0u8; 4];
+        assert_eq!(read_at(&again, &mut buf, 100).unwrap(), 4);
+        assert_eq!(&buf, b"same");
+    }
+
+    #[test]
+    fn random_tokens_are_nonzero_31_bit_and_vary() {
+        let tokens: std::collections::HashSet<u32> = (0..64).map(|_| random_token()).collect();
+        assert!(tokens.iter().all(|&t| t != 0 && t & 0x8000_0000 == 0));
+        assert!(tokens.len() > 1);
     }
 }

@@ -53,6 +53,65 @@
 //! 256   capacity bytes of records (see `ring.rs`)
 //! ```
 //!
+//!
+//! A map segment (kind 3, `src/map/DESIGN.md`) has a larger header whose size depends on
+//! options fixed at creation (`header_size` says where the heap starts). Page 0:
+//!
+//! ```text
+//! ---- line 1: config (written once, before the file is visible) ----
+//!  64   16   seed             SipHash-1-3 key (128 random bits)
+//!  80    8   max_entries      `max` (0 = none)
+//!  88    8   max_bytes        `maxSize`: bytes of keys + values
+//!  96    8   ttl_ms           default ttl (0 = none)
+//! 104    8   heap_limit_units units the heap may grow to (sizes the descriptor table)
+//! 112    4   shards           number of shards, a power of two
+//! 116    4   unit_shift       log2 of the unit size
+//! 120    4   policy           1 = evict (LRU/CLOCK), 2 = updateAgeOnGet
+//! 124    4   codec            0 default, 1 json, 2 v8, 3 custom
+//! ---- line 2: allocator ----
+//! 128    4   alloc_lock       token of the allocating handle | CONTENDED
+//! 136    8   units_total      heap units the file holds (grows; capacity = units_total << unit_shift)
+//! 144    8   units_used       high-water mark: units at or past it were never handed out
+//! 152    8   free_hint        where the next search for free units starts
+//! 160    8   sweep_epoch      bumped when an allocator died: shards sweep their units
+//! 168    8   entries          budget counter: live entries (re-derived after a death)
+//! 176    8   live_bytes       budget counter: bytes of keys + values
+//! 184    8   free_units       free units below units_used + units the heap may still grow by
+//! ---- line 3: notification ----
+//! 192    4   notify           futex word: bumped after a change when a watcher waits
+//! 196    4   notify_waiters   watchers parked beyond `waiter_slots`
+//! 200   56   waiter_slots     14 × u32: tokens of handles with a watcher parked
+//! ---- line 4: codec name ----
+//! 256   64   codec_name       UTF-8, NUL-padded (a custom codec's `name`)
+//! ---- then, each region starting on a page ----
+//! 4096       unit descriptors  heap_limit_units × u64: gen (48) | flags (4) | owner (12)
+//!            shard headers     shards × 256 bytes ([`ShardHeader`])
+//!            change logs       shards × MAP_LOG_BYTES
+//! header_size heap             units of 2^unit_shift bytes: chunks of entries and tables
+//! ```
+//!
+//! A shard header (256 bytes, four lines so that readers and writers do not share one):
+//!
+//! ```text
+//!   0    8   table            current hash table: first unit << 8 | log2(slots); 0 = none
+//!   8    8   frees            bumped before any unit of the shard is freed (readers check it)
+//!  64    4   lock             token of the shard's writer | CONTENDED
+//!  68    4   flags            1 = dirty: a repair began and did not finish
+//!  72    8   count            live entries (getOrSet claims excluded)
+//!  80    8   pending          getOrSet claims
+//!  88    8   live_bytes       keys + values of live entries
+//!  96    8   garbage          bytes of dead entries still in the shard's chunks
+//! 104    8   tombstones       tombstone slots in the table
+//! 112    8   swept_epoch      the allocator's sweep_epoch this shard last swept for
+//! 120    8   entry_bytes      bytes of live entries in chunks (headers and padding included)
+//! 128    8   log_tail         change-log position after the last published record
+//! 136    8   log_wend         change-log position the writer may be writing up to
+//! 192    8   head             oldest data chunk: first unit + 1 (0 = none)
+//! 200    8   tail             newest data chunk (appended to): first unit + 1
+//! 208    8   hand             the CLOCK hand: heap offset + 1 of the next entry eviction examines
+//! 216    8   data_units       units held by the shard's data chunks
+//! ```
+//!
 //! Beyond the file's bytes, the segment uses open-file-description (OFD) byte-range locks on
 //! offsets past any real data, which the kernel drops when the holder dies:
 //! [`LOCK_OPEN`] (shared by every opener; exclusive while a file is initialised in place) and
@@ -80,6 +139,16 @@ pub const MAX_CAPACITY: u64 = 1 << 39;
 pub const KIND_VALUE: u32 = 1;
 /// `kind` of a segment holding a message channel.
 pub const KIND_CHANNEL: u32 = 2;
+/// `kind` of a segment holding a keyed map (`src/map/`).
+pub const KIND_MAP: u32 = 3;
+
+/// The format version of each kind this build reads and writes.
+pub fn format_version(kind: u32) -> u32 {
+    match kind {
+        KIND_MAP => MAP_FORMAT_VERSION,
+        _ => FORMAT_VERSION,
+    }
+}
 
 /// High bit of a lock word: some thread is (or was) parked waiting for it (`sync::lock`).
 pub use crate::sync::lock::CONTENDED;
@@ -94,6 +163,7 @@ pub fn kind_name(kind: u32) -> &'static str {
     match kind {
         KIND_VALUE => "value",
         KIND_CHANNEL => "channel",
+        KIND_MAP => "map",
         _ => "unknown kind",
     }
 }
@@ -189,6 +259,159 @@ const _: () = {
     // Lock bytes lie beyond any data a segment can hold, and liveness bytes beyond those.
     assert!(LOCK_OPEN >= HEADER_SIZE as u64 + MAX_CAPACITY);
     assert!(LIVENESS_BASE > LOCK_OPEN && LIVENESS_BASE < i64::MAX as u64 - u32::MAX as u64);
+};
+
+// ---- map segments (kind 3) ---------------------------------------------------------
+
+/// The format version of map segments.
+pub const MAP_FORMAT_VERSION: u32 = 1;
+/// Bytes of page 0 of a map segment (the [`MapHeader`] and reserved space).
+pub const MAP_PAGE: usize = 4096;
+/// Bytes of one shard's change log.
+pub const MAP_LOG_BYTES: u64 = 4096;
+/// Bytes of one shard header.
+pub const SHARD_HEADER_SIZE: u64 = 256;
+/// Bytes of a chunk header (at the start of every chunk).
+pub const CHUNK_HEADER_SIZE: u64 = 32;
+/// Bytes of an entry header (before its key and value).
+pub const ENTRY_HEADER_SIZE: u64 = 32;
+
+/// Config line of a map header: written once, before the file is visible.
+#[repr(C, align(64))]
+pub struct MapConfig {
+    pub seed: [AtomicU64; 2],
+    pub max_entries: AtomicU64,
+    pub max_bytes: AtomicU64,
+    pub ttl_ms: AtomicU64,
+    pub heap_limit_units: AtomicU64,
+    pub shards: AtomicU32,
+    pub unit_shift: AtomicU32,
+    pub policy: AtomicU32,
+    pub codec: AtomicU32,
+}
+
+/// Allocator line of a map header (under `alloc_lock`, except the budget counters).
+#[repr(C, align(64))]
+pub struct MapAllocator {
+    pub lock: AtomicU32,
+    pub reserved0: AtomicU32,
+    pub units_total: AtomicU64,
+    pub units_used: AtomicU64,
+    pub free_hint: AtomicU64,
+    pub sweep_epoch: AtomicU64,
+    pub entries: AtomicU64,
+    pub live_bytes: AtomicU64,
+    /// Free units below `units_used` plus the units the heap may still grow by.
+    pub free_units: AtomicU64,
+}
+
+/// Notification line of a map header.
+#[repr(C, align(64))]
+pub struct MapNotify {
+    pub notify: AtomicU32,
+    pub notify_waiters: AtomicU32,
+    pub waiter_slots: [AtomicU32; 14],
+}
+
+/// The fixed part of a map segment's page 0.
+#[repr(C, align(64))]
+pub struct MapHeader {
+    pub identity: Identity,
+    pub config: MapConfig,
+    pub alloc: MapAllocator,
+    pub notify: MapNotify,
+    pub codec_name: [AtomicU64; 8],
+}
+
+/// One shard's header (see the table at the top of this file).
+#[repr(C, align(64))]
+pub struct ShardHeader {
+    /// Current hash table: `first unit << 8 | log2(slots)`, 0 = none. Read by every reader.
+    pub table: AtomicU64,
+    /// Bumped before any unit of this shard is freed: a reader that sees it unchanged
+    /// across its lookup read memory nobody recycled.
+    pub frees: AtomicU64,
+    pub reserved0: [AtomicU64; 6],
+    pub lock: AtomicU32,
+    /// [`SHARD_DIRTY`]: a repair began and has not finished (the next holder repairs).
+    pub flags: AtomicU32,
+    pub count: AtomicU64,
+    pub pending: AtomicU64,
+    pub live_bytes: AtomicU64,
+    pub garbage: AtomicU64,
+    pub tombstones: AtomicU64,
+    pub swept_epoch: AtomicU64,
+    pub entry_bytes: AtomicU64,
+    pub log_tail: AtomicU64,
+    pub log_wend: AtomicU64,
+    pub reserved2: [AtomicU64; 6],
+    pub head: AtomicU64,
+    pub tail: AtomicU64,
+    /// The CLOCK hand: heap offset + 1 of the next entry eviction looks at (0 = the oldest).
+    pub hand: AtomicU64,
+    pub data_units: AtomicU64,
+    pub reserved3: [AtomicU64; 4],
+}
+
+/// `ShardHeader::flags`: a repair of the shard began and did not finish.
+pub const SHARD_DIRTY: u32 = 1;
+
+/// The header at the start of every chunk (written only by its shard's lock holder).
+#[repr(C)]
+pub struct ChunkHeader {
+    /// The next (newer) data chunk of the shard's log: first unit + 1, 0 = none.
+    pub next: AtomicU64,
+    /// Units in this chunk.
+    pub units: AtomicU32,
+    /// [`CHUNK_DATA`] or [`CHUNK_TABLE`].
+    pub kind: AtomicU32,
+    /// Bytes from the chunk's start up to the end of its last complete entry.
+    pub used: AtomicU64,
+    pub reserved: AtomicU64,
+}
+
+/// `ChunkHeader::kind` of a piece of a shard's log.
+pub const CHUNK_DATA: u32 = 1;
+/// `ChunkHeader::kind` of a hash table.
+pub const CHUNK_TABLE: u32 = 2;
+
+/// The header of an entry (8-aligned in a data chunk; written once, except `meta`).
+#[repr(C)]
+pub struct EntryHeader {
+    /// `mix(descriptor of the entry's unit, offset)`, stored last with Release.
+    pub stamp: AtomicU64,
+    /// `[63]` reference bit | `[62:48]` check bits (from the stamp, never 0) | `[47:0]`
+    /// expiry in ms since the epoch (0 = never). Changed by compare-and-swap only.
+    pub meta: AtomicU64,
+    /// The entry's ttl in ms (0 = none), for updateAgeOnGet.
+    pub ttl: AtomicU64,
+    /// `key_len (u16) | tag (u8) << 16 | flags (u8) << 24 | val_len (u32) << 32`.
+    pub lens: AtomicU64,
+}
+
+const _: () = {
+    use std::mem::{offset_of, size_of};
+    assert!(offset_of!(MapHeader, config) == 64);
+    assert!(offset_of!(MapConfig, max_entries) == 16);
+    assert!(offset_of!(MapConfig, heap_limit_units) == 40);
+    assert!(offset_of!(MapConfig, shards) == 48);
+    assert!(offset_of!(MapConfig, codec) == 60);
+    assert!(offset_of!(MapHeader, alloc) == 128);
+    assert!(offset_of!(MapAllocator, units_total) == 8);
+    assert!(offset_of!(MapAllocator, live_bytes) == 48);
+    assert!(offset_of!(MapHeader, notify) == 192);
+    assert!(offset_of!(MapNotify, waiter_slots) == 8);
+    assert!(offset_of!(MapHeader, codec_name) == 256);
+    assert!(size_of::<MapHeader>() <= MAP_PAGE);
+    assert!(size_of::<ShardHeader>() as u64 == SHARD_HEADER_SIZE);
+    assert!(offset_of!(ShardHeader, lock) == 64);
+    assert!(offset_of!(ShardHeader, count) == 72);
+    assert!(offset_of!(ShardHeader, entry_bytes) == 120);
+    assert!(offset_of!(ShardHeader, log_tail) == 128);
+    assert!(offset_of!(ShardHeader, head) == 192);
+    assert!(offset_of!(ShardHeader, data_units) == 216);
+    assert!(size_of::<ChunkHeader>() as u64 == CHUNK_HEADER_SIZE);
+    assert!(size_of::<EntryHeader>() as u64 == ENTRY_HEADER_SIZE);
 };
 
 /// Byte offsets of line 0, for code that parses a header from a plain copy of the bytes.

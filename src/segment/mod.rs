@@ -10,7 +10,9 @@
 //! - Every opener holds a shared OFD lock on [`LOCK_OPEN`] for as long as it has the file
 //!   open, so nobody re-initialises a file that is in use; and an exclusive lock on its own
 //!   liveness byte, so lock words naming its token can be recognised as orphaned when it dies.
-//! - The library never shrinks a file; growth reserves the blocks first (`fallocate`).
+//!   Each handle takes them through an open file description of its own (`os` says how on
+//!   each OS), so they conflict with every other handle's, in this process or another.
+//! - The library never shrinks a file; growth reserves the blocks first ([`os::reserve`]).
 //! - Shared bytes are reached only through raw pointers into a [`memmap2::MmapRaw`].
 
 use std::fs::File;
@@ -26,8 +28,7 @@ pub mod layout;
 use crate::error::{Error, Result};
 use crate::os::{self, LockKind, OpenMode};
 use layout::{
-    kind_name, IdentityFields, FORMAT_VERSION, HEADER_SIZE, LIVENESS_BASE, LOCK_OPEN, MAGIC_U64,
-    MAX_CAPACITY,
+    kind_name, IdentityFields, HEADER_SIZE, LIVENESS_BASE, LOCK_OPEN, MAGIC_U64, MAX_CAPACITY,
 };
 
 /// How long an opener waits for another process to finish initialising a file in place.
@@ -47,6 +48,10 @@ pub struct OpenOptions {
     /// Permission bits of a new file (before the umask). Group or other bits here also
     /// accept an existing file with those bits, and one owned by another user.
     pub mode: u32,
+    /// The whole header of a new segment, for kinds whose header is more than line 0 (a
+    /// map's config, seed and regions). Its line 0 must name `kind` and `capacity`;
+    /// `None` builds the standard 256-byte header from `kind` and `capacity`.
+    pub header: Option<Arc<[u8]>>,
 }
 
 impl Default for OpenOptions {
@@ -57,6 +62,7 @@ impl Default for OpenOptions {
             create: true,
             read_only: false,
             mode: 0o600,
+            header: None,
         }
     }
 }
@@ -116,8 +122,13 @@ pub struct Segment {
     map: Arc<Mapping>,
     token: u32,
     read_only: bool,
+    /// Where the data area starts (line 0's `header_size`, validated at open).
+    header_size: u64,
     /// The descriptor handed out for passing to children, opened on first use.
     shared_fd: OnceLock<File>,
+    /// For an anonymous segment this handle created: keeps what `fromFd()` needs to open it
+    /// afresh (on macOS, its name in the temp folder) until the handle closes.
+    _name_guard: Option<os::NameGuard>,
 }
 
 impl Segment {
@@ -154,12 +165,16 @@ impl Segment {
         Segment::adopt(file, name, opts)
     }
 
-    /// A new anonymous segment in memory (`memfd_create`), for sharing with children.
+    /// A new anonymous segment, for sharing with children: a memfd on Linux, a `0600` file
+    /// in the temp folder named while this handle is open on macOS (see `os`).
     pub fn anonymous(opts: &OpenOptions) -> Result<Segment> {
-        let name = format!("memfd:share-object-{}", kind_name(opts.kind));
-        let file = os::memfd("share-object").map_err(|e| Error::os(&name, "memfd_create", e))?;
-        initialise(&file, &name, opts)?;
-        Segment::adopt(file, name, opts)
+        let label = kind_name(opts.kind);
+        let anon = os::anonymous_file(label)
+            .map_err(|e| Error::os(&format!("anonymous {label}"), "create", e))?;
+        initialise(&anon.file, &anon.name, opts)?;
+        let mut seg = Segment::adopt(anon.file, anon.name, opts)?;
+        seg._name_guard = Some(anon.guard);
+        Ok(seg)
     }
 
     /// Adopts a descriptor another process passed us. The file is opened afresh (the
@@ -168,7 +183,7 @@ impl Segment {
     /// on either side would take each other for dead.
     pub fn from_fd(fd: BorrowedFd<'_>, opts: &OpenOptions) -> Result<Segment> {
         let name = format!("fd:{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
-        let file = os::reopen(fd).map_err(|e| Error::os(&name, "reopen", e))?;
+        let file = os::reopen(fd).map_err(|e| Error::os(&name, os::REOPEN_HOW, e))?;
         let facts = os::facts(file.as_fd()).map_err(|e| Error::os(&name, "fstat", e))?;
         if !facts.is_regular {
             return Err(Error::NotASegment {
@@ -197,7 +212,9 @@ impl Segment {
                         map: Arc::new(map),
                         token,
                         read_only: opts.read_only,
+                        header_size: u64::from(fields.header_size),
                         shared_fd: OnceLock::new(),
+                        _name_guard: None,
                     });
                 }
                 Inspection::AllZero => {
@@ -248,6 +265,11 @@ impl Segment {
         self.read_only
     }
 
+    /// Where the data area starts: 256 for values and channels, more for maps.
+    pub fn header_size(&self) -> u64 {
+        self.header_size
+    }
+
     /// The descriptor this handle takes its locks through.
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.file.as_fd()
@@ -261,7 +283,7 @@ impl Segment {
         if let Some(file) = self.shared_fd.get() {
             return Ok(file.as_fd());
         }
-        let file = os::reopen(self.fd()).map_err(|e| Error::os(&self.path, "reopen", e))?;
+        let file = os::reopen(self.fd()).map_err(|e| Error::os(&self.path, os::REOPEN_HOW, e))?;
         Ok(self.shared_fd.get_or_init(|| file).as_fd())
     }
 
@@ -302,7 +324,7 @@ impl Segment {
         let size = os::facts(self.file.as_fd())
             .map_err(|e| Error::os(&self.path, "fstat", e))?
             .size;
-        let needed = checked_total(capacity).ok_or_else(|| {
+        let needed = checked_total(self.header_size, capacity).ok_or_else(|| {
             Error::corrupt(&self.path, format!("capacity {capacity} is out of range"))
         })?;
         if needed > size {
@@ -323,11 +345,11 @@ impl Segment {
     /// and maps it. Call with the writer lock held; publishing the new capacity in the
     /// header is the caller's job.
     pub fn grow(&mut self, capacity: u64) -> Result<()> {
-        let needed = checked_total(capacity).ok_or_else(|| {
+        let needed = checked_total(self.header_size, capacity).ok_or_else(|| {
             Error::invalid(&self.path, format!("capacity {capacity} is too large"))
         })?;
         os::reserve(self.file.as_fd(), needed)
-            .map_err(|e| Error::os(&self.path, "fallocate", e))?;
+            .map_err(|e| Error::os(&self.path, os::RESERVE_HOW, e))?;
         let size = os::facts(self.file.as_fd())
             .map_err(|e| Error::os(&self.path, "fstat", e))?
             .size;
@@ -345,6 +367,12 @@ impl Segment {
 /// file. Reads the first eight bytes through a descriptor opened with `O_NOFOLLOW`, and
 /// removes the path only if it still names that same file.
 pub fn unlink(path: &Path) -> Result<()> {
+    unlink_kind(path, None)
+}
+
+/// [`unlink`], removing only a segment of `kind` when one is given (a segment of another
+/// kind is `ERR_WRONG_KIND`, left in place).
+pub fn unlink_kind(path: &Path, kind: Option<u32>) -> Result<()> {
     let name = path.display().to_string();
     if path.as_os_str().as_encoded_bytes().contains(&0) {
         return Err(Error::invalid(&name, "path contains a NUL byte"));
@@ -385,6 +413,19 @@ pub fn unlink(path: &Path) -> Result<()> {
     }
     if got < magic.len() || magic != layout::MAGIC {
         return Err(refuse("its first bytes are not the share-object magic"));
+    }
+    if let Some(expected) = kind {
+        let mut kind_bytes = [0u8; 4];
+        let got = os::read_at(&file, &mut kind_bytes, layout::offsets::KIND as u64)
+            .map_err(|e| Error::os(&name, "read", e))?;
+        let found = u32::from_le_bytes(kind_bytes);
+        if got < kind_bytes.len() || found != expected {
+            return Err(Error::WrongKind {
+                path: name,
+                found: kind_name(found),
+                expected: kind_name(expected),
+            });
+        }
     }
     // The check above was made on what the descriptor opened: remove the path only if it
     // still names that file (another process may have replaced it meanwhile).
@@ -436,9 +477,22 @@ impl Liveness {
     }
 }
 
-/// `HEADER_SIZE + capacity`, if the capacity is within the format's limit.
-fn checked_total(capacity: u64) -> Option<u64> {
-    (capacity <= MAX_CAPACITY).then(|| HEADER_SIZE as u64 + capacity)
+/// `header_size + capacity`, if the capacity is within the format's limit.
+fn checked_total(header_size: u64, capacity: u64) -> Option<u64> {
+    (capacity <= MAX_CAPACITY && header_size <= MAX_HEADER_SIZE).then(|| header_size + capacity)
+}
+
+/// The largest header any kind may have (a map's grows with its options; this bounds the
+/// arithmetic on an untrusted `header_size`).
+const MAX_HEADER_SIZE: u64 = 1 << 32;
+
+/// Whether `header_size` (from line 0, untrusted) is one this kind may have.
+fn header_size_ok(kind: u32, header_size: u32) -> bool {
+    if kind == layout::KIND_MAP {
+        header_size as usize >= layout::MAP_PAGE && header_size as usize % layout::MAP_PAGE == 0
+    } else {
+        header_size as usize == HEADER_SIZE
+    }
 }
 
 fn open_existing(path: &Path, name: &str, opts: &OpenOptions) -> Result<File> {
@@ -597,24 +651,11 @@ fn inspect(file: &File, name: &str, opts: &OpenOptions) -> Result<Inspection> {
             format!("the file is {size} bytes, shorter than the {HEADER_SIZE}-byte header"),
         ));
     }
-    if fields.format_version != FORMAT_VERSION {
-        return Err(Error::UnsupportedVersion {
-            path: name.to_owned(),
-            found: fields.format_version,
-            supported: FORMAT_VERSION,
-        });
-    }
-    if fields.header_size as usize != HEADER_SIZE {
-        return Err(Error::corrupt(
-            name,
-            format!(
-                "header size {} (expected {HEADER_SIZE})",
-                fields.header_size
-            ),
-        ));
-    }
     if fields.kind != opts.kind {
-        if fields.kind == layout::KIND_VALUE || fields.kind == layout::KIND_CHANNEL {
+        if matches!(
+            fields.kind,
+            layout::KIND_VALUE | layout::KIND_CHANNEL | layout::KIND_MAP
+        ) {
             return Err(Error::WrongKind {
                 path: name.to_owned(),
                 found: kind_name(fields.kind),
@@ -626,7 +667,25 @@ fn inspect(file: &File, name: &str, opts: &OpenOptions) -> Result<Inspection> {
             format!("unknown segment kind {}", fields.kind),
         ));
     }
-    match checked_total(fields.capacity) {
+    let supported = layout::format_version(fields.kind);
+    if fields.format_version != supported {
+        return Err(Error::UnsupportedVersion {
+            path: name.to_owned(),
+            found: fields.format_version,
+            supported,
+        });
+    }
+    if !header_size_ok(fields.kind, fields.header_size) {
+        return Err(Error::corrupt(
+            name,
+            format!(
+                "header size {} is not one a {} segment can have",
+                fields.header_size,
+                kind_name(fields.kind)
+            ),
+        ));
+    }
+    match checked_total(u64::from(fields.header_size), fields.capacity) {
         Some(total) if total <= size => Ok(Inspection::Valid(fields)),
         _ => Err(Error::corrupt(
             name,
@@ -660,17 +719,32 @@ fn all_zero(file: &File, name: &str, size: u64) -> Result<bool> {
 /// or held exclusively; the magic goes last all the same.
 fn initialise(file: &File, name: &str, opts: &OpenOptions) -> Result<()> {
     let capacity = opts.capacity;
-    let total = checked_total(capacity)
+    let image: Arc<[u8]> = match &opts.header {
+        Some(image) => Arc::clone(image),
+        None => standard_header(opts.kind, capacity).into(),
+    };
+    let total = checked_total(image.len() as u64, capacity)
         .ok_or_else(|| Error::invalid(name, format!("size {capacity} is too large")))?;
-    os::reserve(file.as_fd(), total).map_err(|e| Error::os(name, "fallocate", e))?;
-    let mut head = [0u8; HEADER_SIZE];
-    head[layout::offsets::FORMAT_VERSION..][..4].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-    head[layout::offsets::KIND..][..4].copy_from_slice(&opts.kind.to_le_bytes());
-    head[layout::offsets::HEADER_SIZE..][..4].copy_from_slice(&(HEADER_SIZE as u32).to_le_bytes());
-    head[layout::offsets::CAPACITY..][..8].copy_from_slice(&capacity.to_le_bytes());
-    os::write_at(file, &head[8..], 8).map_err(|e| Error::os(name, "write header", e))?;
+    os::reserve(file.as_fd(), total).map_err(|e| Error::os(name, os::RESERVE_HOW, e))?;
+    os::write_at(file, &image[8..], 8).map_err(|e| Error::os(name, "write header", e))?;
     os::write_at(file, &layout::MAGIC, 0).map_err(|e| Error::os(name, "write header", e))?;
     Ok(())
+}
+
+/// Line 0 of a value or channel segment, and the zeroed rest of its 256-byte header.
+fn standard_header(kind: u32, capacity: u64) -> Vec<u8> {
+    let mut head = vec![0u8; HEADER_SIZE];
+    identity_line(&mut head, kind, HEADER_SIZE as u32, capacity);
+    head
+}
+
+/// Writes line 0 (without the magic, which goes last) into a header image.
+pub fn identity_line(head: &mut [u8], kind: u32, header_size: u32, capacity: u64) {
+    let version = layout::format_version(kind);
+    head[layout::offsets::FORMAT_VERSION..][..4].copy_from_slice(&version.to_le_bytes());
+    head[layout::offsets::KIND..][..4].copy_from_slice(&kind.to_le_bytes());
+    head[layout::offsets::HEADER_SIZE..][..4].copy_from_slice(&header_size.to_le_bytes());
+    head[layout::offsets::CAPACITY..][..8].copy_from_slice(&capacity.to_le_bytes());
 }
 
 fn map_file(file: &File, name: &str, writable: bool, fields: IdentityFields) -> Result<Mapping> {
@@ -679,7 +753,7 @@ fn map_file(file: &File, name: &str, writable: bool, fields: IdentityFields) -> 
     let size = os::facts(file.as_fd())
         .map_err(|e| Error::os(name, "fstat", e))?
         .size;
-    debug_assert!(HEADER_SIZE as u64 + fields.capacity <= size);
+    debug_assert!(u64::from(fields.header_size) + fields.capacity <= size);
     map_len(file, name, writable, size)
 }
 

@@ -242,9 +242,9 @@ mod tests {
                 std::thread::spawn(move || {
                     let mut out = Vec::new();
                     let mut reads = 0u64;
-                    // SYNC POINT: Relaxed: a stop flag; nothing is read through it, and the
-                    // `join` below orders the rest.
-                    while !stop.load(Ordering::Relaxed) {
+                    // At least one read each, even for a reader first scheduled after the
+                    // writer stopped (a loaded machine).
+                    loop {
                         // SYNC POINT: Relaxed: a counter; only its value is used.
                         reads_done.fetch_add(1, Ordering::Relaxed);
                         c.read(&mut out);
@@ -253,6 +253,11 @@ mod tests {
                             assert_eq!(out.len(), 100 + first as usize * 7 % 3000);
                         }
                         reads += 1;
+                        // SYNC POINT: Relaxed: a stop flag; nothing is read through it, and
+                        // the `join` below orders the rest.
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
                     }
                     reads
                 })
