@@ -76,6 +76,11 @@ export interface Change {
  * An error from share-object. `code` is stable: `ERR_…` for share-object's own failures,
  * or the errno name (`EACCES`, `ENOSPC`, …) when the operating system refused something.
  * The message names the segment's path and the cause.
+ *
+ * `require('share-object')` / `import` itself throws one when no native binary fits this
+ * platform (`ERR_NATIVE_BINDING_NOT_FOUND`: the message names the platform detected, the
+ * platforms with a prebuilt package, and how to build from source) or when the binary found
+ * cannot be loaded (`ERR_NATIVE_BINDING_LOAD_FAILED`, with the system's error as `cause`).
  */
 export interface ShareObjectError extends Error {
   code: string

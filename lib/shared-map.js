@@ -5,7 +5,7 @@
 // update()'s and getOrSet()'s JS halves, and change notification to listeners.
 
 const path = require('node:path')
-const native = require('../binding.js')
+const native = require('./native.js')
 const { coded, fromNative, invalidArgType, invalidArgValue, outOfRange, timeoutError, closedError, abortError } = require('./errors.js')
 const { INTERNAL, MAX_TIMER_MS, fast, call, longTimeout, clearLongTimeout, checkFd, checkPath, checkTimeout, checkSignal, checkObject, checkFunction } = require('./common.js')
 const { TAG, CODEC_ID, Codec, resolveCodec } = require('./codec.js')
