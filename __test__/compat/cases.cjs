@@ -6,8 +6,8 @@
 // the receiver's result must equal `expected(run)`. `run` is { token: a string unique to the
 // run, nonce: an integer in 1..2^30, timeout: ms }. `so` is the share-object module.
 //
-// A new shared structure is one more entry here (e.g. a SharedMap: the receiver waits for a key
-// the sender sets); the test file and peer.cjs need no change.
+// A new shared structure is one more entry here (as the SharedMap's was); the test file and
+// peer.cjs need no change.
 
 const { Buffer } = require('node:buffer')
 
@@ -103,6 +103,26 @@ module.exports = [
       ch.close()
     },
     expected: (run) => `${run.token} large ok`,
+  },
+  {
+    name: 'map, waitForChange(key) woken by a set; incr() adds to the same counter',
+    async receive(so, file, run, ready) {
+      const m = so.SharedMap.open(file)
+      m.incr('count', 1)
+      const changed = m.waitForChange('key', { timeout: run.timeout })
+      ready()
+      const value = await changed
+      const result = `${value.token} ${m.get('count')}`
+      m.close()
+      return result
+    },
+    send(so, file, run) {
+      const m = so.SharedMap.open(file)
+      m.incr('count', run.nonce)
+      m.set('key', { token: run.token })
+      m.close()
+    },
+    expected: (run) => `${run.token} ${run.nonce + 1}`,
   },
   {
     name: 'Atomics on buffer: a store is seen by the other process',
