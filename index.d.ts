@@ -434,7 +434,7 @@ export interface SharedMapOptions {
   updateAgeOnGet?: boolean
   /** How values become bytes (default `'default'`). Fixed at creation. */
   codec?: Codec
-  /** Create the file if it does not exist (default `true`). */
+  /** Create the file if it does not exist (default `true`, but `false` with `readOnly: true`). */
   create?: boolean
   /** Map the file read-only: writes throw `ERR_READ_ONLY`, gets do not mark entries used (default `false`). */
   readOnly?: boolean

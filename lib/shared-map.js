@@ -59,9 +59,11 @@ function checkBool(name, v) {
 function mapOptions(options) {
   const o = checkObject('options', options)
   const codec = o.codec === undefined ? undefined : resolveCodec(o.codec)
+  const readOnly = checkBool('options.readOnly', o.readOnly)
   const out = {
-    create: checkBool('options.create', o.create),
-    readOnly: checkBool('options.readOnly', o.readOnly),
+    // A read-only handle never creates the file unless told to (it could not write it).
+    create: checkBool('options.create', o.create) ?? (readOnly ? false : undefined),
+    readOnly,
     mode: o.mode,
     max: checkCount('options.max', o.max),
     maxSize: checkCount('options.maxSize', o.maxSize),
