@@ -1,9 +1,10 @@
 'use strict'
 
 // Cross-runtime smoke: processes of different runtimes (every supported Node line, Bun, Deno;
-// runtimes.js) share one segment, channel or map. Each case of cases.cjs runs for every ordered pair
-// of different runtimes: the receiver waits in one process, the sender writes from another, and
-// the receiver must get exactly what was sent. Runtimes are fetched into the cache on first use.
+// runtimes.js) share one segment, channel or map. Each case of cases.cjs runs for every
+// ordered pair of different runtimes: the receiver waits in one process, the sender writes
+// from another, and the receiver must get exactly what was sent. Runtimes are fetched into
+// the cache on first use.
 
 const { test, before } = require('node:test')
 const assert = require('node:assert/strict')
