@@ -5,7 +5,7 @@
 const { fromNative, invalidArgType, invalidArgValue, outOfRange } = require('./errors.js')
 
 // The per-message and per-read calls as plain napi callbacks (src/napi/fast.rs), made once.
-const fast = require('../binding.js').fastApi()
+const fast = require('./native.js').fastApi()
 
 // Guards the private constructors: instances come from the static factories only.
 const INTERNAL = Symbol('share-object.internal')
