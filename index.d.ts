@@ -85,6 +85,11 @@ export interface Change {
  * An error from share-object. `code` is stable: `ERR_…` for share-object's own failures,
  * or the errno name (`EACCES`, `ENOSPC`, …) when the operating system refused something.
  * The message names the segment's path and the cause (and the limit that was hit).
+ *
+ * `require('share-object')` / `import` itself throws one when no native binary fits this
+ * platform (`ERR_NATIVE_BINDING_NOT_FOUND`: the message names the platform detected, the
+ * platforms with a prebuilt package, and how to build from source) or when the binary found
+ * cannot be loaded (`ERR_NATIVE_BINDING_LOAD_FAILED`, with the system's error as `cause`).
  */
 export interface ShareObjectError extends Error {
   code: string
@@ -494,7 +499,7 @@ export interface SharedMapOptions {
   updateAgeOnGet?: boolean
   /** How values become bytes (default `'default'`). Fixed at creation. */
   codec?: Codec
-  /** Create the file if it does not exist (default `true`). */
+  /** Create the file if it does not exist (default `true`, but `false` with `readOnly: true`). */
   create?: boolean
   /** Map the file read-only: writes throw `ERR_READ_ONLY`, gets do not mark entries used (default `false`). */
   readOnly?: boolean

@@ -21,7 +21,12 @@ function tempDir(t) {
  * Collects stdout/stderr; `child.lines` holds complete stdout lines.
  */
 function spawnFixture(t, name, args = [], options = {}) {
-  const child = spawn(process.execPath, [path.join(FIXTURES, name), ...args.map(String)], {
+  return spawnProcess(t, process.execPath, [path.join(FIXTURES, name), ...args.map(String)], options)
+}
+
+/** Spawns any program as spawnFixture() does: killed when the test ends, output collected. */
+function spawnProcess(t, command, args = [], options = {}) {
+  const child = spawn(command, args, {
     stdio: ['pipe', 'pipe', 'pipe'],
     ...options,
   })
@@ -43,6 +48,8 @@ function spawnFixture(t, name, args = [], options = {}) {
   })
   child.exited = new Promise((resolve) => {
     child.on('exit', (code, signal) => resolve({ code, signal }))
+    // A program that could not be started: no 'exit' follows.
+    child.on('error', (error) => resolve({ code: null, signal: null, error }))
   })
   t.after(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
@@ -150,4 +157,4 @@ function channel(t, options, name = 'chan') {
   return { dir, file, ch }
 }
 
-module.exports = { FIXTURES, tempDir, segment, channel, spawnFixture, waitFor, within, exitOf, runFixture, mapsLines, canUnshareMounts }
+module.exports = { FIXTURES, tempDir, segment, channel, spawnFixture, spawnProcess, waitFor, within, exitOf, runFixture, mapsLines, canUnshareMounts }

@@ -433,7 +433,7 @@ test('where external buffers are refused (Electron), a SharedObject still reads,
   const dir = tempDir(t)
   // Stands in for Electron's memory cage: the binding refuses the header view as it would.
   const script = `
-    const native = require(${JSON.stringify(path.join(__dirname, '..', 'binding.js'))})
+    const native = require(${JSON.stringify(path.join(__dirname, '..', 'lib', 'native.js'))})
     native.valueHeader = () => {
       throw Object.assign(new Error('external buffers are not allowed'), { code: 'ERR_EXTERNAL_BUFFER_UNSUPPORTED' })
     }

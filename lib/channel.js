@@ -5,7 +5,7 @@
 // timeouts and AbortSignal, async iteration and the consumer hand-over.
 
 const path = require('node:path')
-const native = require('../binding.js')
+const native = require('./native.js')
 const { coded, fromNative, invalidArgType, invalidArgValue, outOfRange, closedError, abortError, timeoutError } = require('./errors.js')
 const { fast, isUint8Array, checkAttached, checkFd, checkPath, checkOptions, checkTimeout, checkSignal, checkBytes, checkCount, checkFunction, call, INTERNAL, MAX_TIMER_MS, longTimeout, clearLongTimeout } = require('./common.js')
 

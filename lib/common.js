@@ -8,7 +8,7 @@ const { coded, fromNative, show, invalidArgType, invalidArgValue, outOfRange } =
 
 // The per-message and per-read calls as plain napi callbacks (src/napi/fast.rs), made once.
 // They name the runtime's longest string in ERR_STRING_TOO_LONG.
-const fast = require('../binding.js').fastApi(require('node:buffer').constants.MAX_STRING_LENGTH)
+const fast = require('./native.js').fastApi(require('node:buffer').constants.MAX_STRING_LENGTH)
 
 // Guards the private constructors: instances come from the static factories only.
 const INTERNAL = Symbol('share-object.internal')

@@ -5,7 +5,7 @@
 // update()'s and getOrSet()'s JS halves, and change notification to listeners.
 
 const path = require('node:path')
-const native = require('../binding.js')
+const native = require('./native.js')
 const { coded, fromNative, invalidArgType, invalidArgValue, outOfRange, timeoutError, closedError, abortError } = require('./errors.js')
 const { INTERNAL, MAX_TIMER_MS, fast, call, longTimeout, clearLongTimeout, checkFd, checkPath, checkTimeout, checkSignal, checkOptions, checkFunction } = require('./common.js')
 const { TAG, CODEC_ID, Codec, resolveCodec } = require('./codec.js')
@@ -59,9 +59,11 @@ function checkBool(name, v) {
 function mapOptions(options) {
   const o = checkOptions('options', options, ['codec', 'create', 'readOnly', 'mode', 'max', 'maxSize', 'ttl', 'evict', 'updateAgeOnGet'])
   const codec = o.codec === undefined ? undefined : resolveCodec(o.codec)
+  const readOnly = checkBool('options.readOnly', o.readOnly)
   const out = {
-    create: checkBool('options.create', o.create),
-    readOnly: checkBool('options.readOnly', o.readOnly),
+    // A read-only handle never creates the file unless told to (it could not write it).
+    create: checkBool('options.create', o.create) ?? (readOnly ? false : undefined),
+    readOnly,
     mode: o.mode,
     max: checkCount('options.max', o.max),
     maxSize: checkCount('options.maxSize', o.maxSize),

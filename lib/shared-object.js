@@ -7,7 +7,7 @@
 
 const path = require('node:path')
 const { AsyncLocalStorage } = require('node:async_hooks')
-const native = require('../binding.js')
+const native = require('./native.js')
 const { coded, fromNative, invalidArgType, outOfRange, timeoutError, closedError, abortError } = require('./errors.js')
 const { INTERNAL, MAX_TIMER_MS, fast, call, longTimeout, clearLongTimeout, isUint8Array, checkAttached, checkFd, checkPath, checkBytes, checkTimeout, checkSignal, checkOptions, checkFunction } = require('./common.js')
 
