@@ -81,5 +81,5 @@ test('the README\'s TypeScript examples type-check', async (t) => {
 test('the default import works at run time as typed: CommonJS without interop reads .default', () => {
   const shareObject = require('..')
   assert.equal(shareObject.default, shareObject)
-  assert.deepEqual(Object.keys(shareObject).sort(), ['Channel', 'SharedObject', 'read', 'write'])
+  assert.deepEqual(Object.keys(shareObject).sort(), ['Channel', 'SharedMap', 'SharedObject', 'read', 'write'])
 })
