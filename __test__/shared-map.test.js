@@ -232,7 +232,12 @@ test('a writer SIGKILLed mid-set 200 times: a validating reader never sees a tor
   const stop = path.join(dir, 'stop')
   const validator = spawnFixture(t, 'map-validator.js', [file, KEYS, stop])
   await waitFor(() => validator.lines.includes('ready'), 20_000, 'the validator')
-  const progress = () => jsonLines(validator).filter((x) => x.progress !== undefined).at(-1)?.progress ?? 0
+  // The last progress line, found from the end (re-parsing every line on each poll would
+  // make the wait itself grow with the run).
+  const progress = () => {
+    const line = validator.lines.findLast((l) => l.startsWith('{"progress"'))
+    return line === undefined ? 0 : JSON.parse(line).progress
+  }
   const ROUNDS = 200
   const writer = (round) => spawnFixture(t, 'map-writer.js', [file, KEYS, 20, 40_000, round * 1_000_000, 'wait'])
   const armed = [0, 1, 2].map(writer)
