@@ -309,7 +309,7 @@ function largeMapTable(section, results) {
     `| SharedMap.open(): ${entries}-entry map, median (p99) | ${duration(l.open.full.median)} (${duration(l.open.full.p99)}) | — | ${cells('attach')} |`,
     `| SharedMap.open(): empty map, median (p99) | ${duration(l.open.empty.median)} (${duration(l.open.empty.p99)}) | — | — | |`,
     '',
-    `Built by one process in ${duration(l.buildNsPerSet * l.entries)} (${duration(l.buildNsPerSet)} per set, growing the file from empty); the map says ${bytes(l.info.bytes)} of keys and values, a heap of ${bytes(l.info.heapBytes)} in ${l.info.shards} shards. ` +
+    `Built by one process in ${duration(l.buildNsPerSet * l.entries)} (${duration(l.buildNsPerSet)} per set, growing the file from empty); its info() counts ${bytes(l.info.bytes)} of live entries (keys, values and entry headers) in a heap of ${bytes(l.info.heapBytes)}, ${l.info.shards} shards. ` +
       `An empty map's file: ${bytes(l.emptyFile.allocated)}. RSS is measured after a full GC, before the open and after the last get. ` +
       `open() is timed ${l.open.times} times per map, alternating, each handle closed before the next open.`,
   ]
