@@ -2,7 +2,7 @@
 // share-object benchmark harness (issues #5 and #12): measures share-object against the usual
 // alternatives in one run on one machine and reports ratios.
 //
-//   npm run bench                 full run (about 2.5 minutes), writes benchmark/results.json + .svg
+//   npm run bench                 full run (about 3 minutes), writes benchmark/results.json + .svg
 //   npm run bench -- --quick      smoke mode: every case briefly (a few seconds); results go
 //                                 to the temp folder (checked, then removed) unless --out
 //   npm run bench -- --out DIR    write results.json and results.svg to DIR instead
