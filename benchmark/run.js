@@ -1,13 +1,14 @@
 'use strict'
-// share-object benchmark harness (issue #5): measures share-object against the usual
+// share-object benchmark harness (issues #5 and #12): measures share-object against the usual
 // alternatives in one run on one machine and reports ratios.
 //
-//   npm run bench                 full run (about 1.5 minutes), writes benchmark/results.json + .svg
+//   npm run bench                 full run (about 3 minutes), writes benchmark/results.json + .svg
 //   npm run bench -- --quick      smoke mode: every case briefly (a few seconds); results go
 //                                 to the temp folder (checked, then removed) unless --out
 //   npm run bench -- --out DIR    write results.json and results.svg to DIR instead
 //   npm run bench -- --only ID    run one case (latest-value, round-trip, channel-streaming,
-//                                 footprint, keyv); results go to the temp folder unless --out
+//                                 footprint, keyv, shared-map); results go to the temp
+//                                 folder unless --out
 //
 // Cases (each file's header says what it measures and how):
 //   1. cases/latest-value.js  read()/write() of a 1 KiB string vs fs.readFileSync/writeFileSync
@@ -21,6 +22,9 @@
 //   5. cases/keyv.js          Keyv over share-object/keyv vs Keyv's default Map and
 //                             @keyv/sqlite: gets/sets per second through Keyv, and the time
 //                             until a set is visible in another process
+//   6. cases/shared-map.js    SharedMap vs lmdb, a Unix-socket hub and node-shared-cache-x:
+//                             gets/s and sets/s across a writer and a reader process, how
+//                             soon a set is seen, disk / RSS / open() of 1,000,000 entries
 //
 // The Markdown report goes to stdout, progress to stderr. Temp files live in a fresh
 // mkdtemp folder under os.tmpdir(), removed at the end; every child process is killed by
@@ -40,6 +44,7 @@ const SUITES = [
   { id: 'channel-streaming', title: '3. Channel streaming', run: (ctx) => require('./cases/channel-streaming.js').run(ctx) },
   { id: 'footprint', title: '4. Footprint', run: (ctx) => require('./cases/footprint.js').run(ctx) },
   { id: 'keyv', title: '5. Keyv stores', run: (ctx) => require('./cases/keyv.js').run(ctx) },
+  { id: 'shared-map', title: '6. SharedMap', run: (ctx) => require('./cases/shared-map.js').run(ctx) },
 ]
 
 function parseArgs(argv) {

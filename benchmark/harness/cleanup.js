@@ -1,6 +1,7 @@
 'use strict'
-// Everything the benchmark must undo, whatever happens: the temp folder it creates and the
-// child processes and worker threads it starts. Children are killed by their own pid
+// Everything the benchmark must undo, whatever happens: the temp folder it creates, the
+// files a measured library creates elsewhere (/dev/shm), and the child processes and
+// worker threads it starts. Children are killed by their own pid
 // (ChildProcess.kill), never by name. Cleanup runs on normal completion, on an error, on
 // SIGINT/SIGTERM, and as a last resort in the 'exit' handler (which must stay synchronous).
 
@@ -11,6 +12,7 @@ const path = require('node:path')
 const children = new Set()
 const workers = new Set()
 const folders = new Set()
+const files = new Set()
 let installed = false
 
 /** A fresh folder under os.tmpdir(), removed by cleanup(). */
@@ -19,6 +21,16 @@ function tempFolder() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'share-object-bench-'))
   folders.add(dir)
   return dir
+}
+
+/**
+ * Registers a file the benchmark (or a library it measures) creates outside its temp
+ * folder, e.g. a POSIX shared-memory object in /dev/shm: removed by cleanup().
+ */
+function trackFile(file) {
+  install()
+  files.add(file)
+  return file
 }
 
 /** Registers a spawned child: it is SIGKILLed by cleanup() if still running. */
@@ -37,7 +49,7 @@ function trackWorker(worker) {
   return worker
 }
 
-/** Kills every tracked child by pid, terminates workers, removes the temp folders. */
+/** Kills every tracked child by pid, terminates workers, removes the temp folders and tracked files. */
 function cleanup() {
   for (const child of children) {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
@@ -47,6 +59,8 @@ function cleanup() {
   workers.clear()
   for (const dir of folders) fs.rmSync(dir, { recursive: true, force: true })
   folders.clear()
+  for (const file of files) fs.rmSync(file, { force: true })
+  files.clear()
 }
 
 function install() {
@@ -61,4 +75,4 @@ function install() {
   }
 }
 
-module.exports = { tempFolder, trackChild, trackWorker, cleanup }
+module.exports = { tempFolder, trackFile, trackChild, trackWorker, cleanup }

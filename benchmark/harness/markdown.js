@@ -12,6 +12,7 @@ const SECTION_RENDERERS = {
   'channel-streaming': channelStreaming,
   footprint,
   keyv,
+  'shared-map': sharedMap,
 }
 
 function render(results) {
@@ -39,9 +40,14 @@ function header(results) {
   return lines
 }
 
+// The most cores a case's spinning waits need at once: the round trip's spinners, or the
+// SharedMap case's polling reader (one).
 function maxSpinners(results) {
   const trips = results.sections.find((s) => s.id === 'round-trip')
-  return trips ? Math.max(0, ...trips.rows.map((r) => r.spinners || 0)) : 0
+  const map = results.sections.find((s) => s.id === 'shared-map')
+  const tripSpinners = trips ? Math.max(0, ...trips.rows.map((r) => r.spinners || 0)) : 0
+  const mapSpinners = map && map.visibility.some((r) => r.spins && !r.missing) ? 1 : 0
+  return Math.max(tripSpinners, mapSpinners)
 }
 
 // The target and result cells of a row: every target that applies to it (for a streaming
@@ -217,6 +223,96 @@ function footprintNotes({ segments, calls, churn, quickCalls }) {
   ]
   if (quickCalls) notes.push('', `_Quick mode: ${count(calls.calls)} calls instead of 1,000,000._`)
   return notes
+}
+
+function sharedMap(section, results) {
+  const rows = section.throughput
+  const map = { string: rows.find((r) => r.id === 'map-string'), object: rows.find((r) => r.id === 'map-object') }
+  const lines = [
+    '### 6. SharedMap: 10,000 keys of ~100-byte JSON documents, one writer process, one reader process',
+    '',
+    '**Throughput** (gets/s in the reader, sets/s in the writer; each the median round, with the slowest and fastest round)',
+    '',
+    '| store | values | get with | gets/s (rounds) | SharedMap ÷ this | set with | sets/s (rounds) | SharedMap ÷ this | target | result |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+  ]
+  const notes = []
+  for (const row of rows) {
+    if (row.missing) {
+      notes.push(`${row.label} (${row.values}): not measured: ${row.missing}`)
+      lines.push(`| ${row.label} | ${row.values} | — | not measured [${notes.length}] | | — | | | | |`)
+      continue
+    }
+    const [threshold, result] = targetCells(results, section.id, row)
+    row.sets.forEach((m, i) => {
+      const first = i === 0
+      const getCells = first ? [row.gets.label, opsCell(row.gets), row.kind === 'so' ? '—' : ratio(row.mapGetsRatio)] : ['', '', '']
+      const setCells = [m.label, opsCell(m), row.kind === 'so' ? '—' : ratio(m.mapRatio)]
+      const head = first ? [row.label, row.values] : ['', '']
+      lines.push(`| ${[...head, ...getCells, ...setCells, first ? threshold : '', first ? result : ''].join(' | ')} |`)
+    })
+  }
+  lines.push('')
+  notes.forEach((note, i) => lines.push(`[${i + 1}] ${note}.  `))
+  const c = section.config
+  lines.push(
+    `Each store is set (writer) and then read (reader) in chunks of 1,000 keys in a scattered order (lmdb's put(): 10,000 per chunk, one write transaction) for ${c.budgetMs} ms per round, ${c.rounds} round${c.rounds > 1 ? 's' : ''} after a warm-up, the stores interleaved. ` +
+      'Every value read is checked; every pass of sets changes every value. "SharedMap ÷ this" compares with SharedMap\'s row of the same kind of value (strings or objects). ' +
+      `SharedMap: ${map.string ? `${rate(map.string.gets.opsPerSec)} gets/s and ${rate(map.string.sets[0].opsPerSec)} sets/s with strings` : 'n/a'}. ` +
+      "lmdb is opened with noSync and useWritemap; lmdb-js reads a whole batch from one read snapshot (renewed each event turn), SharedMap's get() always returns the latest value.",
+    '',
+    '**How soon a set is seen by the other process** (writer clock before the set → reader clock when it sees the new value)',
+    '',
+    '| writer → reader | median | p99 | mean | lmdb ÷ this (median) | writes seen (missed) | target | result |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- |',
+  )
+  const spinNotes = []
+  for (const row of section.visibility) {
+    if (row.missing) {
+      lines.push(`| ${row.label} | not measured: ${row.missing} | | | | | | |`)
+      continue
+    }
+    const [threshold, result] = targetCells(results, section.id, row)
+    const label = row.spins ? `${row.label} [s]` : row.label
+    if (row.spins) spinNotes.push(row.id)
+    const n = row.ns
+    lines.push(`| ${label} | ${duration(n.median)} | ${duration(n.p99)} | ${duration(n.mean)} | ${ratio(row.lmdbRatio)} | ${count(n.n)} (${count(row.missed)}) | ${threshold} | ${result} |`)
+  }
+  lines.push(
+    '',
+    `[s] the reader spins (polls in a loop) and needs a core of its own (this machine has ${results.machine.cores} cores; the writer sleeps between writes). ` +
+      `${c.writes} writes per run, ${c.visibilityRounds} run${c.visibilityRounds > 1 ? 's' : ''} per row; the writer waits ${c.gapUs}–${c.gapUs * 1.5} µs and one event-loop turn after each write. ` +
+      'A write is "missed" when the next one replaced it before the reader saw it (the reader was off its core that long). lmdb\'s reader calls resetReadTxn() before every getString() (without it, a loop never sees another process\'s commit) and gives the event loop a turn once a millisecond (each resetReadTxn() leaves a timer behind that only a turn clears).',
+    '',
+    ...largeMapTable(section, results),
+  )
+  if (results.quick) lines.push('', `_Quick mode: ${count(c.entries)} entries instead of 1,000,000, one short round._`)
+  return lines
+}
+
+function opsCell(m) {
+  return `${rate(m.opsPerSec)} (${rate(m.slowest)}–${rate(m.fastest)})`
+}
+
+function largeMapTable(section, results) {
+  const l = section.large
+  const entries = count(l.entries)
+  const cells = (id) => targetCells(results, section.id, { id }).join(' | ')
+  const rssParts = `map file pages ${bytes(l.read.after.segmentRss - l.read.before.segmentRss)}, anonymous ${bytes(l.read.after.rssAnon - l.read.before.rssAnon, true)}`
+  return [
+    `**A map of ${entries} entries** (\`user:<i>\` → a 100-byte string; keys + values = ${bytes(l.rawBytes)}), each step in a fresh process`,
+    '',
+    '| measure | value | ÷ keys + values | target | result |',
+    '| --- | --- | --- | --- | --- |',
+    `| file on disk: allocated blocks (stat blocks × 512) | ${bytes(l.file.allocated)} (size ${bytes(l.file.size)}) | ${ratio(l.file.allocated / l.rawBytes)} | ${cells('disk')} |`,
+    `| RSS growth of a process that opens it and gets every entry | ${bytes(l.rssGrowth, true)} (${rssParts}) | ${ratio(l.rssGrowth / l.rawBytes)} | ${cells('rss')} |`,
+    `| SharedMap.open(): ${entries}-entry map, median (p99) | ${duration(l.open.full.median)} (${duration(l.open.full.p99)}) | — | ${cells('attach')} |`,
+    `| SharedMap.open(): empty map, median (p99) | ${duration(l.open.empty.median)} (${duration(l.open.empty.p99)}) | — | — | |`,
+    '',
+    `Built by one process in ${duration(l.buildNsPerSet * l.entries)} (${duration(l.buildNsPerSet)} per set, growing the file from empty); its info() counts ${bytes(l.info.bytes)} of live entries (keys, values and entry headers) in a heap of ${bytes(l.info.heapBytes)}, ${l.info.shards} shards. ` +
+      `An empty map's file: ${bytes(l.emptyFile.allocated)}. RSS is measured after a full GC, before the open and after the last get. ` +
+      `open() is timed ${l.open.times} times per map, alternating, each handle closed before the next open.`,
+  ]
 }
 
 function targetOf(results, id) {

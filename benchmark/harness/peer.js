@@ -23,6 +23,8 @@ function spawnPeer(name, args = [], options = {}) {
 }
 
 class Peer {
+  #sent = 0 // commands sent (their ids)
+
   constructor(name, child) {
     this.name = name
     this.child = child
@@ -88,6 +90,29 @@ class Peer {
       this.listeners.add(check)
       check()
     })
+  }
+
+  /**
+   * Writes `command` as one JSON line to the peer's stdin, with a fresh `id` (the peer
+   * answers with lines carrying it); resolves with that id once the line left this process.
+   */
+  send(command, ms = 10_000) {
+    const id = ++this.#sent
+    return new Promise((resolve, reject) => {
+      if (this.exit) return reject(new Error(`${this.name} exited (${this.exit.code ?? this.exit.signal}) before command ${command.cmd ?? id}${this.stderrNote()}`))
+      const timer = setTimeout(() => reject(new Error(`${this.name}: could not send a command within ${ms} ms`)), ms)
+      this.child.stdin.write(JSON.stringify({ ...command, id }) + '\n', (err) => {
+        clearTimeout(timer)
+        if (err) reject(err)
+        else resolve(id)
+      })
+    })
+  }
+
+  /** send(command), then the first answer with its id for which `match(answer)` is true, within `ms`. */
+  async request(command, ms, what, match = () => true) {
+    const id = await this.send(command, ms)
+    return this.message((m) => m.id === id && match(m), ms, what)
   }
 
   /** Resolves once the peer printed {"ready": true}. */

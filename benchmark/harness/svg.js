@@ -4,7 +4,7 @@
 // faster than the comparison, left when slower. Red ticks mark the targets. The machine,
 // Node version and date are written into the chart.
 
-const { ratio, bytes } = require('./format.js')
+const { ratio, bytes, count } = require('./format.js')
 const { targetsOf } = require('./targets.js')
 const { machineLine } = require('./machine.js')
 
@@ -70,6 +70,19 @@ function groupsOf(results) {
   if (stream) groups.push(...streamGroups(stream, results.targets))
   const keyv = results.sections.find((s) => s.id === 'keyv')
   if (keyv) groups.push(keyvGroup(keyv))
+  const map = results.sections.find((s) => s.id === 'shared-map')
+  if (map) {
+    groups.push({
+      title: 'SharedMap (10,000 keys, 100-byte documents) — each bar: how many times better than the comparison',
+      bars: map.ratios
+        .filter((r) => !r.missing)
+        .map((r) => {
+          const t = results.targets.find((x) => x.section === map.id && x.ratio === r.id)
+          const label = (MAP_LABELS[r.id] || r.label).replace('1M', map.large.entries === 1e6 ? '1M' : count(map.large.entries))
+          return { label, value: r.value, kind: 'so', target: t ? { value: t.min } : null }
+        }),
+    })
+  }
   return groups
 }
 
@@ -87,6 +100,23 @@ function keyvGroup(section) {
     bars.push({ label: `visible in another process vs ${KEYV_LABELS[v.id]}`, value: v.vsShareObject, kind: 'so', target: null })
   }
   return { title: "Keyv over share-object/keyv — its ops/s ÷ the store's (visibility: the store's time ÷ share-object's)", bars }
+}
+
+// Short labels of the SharedMap ratios (the report's targets table has the long forms).
+const MAP_LABELS = {
+  'gets-string': 'gets/s vs lmdb getString()',
+  'gets-object': 'gets/s, objects vs lmdb msgpack',
+  'gets-object-structures': 'gets/s, objects vs lmdb + structures',
+  'sets-string-lmdb': 'sets/s vs lmdb (faster form)',
+  'sets-object-lmdb': 'sets/s, objects vs lmdb (faster form)',
+  'sets-string-nsc': 'sets/s vs node-shared-cache-x',
+  'sets-object-nsc': 'sets/s, objects vs node-shared-cache-x',
+  'gets-string-hub': 'gets/s vs Unix-socket hub',
+  'visible-poll': 'set seen by polling: lmdb time ÷ ours',
+  'visible-watch': 'set heard by watch(): SharedObject ÷ ours',
+  disk: '1M entries: raw bytes ÷ disk bytes',
+  rss: '1M entries: raw bytes ÷ reader RSS',
+  attach: 'open(): empty map time ÷ 1M-entry map',
 }
 
 const STREAM_LABELS = {
