@@ -8,7 +8,7 @@ const path = require('node:path')
 const { SharedObject } = require('..')
 const { tempDir, segment, runFixture, mapsLines } = require('./helpers.js')
 
-const HEADER = 256
+const { HEADER, SLOT, readHeader } = require('./fixtures/format2.js')
 
 function envFor(file) {
   return { ...process.env, SHARE_OBJECT_PATH: file }
@@ -88,19 +88,21 @@ test('write() returns the number of bytes written', (t) => {
   assert.equal(obj.write(new Uint8Array(5)), 5)
 })
 
-test('a non-string argument is a TypeError with code ERR_INVALID_ARG_TYPE', async (t) => {
+test('a value the default codec cannot store is a TypeError ERR_INVALID_ARG_TYPE and the old value stays', async (t) => {
   const { file, obj } = segment(t)
   obj.write('kept')
-  for (const bad of [42, null, undefined, {}, [], () => {}, Symbol('s'), 10n]) {
+  class Point {}
+  for (const bad of [undefined, () => {}, Symbol('s'), 10n, new Map(), new Set(), new Date(), new Point(), new Float64Array(2)]) {
     assert.throws(() => obj.write(bad), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' })
   }
-  // The top-level write() takes strings only, as in the article; check it in a child so
-  // this process's default segment stays untouched.
-  // With no argument the fixture calls write(undefined).
+  assert.equal(obj.read(), 'kept')
+  assert.equal(obj.version, 1, 'a refused value is no commit')
+  // The top-level write() takes the same; check it in a child so this process's default
+  // segment stays untouched. With no argument the fixture calls write(undefined).
   const r = await runFixture(t, 'write-once.js', [], { env: envFor(file) })
   assert.equal(r.code, 1, 'an uncaught TypeError, not a crash')
   assert.equal(r.signal, null)
-  assert.match(r.stderr, /TypeError.*"value" argument must be a string/)
+  assert.match(r.stderr, /TypeError.*"value" argument must be a string, number, boolean, null, Buffer/)
   assert.match(r.stderr, /ERR_INVALID_ARG_TYPE/)
   assert.equal(obj.read(), 'kept')
 })
@@ -146,13 +148,13 @@ test('a header that claims more than the file holds is ERR_CORRUPT', (t) => {
   assert.deepEqual(fs.readFileSync(file), bytes, 'left as found')
 })
 
-test('a value length beyond the capacity is ERR_CORRUPT, not an out-of-bounds read', (t) => {
+test('a value length beyond its region is ERR_CORRUPT, not an out-of-bounds read', (t) => {
   const { file, obj } = segment(t)
   obj.write('fine')
   const fd = fs.openSync(file, 'r+')
   const len = Buffer.alloc(8)
   len.writeBigUInt64LE(0xffff_ffff_ffffn)
-  fs.writeSync(fd, len, 0, 8, 72) // the value length field
+  fs.writeSync(fd, len, 0, 8, SLOT(readHeader(file).slot) + 24) // the committed slot's length
   fs.closeSync(fd)
   // The cached value belongs to a version that has not changed, so force a fresh read.
   const other = SharedObject.open(file)

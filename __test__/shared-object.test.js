@@ -493,7 +493,7 @@ test('another format version is ERR_UNSUPPORTED_VERSION', (t) => {
   const file = path.join(dir, 'seg')
   SharedObject.open(file).close()
   const bytes = fs.readFileSync(file)
-  bytes.writeUInt32LE(2, 8)
+  bytes.writeUInt32LE(99, 8)
   fs.writeFileSync(file, bytes)
   assert.throws(() => SharedObject.open(file), (err) => err.code === 'ERR_UNSUPPORTED_VERSION' && err.message.includes(file))
 })

@@ -5,7 +5,7 @@
 // receive from channels. Exit codes: 0 ok, 1 failed (`share-object: <CODE>: <message>` on
 // stderr), 2 usage.
 
-const { parseArgs } = require('node:util')
+const { parseArgs, inspect } = require('node:util')
 const fs = require('node:fs')
 const { SharedObject, Channel, SharedMap } = require('..')
 const mapCommand = require('./map.js')
@@ -14,9 +14,10 @@ const USAGE = `Usage: share-object <command> [options]
 
 Commands:
   info <path> [--json]             what a segment is and holds
-  read <path>                      print a value segment's value
-  write <path> [value|-]           set the value (- or no value: read stdin)
+  read <path> [--json]             print a value segment's value
+  write <path> [value|-] [--json]  set the value (- or no value: read stdin)
   watch <path>                     print each new value as it changes (Ctrl-C stops)
+  upgrade <path> [--discard-torn]  convert a value segment of format 1 to format 2
   send <path> [msg|-] [--timeout ms]
                                    send a message to a channel (- or none: stdin)
   recv <path> [--follow] [--timeout ms]
@@ -29,22 +30,28 @@ Run "share-object <command> --help" for a command's details.`
 
 const COMMANDS = {
   info: {
-    usage: 'share-object info <path> [--json]\n\nPrints the kind (value or channel), format version, capacity, value length or\nqueued bytes, version, and whether a lock holder or consumer is alive.',
+    usage: 'share-object info <path> [--json]\n\nPrints the kind (value, channel or map), format version, capacity, value length and\ntype or queued bytes, version, and whether a lock holder or consumer is alive.',
     options: { json: { type: 'boolean' } },
     args: [1, 1],
     run: info,
   },
   read: {
-    usage: 'share-object read <path>\n\nPrints the value of a value segment (as UTF-8) followed by a newline.',
-    options: {},
+    usage: 'share-object read <path> [--json]\n\nPrints the value of a value segment followed by a newline: a string (or bytes) as\nUTF-8, a number, boolean, null, object or array as JSON. With --json, a string is\nprinted as JSON too.',
+    options: { json: { type: 'boolean' } },
     args: [1, 1],
     run: read,
   },
   write: {
-    usage: 'share-object write <path> [value|-]\n\nSets the value of a value segment, creating it if needed. With "-" or no value, the\nvalue is read from standard input (as bytes, unchanged).',
-    options: {},
+    usage: 'share-object write <path> [value|-] [--json]\n\nSets the value of a value segment, creating it if needed. With "-" or no value, the\nvalue is read from standard input (as bytes, unchanged). With --json, the value is\nJSON text and what it describes is stored (a number, an object, …).',
+    options: { json: { type: 'boolean' } },
     args: [1, 2],
     run: write,
+  },
+  upgrade: {
+    usage: 'share-object upgrade <path> [--discard-torn]\n\nConverts a value segment written by share-object before format 2 into format 2, in\nplace: its value, version, mode and group are kept. Every process that has it open must\nclose it first (ERR_IN_USE). A value left torn by a writer that died mid-write is\nrefused (ERR_WRITER_DIED) unless --discard-torn (the value is then empty). A segment\nalready in format 2 is left as it is. Safe to interrupt and to run again.',
+    options: { 'discard-torn': { type: 'boolean' } },
+    args: [1, 1],
+    run: upgrade,
   },
   watch: {
     usage: 'share-object watch <path>\n\nPrints the current value, then each new value as any process writes it, like\ntail -f. Ctrl-C (SIGINT) stops it with exit code 0.',
@@ -131,9 +138,9 @@ function info([file], values) {
     facts = {
       path: handle.path,
       kind,
-      format: 1,
+      format: 2,
       capacity: handle.capacity,
-      ...valueLength(handle),
+      ...valueFacts(handle),
       version: handle.version,
       locked: handle.locked,
     }
@@ -160,28 +167,77 @@ function info([file], values) {
   for (const [k, v] of Object.entries(facts)) out(`${k.padEnd(width)}  ${v}\n`)
 }
 
-// The value's length, or why it cannot be read now (a writer killed mid-write, damage):
-// `info` still reports the rest.
-function valueLength(handle) {
+// The value's length and type, or why it cannot be read now (damage): `info` still
+// reports the rest.
+function valueFacts(handle) {
+  let length
   try {
-    return { length: handle.readBuffer().length }
+    length = handle.readBuffer().length
   } catch (err) {
-    if (err.code !== 'ERR_WRITER_DIED' && err.code !== 'ERR_CORRUPT') throw err
+    if (err.code !== 'ERR_CORRUPT') throw err
     return { length: null, unreadable: err.code }
+  }
+  let type
+  try {
+    type = typeOf(handle.read())
+  } catch (err) {
+    if (err.code !== 'ERR_CODEC_DECODE' && err.code !== 'ERR_CORRUPT') throw err
+    type = 'unreadable here (a custom codec\'s value)'
+  }
+  return { length, type }
+}
+
+// What kind of value read() returned, in words.
+function typeOf(value) {
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return 'array'
+  if (typeof value === 'object') return Object.getPrototypeOf(value) === Object.prototype ? 'object' : value.constructor?.name ?? 'object'
+  return typeof value
+}
+
+// A value as the CLI prints it: text as it is (unless `json`), else JSON where that is
+// exact, else as Node's inspector shows it (a Map or a Date through the v8 codec).
+function show(value, json) {
+  if (typeof value === 'string' && !json) return value
+  if (value === null || typeof value !== 'object' || Array.isArray(value) || Object.getPrototypeOf(value) === Object.prototype) {
+    const text = JSON.stringify(value)
+    if (text !== undefined) return text
+  }
+  return inspect(value, { depth: null })
+}
+
+function read([file], values) {
+  const obj = SharedObject.open(file, { create: false, readOnly: true })
+  out(show(obj.read(), values.json) + '\n')
+  obj.close()
+}
+
+function write([file, value], values) {
+  const input = value === undefined || value === '-' ? readStdin() : value
+  let stored = input
+  if (values.json) {
+    try {
+      stored = JSON.parse(String(input))
+    } catch (err) {
+      throw new UsageError(`write --json: the value is not JSON (${err.message})`)
+    }
+  }
+  const obj = SharedObject.open(file)
+  try {
+    obj.write(stored)
+  } finally {
+    obj.close()
   }
 }
 
-function read([file]) {
-  const obj = SharedObject.open(file, { create: false, readOnly: true })
-  out(obj.read() + '\n')
-  obj.close()
-}
-
-function write([file, value]) {
-  const bytes = value === undefined || value === '-' ? readStdin() : value
-  const obj = SharedObject.open(file)
-  obj.write(bytes)
-  obj.close()
+function upgrade([file], values) {
+  const done = SharedObject.upgrade(file, { discardTorn: values['discard-torn'] === true })
+  if (!done.converted) {
+    out(`${file}: already format 2 (version ${done.version}); nothing to do\n`)
+    return
+  }
+  const torn = done.discardedTorn ? ' (its torn value was discarded: the value is empty)' : ''
+  out(`${file}: upgraded to format 2, version ${done.version}${torn}\n`)
 }
 
 function watch([file]) {
@@ -195,14 +251,14 @@ function watch([file]) {
   }
   // Watch first, then print the current value: a write in between is printed, once.
   let printed = -1
-  const show = (value, version) => {
+  const print = (value, version) => {
     if (version <= printed) return
     printed = version
-    out(value + '\n')
+    out(show(value) + '\n')
   }
   // A value that cannot be read now is reported, and the next write is printed.
   const unreadable = (err) => process.stderr.write(`share-object: ${err.code}: ${err.message}\n`)
-  obj.watch(show, { onError: unreadable })
+  obj.watch(print, { onError: unreadable })
   try {
     let version
     let value
@@ -210,9 +266,9 @@ function watch([file]) {
       version = obj.version
       value = obj.read()
     } while (obj.version !== version)
-    show(value, version)
+    print(value, version)
   } catch (err) {
-    if (err.code !== 'ERR_WRITER_DIED' && err.code !== 'ERR_CORRUPT') throw err
+    if (err.code !== 'ERR_CORRUPT' && err.code !== 'ERR_CODEC_DECODE') throw err
     unreadable(err)
   }
   process.once('SIGINT', () => {

@@ -8,6 +8,7 @@ const path = require('node:path')
 const native = require('../binding.js')
 const { coded, fromNative, invalidArgType, invalidArgValue, outOfRange, closedError, abortError, timeoutError } = require('./errors.js')
 const { fast, checkFd, checkPath, checkObject, checkTimeout, checkSignal, checkBytes, checkFunction, call, INTERNAL, MAX_TIMER_MS, longTimeout, clearLongTimeout } = require('./common.js')
+const { resolveMessageCodec } = require('./codec.js')
 
 const finalizer = new FinalizationRegistry((id) => native.channelClose(id))
 const NOTIFIER_LINGER_MS = 250
@@ -18,8 +19,10 @@ const PACK_KEPT = 64 * 1024
 const DATA = false
 const SPACE = true
 
+// The native options, and the codec (kept in JS: the file does not record it).
 function channelOptions(options) {
   const o = checkObject('options', options)
+  const codec = resolveMessageCodec(o.codec)
   const out = { capacity: checkBytes('options.capacity', o.capacity), create: o.create, mode: o.mode }
   if (out.capacity !== undefined && (out.capacity < 1024 || out.capacity > 2 ** 30 || (out.capacity & (out.capacity - 1)) !== 0)) {
     throw outOfRange('options.capacity', 'must be a power of two from 1024 to 2^30', out.capacity)
@@ -28,7 +31,7 @@ function channelOptions(options) {
   if (out.mode !== undefined && (!Number.isInteger(out.mode) || out.mode < 0 || out.mode > 0o777)) {
     throw outOfRange('options.mode', 'must be an integer from 0 to 0o777', out.mode)
   }
-  return out
+  return { native: out, codec }
 }
 
 function checkEncoding(encoding) {
@@ -41,6 +44,7 @@ function checkEncoding(encoding) {
 class Channel {
   #id
   #path
+  #codec // null: messages are the strings and bytes sent
   #capacity
   #maxMessage
   #closed = false
@@ -58,9 +62,10 @@ class Channel {
   #keepAlive = null
   #claims = new Set() // pending claimConsumer({ wait: true }) calls, for close() to reject
 
-  constructor(key, id) {
+  constructor(key, id, codec) {
     if (key !== INTERNAL) throw coded(TypeError, 'ERR_ILLEGAL_CONSTRUCTOR', 'Use Channel.open(path), Channel.anonymous() or Channel.fromFd(fd)')
     this.#id = id
+    this.#codec = codec
     try {
       const info = native.channelInfo(id)
       this.#path = info.path
@@ -78,19 +83,21 @@ class Channel {
   static open(file, options) {
     checkPath(file)
     const opts = channelOptions(options)
-    return new Channel(INTERNAL, call(() => native.channelOpen(path.resolve(file), opts)))
+    return new Channel(INTERNAL, call(() => native.channelOpen(path.resolve(file), opts.native)), opts.codec)
   }
 
   /** A new unnamed channel (memfd); pass `fd` to a child, which opens it with `fromFd`. */
   static anonymous(capacityOrOptions) {
     const options = typeof capacityOrOptions === 'number' ? { capacity: capacityOrOptions } : capacityOrOptions
-    return new Channel(INTERNAL, call(() => native.channelAnonymous(channelOptions(options))))
+    const opts = channelOptions(options)
+    return new Channel(INTERNAL, call(() => native.channelAnonymous(opts.native)), opts.codec)
   }
 
   /** Opens the channel behind an inherited file descriptor (opened afresh; the caller keeps its own). */
   static fromFd(fd, options) {
     checkFd(fd)
-    return new Channel(INTERNAL, call(() => native.channelFromFd(fd, channelOptions(options))))
+    const opts = channelOptions(options)
+    return new Channel(INTERNAL, call(() => native.channelFromFd(fd, opts.native)), opts.codec)
   }
 
   #check() {
@@ -150,6 +157,7 @@ class Channel {
    */
   send(msg) {
     this.#check()
+    if (this.#codec !== null) msg = this.#codec.encode(msg)
     if (this.#sends.length > 0) {
       this.#checkMessage(msg)
       return false
@@ -195,6 +203,9 @@ class Channel {
   sendBatch(msgs) {
     this.#check()
     if (!Array.isArray(msgs)) throw invalidArgType('msgs', 'an array', msgs)
+    // With a codec, every message is encoded before any is sent: one it cannot encode
+    // throws and sends nothing.
+    if (this.#codec !== null) msgs = this.#encodeAll(msgs)
     if (this.#sends.length > 0) return 0 // after the waiting sendAsync() calls, in order
     // Pack as [u32 length][bytes]… and send with one native call per pack-full.
     const max = this.#maxMessage
@@ -236,6 +247,20 @@ class Channel {
     return sent
   }
 
+  #encodeAll(msgs) {
+    const out = new Array(msgs.length)
+    for (let i = 0; i < msgs.length; i++) {
+      try {
+        out[i] = this.#codec.encode(msgs[i])
+      } catch (err) {
+        err.message = `msgs[${i}]: ${err.message}; no message of the batch was sent`
+        err.sent = 0
+        throw err
+      }
+    }
+    return out
+  }
+
   #sendPacked(pack, count) {
     return call(() => native.channelSendPacked(this.#id, pack, count))
   }
@@ -257,6 +282,7 @@ class Channel {
       const o = checkObject('options', options)
       const timeout = checkTimeout('options.timeout', o.timeout)
       const signal = checkSignal(o.signal)
+      if (this.#codec !== null) msg = this.#codec.encode(msg)
       if (this.#sends.length === 0 && this.#trySend(msg)) return Promise.resolve()
       const bytes = this.#checkMessage(msg)
       if (signal?.aborted) return Promise.reject(abortError(signal))
@@ -331,24 +357,56 @@ class Channel {
     }
   }
 
+  // A receive as the handle's codec says: the messages as sent (Buffers, or strings with an
+  // encoding), or decoded. A message the codec cannot decode throws ERR_CODEC_DECODE after
+  // it was taken: `err.raw` holds the bytes of every message that call took, `err.index`
+  // the one that failed.
+  #receive(max, encoding, timeout) {
+    const codec = this.#codec
+    if (codec === null) return this.#receiveNative(max, encoding, timeout)
+    const raw = this.#receiveNative(max, codec.text ? 'utf8' : undefined, timeout)
+    const out = new Array(raw.length)
+    for (let i = 0; i < raw.length; i++) {
+      try {
+        out[i] = codec.decode(raw[i])
+      } catch (err) {
+        err.message = `${this.#path}: message ${i} of ${raw.length} taken: ${err.message}`
+        err.raw = raw.map((m) => (typeof m === 'string' ? Buffer.from(m) : m))
+        err.index = i
+        throw err
+      }
+    }
+    return out
+  }
+
+  // `options.encoding`, which a handle with a codec does not take (its messages are decoded).
+  #encodingOption(encoding) {
+    const checked = checkEncoding(encoding)
+    if (checked !== undefined && this.#codec !== null) {
+      throw invalidArgValue('options.encoding', `cannot be used on a channel opened with a codec (${this.#codec.name}): its messages are decoded`, encoding)
+    }
+    return checked
+  }
+
   /**
    * Takes up to `max` waiting messages (default all, up to 4096) without blocking; an empty
    * array when none wait. The first call makes this handle the consumer
    * (`ERR_CONSUMER_BUSY` if another live one is). Messages are Buffers, or strings with
-   * `{ encoding }`.
+   * `{ encoding }`, or decoded values with a codec.
    */
   receiveBatch(max = MAX_BATCH, options) {
     this.#check()
     if (!Number.isInteger(max) || max < 1) throw outOfRange('max', 'must be a positive integer', max)
-    const encoding = checkEncoding(checkObject('options', options).encoding)
-    return this.#receiveNative(Math.min(max, MAX_BATCH), encoding, false)
+    const encoding = this.#encodingOption(checkObject('options', options).encoding)
+    return this.#receive(Math.min(max, MAX_BATCH), encoding, false)
   }
 
   /** The next message, or null if none waits (never blocks). */
   receive(options) {
     this.#check()
-    const encoding = checkEncoding(checkObject('options', options).encoding)
-    return this.#receiveNative(1, encoding, false)[0] ?? null
+    const encoding = this.#encodingOption(checkObject('options', options).encoding)
+    const got = this.#receive(1, encoding, false)
+    return got.length === 0 ? null : got[0]
   }
 
   /** The next message as a string (UTF-8), or null. */
@@ -363,8 +421,9 @@ class Channel {
   receiveSync(timeoutMs, options) {
     this.#check()
     const timeout = checkTimeout('timeoutMs', timeoutMs)
-    const encoding = checkEncoding(checkObject('options', options).encoding)
-    return this.#receiveNative(1, encoding, timeout ?? null)[0] ?? null
+    const encoding = this.#encodingOption(checkObject('options', options).encoding)
+    const got = this.#receive(1, encoding, timeout ?? null)
+    return got.length === 0 ? null : got[0]
   }
 
   /** Resolves with the next message (rejects with ERR_TIMEOUT / AbortError). */
@@ -374,10 +433,10 @@ class Channel {
       const o = checkObject('options', options)
       const timeout = checkTimeout('options.timeout', o.timeout)
       const signal = checkSignal(o.signal)
-      const encoding = checkEncoding(o.encoding)
+      const encoding = this.#encodingOption(o.encoding)
       if (this.#recvs.length === 0) {
-        const [msg] = this.#receiveNative(1, encoding, false)
-        if (msg !== undefined) return Promise.resolve(msg)
+        const got = this.#receive(1, encoding, false)
+        if (got.length > 0) return Promise.resolve(got[0])
       }
       if (signal?.aborted) return Promise.reject(abortError(signal))
       return this.#pend(this.#recvs, DATA, { encoding }, timeout, signal, 'a message')
@@ -614,16 +673,17 @@ class Channel {
   #serveRecvs() {
     while (this.#recvs.length > 0) {
       const waiter = this.#recvs[0]
-      let msg
+      let got
       try {
-        ;[msg] = this.#receiveNative(1, waiter.encoding, false)
+        got = this.#receive(1, waiter.encoding, false)
       } catch (err) {
         this.#recvs.shift()
         this.#settle(waiter)
         waiter.reject(err)
         continue
       }
-      if (msg === undefined) return
+      if (got.length === 0) return
+      const msg = got[0]
       this.#recvs.shift()
       this.#settle(waiter)
       waiter.resolve(msg)

@@ -239,4 +239,34 @@ function resolveCodec(option, name = 'options.codec') {
   throw invalidArgType(name, "'default', 'json', 'v8' or an object with encode() and decode() methods", option)
 }
 
-module.exports = { TAG, CODEC_ID, Codec, resolveCodec }
+// A codec for Channel messages, which carry no type tag: every message is the one codec's
+// bytes. `encode(value)` gives a string (JSON, sent as UTF-8) or a Uint8Array; `decode(raw)`
+// takes what the receive gave (a string when `text`, else a Buffer).
+class MessageCodec {
+  constructor(codec, tag) {
+    this.codec = codec
+    this.name = codec.name
+    this.tag = tag
+    this.text = tag === TAG.JSON
+  }
+
+  encode(value) {
+    return this.codec.encode(value)
+  }
+
+  decode(raw) {
+    return this.codec.decode(this.tag, raw)
+  }
+}
+
+// The codec a Channel option names: 'json' | 'v8' | { encode, decode, name? }; null (raw
+// strings and bytes) for undefined or 'default', which for messages means no codec at all:
+// 'default' tells values apart by their type tag, which messages do not carry.
+function resolveMessageCodec(option, name = 'options.codec') {
+  if (option === undefined || option === 'default') return null
+  const codec = resolveCodec(option, name)
+  const tag = codec === shared.json ? TAG.JSON : codec === shared.v8 ? TAG.V8 : TAG.CUSTOM
+  return new MessageCodec(codec, tag)
+}
+
+module.exports = { TAG, CODEC_ID, Codec, resolveCodec, resolveMessageCodec }

@@ -6,9 +6,9 @@
 //! the native side can make or read directly (a string for text and JSON, a number, a
 //! Buffer for bytes; `lib/codec.js` does the rest). The tag of the value a call returns is
 //! written to the first element of the `Uint32Array` that `lib/` binds once per thread
-//! (`mapBindMeta`), which saves passing it on every call.
+//! (`mapBindMeta`, see `set_meta` in `mod.rs`), which saves passing it on every call.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::path::Path;
 use std::ptr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,13 +19,13 @@ use napi::threadsafe_function::ThreadsafeFunctionCallMode;
 use napi_derive::napi;
 
 use super::fast::{
-    args, array, boolean, bytes, get_bool, get_f64, get_u32, is_undefined, js_string, made, null,
-    number, run, undefined, with_utf8, Callback, Raw,
+    args, array, boolean, bytes, get_bool, get_f64, get_u32, is_undefined, js_string, null, number,
+    run, undefined, with_utf8, Callback, Raw,
 };
 use super::registry::Registry;
 use super::{
-    check_mode, insert_handle, js_error, millis, remove_handle, to_js, with_handle,
-    with_inherited_fd, JsError, NotifyFn, SCRATCH,
+    check_mode, insert_handle, js_error, millis, remove_handle, set_meta, to_js, with_handle,
+    with_inherited_fd, JsError, Meta, NotifyFn, SCRATCH,
 };
 use crate::error::Error;
 use crate::map::format::MAX_KEY;
@@ -61,8 +61,6 @@ thread_local! {
     static MAPS: RefCell<Registry<MapEntry>> = RefCell::new(Registry::default());
     /// Reused for keys (values use `SCRATCH`).
     static KEY: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    /// The bound `Uint32Array` results' tags go to (data pointer, elements).
-    static META: Cell<(*mut u32, usize)> = const { Cell::new((ptr::null_mut(), 0)) };
 }
 
 fn with_map<T>(id: u32, f: impl FnOnce(&mut MapEntry) -> Result<T, JsError>) -> Result<T, JsError> {
@@ -78,22 +76,6 @@ fn register(map: MapSegment) -> Result<u32, JsError> {
             cursors: Vec::new(),
         },
     )
-}
-
-/// Writes `values` to the start of the bound meta array.
-fn set_meta(values: &[u32]) {
-    META.with(|m| {
-        let (data, len) = m.get();
-        if data.is_null() {
-            return;
-        }
-        for (i, &v) in values.iter().enumerate().take(len) {
-            // SAFETY: `data` points at `len` u32s of a typed array `mapBindMeta` holds a
-            // reference to (so its backing store lives for the env); JS does not run while
-            // this thread is in a native call.
-            unsafe { data.add(i).write(v) };
-        }
-    });
 }
 
 /// Runs `f` on the UTF-8 bytes of the key argument (1 to MAX_KEY bytes).
@@ -255,7 +237,7 @@ unsafe extern "C" fn map_get_cb(env: sys::napi_env, info: sys::napi_callback_inf
                 match found {
                     None => undefined(env),
                     Some(f) => {
-                        set_meta(&[u32::from(f.tag)]);
+                        set_meta(Meta::Map, &[u32::from(f.tag)]);
                         tagged_value(env, f.tag, &out)
                     }
                 }
@@ -355,15 +337,15 @@ unsafe extern "C" fn map_claim_cb(env: sys::napi_env, info: sys::napi_callback_i
                 let claim = with_map(id, |e| e.map.claim(key, &mut out).map_err(to_js))?;
                 match claim {
                     Claim::Value(f) => {
-                        set_meta(&[u32::from(f.tag), 0]);
+                        set_meta(Meta::Map, &[u32::from(f.tag), 0]);
                         tagged_value(env, f.tag, &out)
                     }
                     Claim::Pending(_) => {
-                        set_meta(&[0, 1]);
+                        set_meta(Meta::Map, &[0, 1]);
                         undefined(env)
                     }
                     Claim::Claimed => {
-                        set_meta(&[0, 2]);
+                        set_meta(Meta::Map, &[0, 2]);
                         undefined(env)
                     }
                 }
@@ -389,7 +371,7 @@ unsafe extern "C" fn map_lock_key_cb(env: sys::napi_env, info: sys::napi_callbac
                 match locked.found {
                     None => undefined(env),
                     Some(f) => {
-                        set_meta(&[u32::from(f.tag)]);
+                        set_meta(Meta::Map, &[u32::from(f.tag)]);
                         // A value JS cannot hold must not leave the lock taken.
                         tagged_value(env, f.tag, &out).inspect_err(|_| {
                             let _ = with_map(id, |e| {
@@ -458,29 +440,6 @@ unsafe extern "C" fn map_locked_delete_cb(
     })
 }
 
-/// `mapBindMeta(array)`: the `Uint32Array` (of `lib/`'s own) that results' tags go to on
-/// this thread. Kept alive by a reference for the life of the env.
-///
-/// # Safety
-/// Called by napi only, with the live `env` and `info` of this call.
-unsafe extern "C" fn map_bind_meta_cb(env: sys::napi_env, info: sys::napi_callback_info) -> Raw {
-    run(env, || {
-        // SAFETY: napi passed `env`/`info` to this callback.
-        let [array] = unsafe { args::<1>(env, info) }?;
-        let (data, len) =
-            super::fast::typed_array(env, array, sys::TypedarrayType::uint32_array, "meta")?;
-        let mut reference = ptr::null_mut();
-        // SAFETY: `env` is live and `array` an argument of this call; the reference keeps
-        // the array (and its backing store) alive until the env is torn down.
-        made(
-            unsafe { sys::napi_create_reference(env, array, 1, &mut reference) },
-            "reference",
-        )?;
-        META.with(|m| m.set((data.cast(), len / 4)));
-        undefined(env)
-    })
-}
-
 /// `mapShardEntries(id, shard, wantValues)`: `[keys, values, tags]` of one shard's live
 /// entries (values converted as `mapGet` does; empty when not wanted).
 ///
@@ -522,7 +481,7 @@ unsafe extern "C" fn map_shard_entries_cb(
     })
 }
 
-pub(super) const FAST_FUNCTIONS: [(&std::ffi::CStr, Callback); 11] = [
+pub(super) const FAST_FUNCTIONS: [(&std::ffi::CStr, Callback); 10] = [
     (c"mapGet", map_get_cb),
     (c"mapHas", map_has_cb),
     (c"mapSet", map_set_cb),
@@ -532,7 +491,6 @@ pub(super) const FAST_FUNCTIONS: [(&std::ffi::CStr, Callback); 11] = [
     (c"mapLockKey", map_lock_key_cb),
     (c"mapLockedSet", map_locked_set_cb),
     (c"mapLockedDelete", map_locked_delete_cb),
-    (c"mapBindMeta", map_bind_meta_cb),
     (c"mapShardEntries", map_shard_entries_cb),
 ];
 
