@@ -415,10 +415,10 @@ export interface SharedMapOptions {
    */
   max?: number
   /**
-   * Most bytes of keys + values (default 256 MiB, at most 2^37). Beyond it, least recently
-   * used entries are evicted when `max` or `evict: true` is set, else a set that would
-   * exceed it fails with `ERR_MAP_FULL`. Fixed at creation; the file grows up to about
-   * twice this plus 48 bytes an entry.
+   * Most bytes the entries take: each counts its key and value bytes plus a 32-byte header
+   * (default 256 MiB, at most 2^37). Beyond it, least recently used entries are evicted
+   * when `max` or `evict: true` is set, else a set that would exceed it fails with
+   * `ERR_MAP_FULL`. Fixed at creation; the file grows up to 2.5 times this.
    */
   maxSize?: number
   /** Default time to live of an entry in ms (0 = none, the default). Fixed at creation. */
@@ -475,7 +475,7 @@ export interface SharedMapInfo {
   size: number
   /** getOrSet() computations in progress (in any process). */
   pending: number
-  /** Bytes of keys + values of the live entries (what `maxSize` limits). */
+  /** Bytes of the live entries: keys, values and 32 bytes each (what `maxSize` limits). */
   bytes: number
   /** Bytes of overwritten and deleted entries not yet compacted away. */
   garbageBytes: number
@@ -539,9 +539,10 @@ export declare class SharedMap<V = unknown> implements Disposable, Iterable<[str
    */
   incr(key: string, by?: number, options?: SetOptions): number
   /**
-   * Read-modify-write, atomic across processes: `fn(current)` runs holding the key's shard
-   * lock and its result is stored (`undefined` deletes). `fn` must be synchronous and must
-   * not write to this map.
+   * Read-modify-write, atomic across processes: `fn(current)`'s result is stored only if
+   * the key still holds what `fn` saw (`undefined` deletes); otherwise `fn` runs again
+   * with the newer value. `fn` must be synchronous, free of side effects, and must not
+   * write to this map.
    */
   update<R extends V | undefined>(key: string, fn: (current: V | undefined) => R, options?: SetOptions): R
   /**

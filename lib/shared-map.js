@@ -22,9 +22,10 @@ const CLAIM_POLL_MS = 100
 // How long an idle notifier thread lingers before it is stopped.
 const NOTIFIER_LINGER_MS = 250
 
-// Where the native side leaves the tag of the value a call returns (meta[0]) and a
-// getOrSet() claim's state (meta[1]): bound once per thread.
-const META = new Uint32Array(4)
+// Where the native side leaves the tag of the value a call returns (meta[0]), a getOrSet()
+// claim's state (meta[1]), and an entry's identity for update() (meta[2..6]: heap offset
+// low and high, generation low and high, present): bound once per thread.
+const META = new Uint32Array(8)
 fast.mapBindMeta(META)
 
 const finalizer = new FinalizationRegistry((id) => native.mapClose(id))
@@ -363,23 +364,26 @@ class SharedMap {
 
   /**
    * Read-modify-write, atomic across processes: calls `fn(current)` (the value, or
-   * `undefined`) while holding the key's shard lock, stores what it returns (`undefined`
-   * deletes the key) and returns it. `fn` must be synchronous and must not write to this
-   * map; other writers of the same shard wait while it runs, readers do not.
+   * `undefined`) and stores what it returns (`undefined` deletes the key) only if the key
+   * still holds what `fn` saw; otherwise `fn` runs again with the newer value (so keep it
+   * free of side effects). Returns what was stored. `fn` must be synchronous and must not
+   * write to this map. No lock is held while it runs.
    */
   update(key, fn, options) {
     this.#checkWrite()
     checkKey(key)
     checkFunction('fn', fn)
     const ttl = options === undefined ? undefined : ttlOption(options)
-    let raw
-    try {
-      raw = fast.mapLockKey(this.#id, key)
-    } catch (err) {
-      throw this.#keyError(err, key)
-    }
-    let locked = true
-    try {
+    for (;;) {
+      let raw
+      try {
+        raw = fast.mapPeekIdentity(this.#id, key)
+      } catch (err) {
+        throw this.#keyError(err, key)
+      }
+      const present = META[6] === 1
+      const heap = present ? META[3] * 2 ** 32 + META[2] : -1
+      const gen = present ? META[5] * 2 ** 32 + META[4] : 0
       const current = raw === undefined ? undefined : this.#decode(raw)
       this.#updating = true
       let next
@@ -389,19 +393,20 @@ class SharedMap {
         this.#updating = false
       }
       if (next !== null && (typeof next === 'object' || typeof next === 'function') && typeof next.then === 'function') {
-        throw coded(TypeError, 'ERR_INVALID_RETURN_VALUE', `${this.#path}: the function given to update() must return the new value, not a promise (it runs while the key is locked)`)
+        throw coded(TypeError, 'ERR_INVALID_RETURN_VALUE', `${this.#path}: the function given to update() must return the new value, not a promise`)
       }
-      if (next === undefined) {
-        locked = false
-        call(() => fast.mapLockedDelete(this.#id, key))
-      } else {
-        const payload = this.#codec.encode(next)
-        locked = false
-        call(() => fast.mapLockedSet(this.#id, key, this.#codec.tag, payload, ttl))
+      let stored
+      try {
+        if (next === undefined) {
+          stored = fast.mapCompareDelete(this.#id, key, heap, gen)
+        } else {
+          const payload = this.#codec.encode(next)
+          stored = fast.mapCompareSet(this.#id, key, heap, gen, this.#codec.tag, payload, ttl)
+        }
+      } catch (err) {
+        throw this.#keyError(err, key)
       }
-      return next
-    } finally {
-      if (locked) native.mapUnlockHeld(this.#id)
+      if (stored) return next
     }
   }
 
@@ -455,10 +460,12 @@ class SharedMap {
       return value
     }
     try {
-      this.set(key, value, ttl === undefined ? undefined : { ttl })
+      // Stored only over this handle's own claim: a set or delete made meanwhile wins.
+      const payload = this.#codec.encode(value)
+      fast.mapFulfill(this.#id, key, this.#codec.tag, payload, ttl)
     } catch (err) {
       this.#dropClaim(key)
-      throw err
+      throw this.#keyError(err, key)
     }
     return value
   }

@@ -118,11 +118,21 @@ impl MapSegment {
                 }
             }
         }
+        let mut free = self.geo.heap_limit_units - used;
+        for unit in 0..used {
+            // SYNC POINT: Relaxed: under the alloc lock.
+            if let Some(d) = self.mem().u64(self.geo.desc_at(unit)) {
+                if desc_owner(d.load(Ordering::Relaxed)) == 0 {
+                    free += 1;
+                }
+            }
+        }
         // SYNC POINT: Release pairs with the Acquire loads of `units_total` by readers that
         // re-map (`MapSegment::cover`): the file already holds these units.
         a.units_total.store(total, Ordering::Release);
         // SYNC POINT: Relaxed: read under the alloc lock only.
         a.units_used.store(used, Ordering::Relaxed);
+        a.free_units.store(free, Ordering::Relaxed);
         // SYNC POINT: Release pairs with the Acquire load in `MapSegment::lock_shard`, which
         // then sweeps.
         a.sweep_epoch.fetch_add(1, Ordering::Release);
@@ -136,16 +146,48 @@ impl MapSegment {
     }
 
     /// Allocates `n` contiguous units for shard `s`; returns the first. The units' bytes
-    /// are whatever they held before: the caller initialises what it needs.
-    pub(super) fn alloc_units(&mut self, s: u32, n: u64, table: bool) -> Result<u64> {
+    /// are whatever they held before: the caller initialises what it needs. Only the
+    /// cleaner and table rebuilds (`use_reserve`) may take the last [`reserve`] free units:
+    /// freeing space must never need space that writes already took.
+    pub(super) fn alloc_units(
+        &mut self,
+        s: u32,
+        n: u64,
+        table: bool,
+        use_reserve: bool,
+    ) -> Result<u64> {
         debug_assert!(n > 0);
         self.lock_alloc()?;
-        let result = self.alloc_locked(s, n, table);
+        let result = self.alloc_locked(s, n, table, use_reserve);
         self.unlock_alloc();
+        // SYNC POINT: Release fence between taking the units and the caller's first store
+        // into them: pairs with the Acquire fence a reader makes after copying, before it
+        // re-reads its shard's `frees` (`read.rs`). A reader that copied any byte stored
+        // after this fence sees every free that preceded our allocation (the alloc lock
+        // orders the freeing holder before us), so it retries rather than trust the copy.
+        std::sync::atomic::fence(Ordering::Release);
         result
     }
 
-    fn alloc_locked(&mut self, s: u32, n: u64, table: bool) -> Result<u64> {
+    /// Free units now (a snapshot: other shards allocate and free meanwhile).
+    pub(super) fn free_unit_count(&self) -> u64 {
+        // SYNC POINT: Relaxed: a count compared before and after compaction; the alloc lock
+        // orders its changes.
+        self.header().alloc.free_units.load(Ordering::Relaxed)
+    }
+
+    /// Units kept for the cleaner and table rebuilds: one per shard, and two more.
+    pub(super) fn reserve_units(&self) -> u64 {
+        u64::from(self.geo.shards) + 2
+    }
+
+    fn alloc_locked(&mut self, s: u32, n: u64, table: bool, use_reserve: bool) -> Result<u64> {
+        // SYNC POINT: Relaxed: under the alloc lock.
+        let free = self.header().alloc.free_units.load(Ordering::Relaxed);
+        let keep = if use_reserve { 0 } else { self.reserve_units() };
+        if free < n.saturating_add(keep) {
+            return Err(self.heap_full());
+        }
         let limit = self.geo.heap_limit_units;
         let (total, used, hint) = {
             let a = &self.header().alloc;
@@ -162,13 +204,7 @@ impl MapSegment {
             Some(first) => first,
             None => {
                 if used + n > limit {
-                    return Err(Error::MapFull {
-                        path: self.path().to_owned(),
-                        reason: format!(
-                            "its file has reached the {} bytes of heap its maxSize allows",
-                            limit << self.geo.unit_shift
-                        ),
-                    });
+                    return Err(self.heap_full());
                 }
                 if used + n > total {
                     self.grow_heap(total, used + n)?;
@@ -198,7 +234,20 @@ impl MapSegment {
         // SYNC POINT: Relaxed: read under the alloc lock only.
         a.units_used.store(used.max(first + n), Ordering::Relaxed);
         a.free_hint.store(first + n, Ordering::Relaxed);
+        a.free_units
+            .store(free.saturating_sub(n), Ordering::Relaxed);
         Ok(first)
+    }
+
+    /// The error of a heap with no room left.
+    pub(super) fn heap_full(&self) -> Error {
+        Error::MapFull {
+            path: self.path().to_owned(),
+            reason: format!(
+                "its file has reached the {} bytes of heap its options allow (keys and values, their headers, tables and not yet compacted garbage)",
+                self.geo.heap_limit_units << self.geo.unit_shift
+            ),
+        }
     }
 
     /// The first run of `n` free units below `used`, searching from `hint` round.
@@ -270,6 +319,9 @@ impl MapSegment {
         // SYNC POINT: Relaxed: read under the alloc lock only.
         let hint = a.free_hint.load(Ordering::Relaxed);
         a.free_hint.store(hint.min(first), Ordering::Relaxed);
+        let free = a.free_units.load(Ordering::Relaxed);
+        a.free_units
+            .store(free.saturating_add(n), Ordering::Relaxed);
     }
 
     /// Frees every unit shard `s` owns that `keep` does not list (units a dead writer left

@@ -19,8 +19,8 @@ pub const MAX_KEY: usize = 1024;
 pub const MAX_VALUE: u64 = u32::MAX as u64;
 /// Most slots a lookup inspects: an insert that would need more grows the table.
 pub const MAX_PROBE: usize = 64;
-/// Most shards a map may have (the owner field of a unit descriptor is 12 bits).
-pub const MAX_SHARDS: u32 = 4096;
+/// Most shards a map may have (a unit descriptor's 12-bit owner field holds shard + 1).
+pub const MAX_SHARDS: u32 = 2048;
 /// Smallest and largest unit sizes (log2).
 pub const MIN_UNIT_SHIFT: u32 = 12;
 pub const MAX_UNIT_SHIFT: u32 = 24;
@@ -234,10 +234,14 @@ pub fn next_gen(desc: u64) -> u64 {
 }
 
 /// The stamp of an entry written at heap offset `heap` while its unit had descriptor
-/// `desc`: a 64-bit mix (SplitMix64's finaliser), so that no two ownership periods of a
-/// unit, and no two offsets, share one, and ordinary data is unlikely to look like one.
-pub fn stamp(desc: u64, heap: u64) -> u64 {
-    let mut z = desc ^ heap.rotate_left(29) ^ 0x5348_4152_454F_424A; // "SHAREOBJ"
+/// `desc`, in a map whose seed is `seed`: a 64-bit mix (SplitMix64's finaliser) keyed with
+/// the seed, so that no two ownership periods of a unit and no two offsets share one, and
+/// whoever chooses values cannot plant bytes that pass for an entry.
+pub fn stamp(seed: [u64; 2], desc: u64, heap: u64) -> u64 {
+    let mut z = desc ^ heap.rotate_left(29) ^ seed[0];
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= seed[1];
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
@@ -298,9 +302,11 @@ pub fn entry_size(key_len: usize, val_len: u64) -> u64 {
     (ENTRY_HEADER_SIZE + key_len as u64 + val_len).next_multiple_of(8)
 }
 
-/// What the user's budget counts of an entry: its key and value bytes.
+/// What the `maxSize` budget counts of an entry: its key and value bytes and its 32-byte
+/// header (what it takes in memory, so that a budget spent on tiny entries cannot fill the
+/// heap with headers).
 pub fn user_bytes(key_len: usize, val_len: u64) -> u64 {
-    key_len as u64 + val_len
+    ENTRY_HEADER_SIZE + key_len as u64 + val_len
 }
 
 #[cfg(test)]
@@ -323,7 +329,7 @@ mod tests {
     fn impossible_geometries_are_refused() {
         assert!(Geometry::new(0, 14, 1).is_err());
         assert!(Geometry::new(3, 14, 1).is_err());
-        assert!(Geometry::new(8192, 14, 1).is_err());
+        assert!(Geometry::new(4096, 14, 1).is_err());
         assert!(Geometry::new(1, 11, 1).is_err());
         assert!(Geometry::new(1, 14, 0).is_err());
         assert!(Geometry::new(1, 14, u64::MAX).is_err());
@@ -343,11 +349,13 @@ mod tests {
     fn stamps_differ_across_generations_and_offsets() {
         let d1 = make_desc(1, DESC_HEAD, 3);
         let d2 = make_desc(2, DESC_HEAD, 3);
-        assert_ne!(stamp(d1, 64), stamp(d2, 64));
-        assert_ne!(stamp(d1, 64), stamp(d1, 72));
-        let m = make_meta(stamp(d1, 64), 0, false);
+        let seed = [1, 2];
+        assert_ne!(stamp(seed, d1, 64), stamp(seed, d2, 64));
+        assert_ne!(stamp(seed, d1, 64), stamp(seed, d1, 72));
+        assert_ne!(stamp(seed, d1, 64), stamp([1, 3], d1, 64));
+        let m = make_meta(stamp(seed, d1, 64), 0, false);
         assert_ne!(m, 0, "meta is never zero");
-        assert!(meta_matches(m, stamp(d1, 64)));
+        assert!(meta_matches(m, stamp(seed, d1, 64)));
         assert_eq!(
             meta_expires(make_meta(5, 1_700_000_000_000, true)),
             1_700_000_000_000

@@ -65,7 +65,11 @@ impl<'a> Mem<'a> {
         }
         let n = len as usize;
         out.clear();
-        out.reserve(n);
+        // A length read from the file (bounded by the mapping, which may be large) must
+        // not abort the process if memory is short: it fails like a damaged length.
+        if out.try_reserve(n).is_err() {
+            return false;
+        }
         // SAFETY: the source range is inside the mapping (checked); `out` has room for `n`
         // bytes and is private memory, disjoint from the mapping.
         unsafe {

@@ -39,7 +39,7 @@ use mem::Mem;
 pub use log::{Change, ChangeOp};
 pub use read::{Found, Touch};
 pub use watch::MapWatcher;
-pub use write::{Claim, Locked};
+pub use write::Claim;
 
 /// Default `maxSize` of a new map: bytes of keys and values.
 pub const DEFAULT_MAX_BYTES: u64 = 256 << 20;
@@ -109,8 +109,6 @@ pub struct MapSegment {
     geo: Geometry,
     seed: [u64; 2],
     config: MapConfig,
-    /// The shard whose lock this handle holds between `lock_key` and its `locked_*` call.
-    held: Option<u32>,
     /// Private scratch for key comparisons.
     scratch: Vec<u8>,
 }
@@ -186,7 +184,6 @@ impl MapSegment {
             geo,
             seed,
             config,
-            held: None,
             scratch: Vec::new(),
         })
     }
@@ -218,12 +215,15 @@ impl MapSegment {
 
     /// Whether a value of `len` bytes under a key of `key_len` bytes fits the map's limits.
     pub fn check_len(&self, key_len: usize, len: u64) -> Result<()> {
-        let max = self.config.max_bytes.min(format::MAX_VALUE);
         if format::user_bytes(key_len, len) > self.config.max_bytes || len > format::MAX_VALUE {
+            let room = self
+                .config
+                .max_bytes
+                .saturating_sub(format::user_bytes(key_len, 0));
             return Err(Error::ValueTooLarge {
                 path: self.path().to_owned(),
                 len,
-                max: max.saturating_sub(key_len as u64),
+                max: room.min(format::MAX_VALUE),
             });
         }
         Ok(())
@@ -252,8 +252,19 @@ impl MapSegment {
         Announcements::new(&n.waiter_slots, &n.notify_waiters)
     }
 
-    /// Number of live entries (the sum of the shards' exact counts).
-    pub fn size(&self) -> u64 {
+    /// Number of live entries (the sum of the shards' exact counts). A shard whose writer
+    /// died mid-change is repaired first (by a writable handle), so its count is right.
+    pub fn size(&mut self) -> u64 {
+        if !self.seg.read_only() {
+            for s in 0..self.geo.shards {
+                // SYNC POINT: Relaxed: only tells whether to look closer; `lock_shard`
+                // takes the lock properly.
+                let holder = crate::sync::lock::owner(self.shard(s).lock.load(Ordering::Relaxed));
+                if holder != 0 && !self.seg.is_alive(holder) && self.lock_shard(s).is_ok() {
+                    self.unlock_shard(s);
+                }
+            }
+        }
         (0..self.geo.shards)
             // SYNC POINT: Relaxed: a count; each shard's is exact once its writer unlocked
             // (Release in `lock::release`), and a sum across shards is a snapshot anyway.
@@ -307,13 +318,6 @@ impl MapSegment {
         }
         self.seg.remap(capacity)?;
         Ok(end <= self.seg.mapping().len() as u64)
-    }
-}
-
-impl Drop for MapSegment {
-    fn drop(&mut self) {
-        // A handle closed inside update() gives the shard's lock back.
-        self.unlock_held();
     }
 }
 
@@ -440,15 +444,13 @@ fn new_header(name: &str, o: &MapOptions) -> Result<Vec<u8>> {
     let shards = shards_for(max_entries, max_bytes);
     // Room for the budget twice over (garbage awaiting the cleaner), entry headers for the
     // entries the budget allows (or for average entries of 64 bytes), and two units a shard.
-    let entries = if max_entries > 0 {
-        max_entries
-    } else {
-        max_bytes / 64
-    };
-    let per_entry = crate::segment::layout::ENTRY_HEADER_SIZE + 16;
+    // The heap holds the budget (entries, headers included), as much garbage again awaiting
+    // compaction, and the tables (at most 16 bytes an entry, and an entry takes at least 33
+    // bytes of the budget): live data never takes more than 40 % of it, so the cleaner
+    // always finds space to reclaim.
     let want = max_bytes
-        .saturating_add(entries.saturating_mul(per_entry))
-        .saturating_mul(2)
+        .saturating_mul(5)
+        .saturating_div(2)
         .min(format::MAX_HEAP);
     // At most about a million units: the descriptor table stays under 8 MiB.
     let mut unit_shift = format::MIN_UNIT_SHIFT + 2;
@@ -491,6 +493,7 @@ fn new_header(name: &str, o: &MapOptions) -> Result<Vec<u8>> {
     put(116, &unit_shift.to_le_bytes());
     put(120, &policy.to_le_bytes());
     put(124, &codec.to_le_bytes());
+    put(184, &limit_units.to_le_bytes()); // free_units: the whole heap is free
     put(256, codec_name.as_bytes());
     debug_assert!(geo.logs_off + u64::from(shards) * MAP_LOG_BYTES <= geo.heap_off);
     debug_assert!(MAP_PAGE <= head.len());

@@ -7,6 +7,7 @@
 //! recycled unit is retried, and a state that looks damaged is reported as `ERR_CORRUPT`
 //! only once the same state has been seen twice.
 
+use std::collections::HashSet;
 use std::sync::atomic::{fence, Ordering};
 
 use super::format::{
@@ -43,6 +44,8 @@ pub struct Found {
     pub gen: u64,
     /// The `meta` word as read (for a compare-and-swap).
     pub(super) meta: u64,
+    /// The shard's `frees` when the entry was read (a touch is skipped if it moved).
+    pub(super) frees: u64,
 }
 
 impl Found {
@@ -73,7 +76,6 @@ enum Attempt {
 enum EntryRead {
     Match(Found),
     Mismatch,
-    Retry,
     Remap(u64),
     Suspect(&'static str),
 }
@@ -151,7 +153,7 @@ impl MapSegment {
             return Ok(None);
         }
         if touch == Touch::Get {
-            self.touch(&found);
+            self.touch(self.geo.shard_of(hash), &found);
         }
         Ok(Some(found))
     }
@@ -170,7 +172,7 @@ impl MapSegment {
 
     /// A get's one store: the reference bit (eviction) and the refreshed expiry
     /// (updateAgeOnGet), by compare-and-swap from the `meta` the lookup read.
-    fn touch(&self, found: &Found) {
+    fn touch(&self, s: u32, found: &Found) {
         if self.seg.read_only() {
             return;
         }
@@ -188,6 +190,11 @@ impl MapSegment {
             meta = (meta & !((1 << 48) - 1)) | expires;
         }
         if meta == found.meta {
+            return;
+        }
+        // The narrowest window: skip the mark if the shard freed anything since the lookup.
+        // SYNC POINT: Acquire pairs with the Release bump of `frees` before a free.
+        if self.shard(s).frees.load(Ordering::Acquire) != found.frees {
             return;
         }
         let mem = self.mem();
@@ -213,23 +220,34 @@ impl MapSegment {
     ) -> Attempt {
         let mem = self.mem();
         let sh = self.shard(s);
+        // SYNC POINT: Acquire pairs with the Release bump of `frees` before any of this
+        // shard's units is freed (`bump_frees`); re-read below after an Acquire fence.
+        let f1 = sh.frees.load(Ordering::Acquire);
         // SYNC POINT: Acquire pairs with the Release store that published the table
-        // (`write.rs`, `publish_table`): its slots were zeroed and filled before.
+        // (`write.rs`, `rebuild_table`): its slots were zeroed and filled before.
         let td = sh.table.load(Ordering::Acquire);
         if td == 0 {
             return Attempt::Done(None);
         }
-        let (toff, bits, tg) = match self.table_view(&mem, s, td) {
+        let (toff, bits) = match self.table_view(&mem, s, td) {
             Ok(t) => t,
+            Err(Attempt::Suspect(state, why)) => {
+                return if self.recycled(s, f1) {
+                    Attempt::Retry
+                } else {
+                    Attempt::Suspect(state, why)
+                }
+            }
             Err(a) => return a,
         };
         let mask = (1u64 << bits) - 1;
         let tag = format::tag_of(hash);
         let probes = (MAX_PROBE as u64).min(1 << bits);
+        let mut result = None;
         for i in 0..probes {
             let at = toff + ((hash + i) & mask) * 8;
             let Some(w) = mem.u64(at) else {
-                return Attempt::Suspect([td, tg, at], "a table slot lies outside the mapping");
+                return Attempt::Suspect([td, f1, at], "a table slot lies outside the mapping");
             };
             // SYNC POINT: Acquire pairs with the Release store that published the slot
             // (`write.rs`): the entry it points at was completely written before.
@@ -241,66 +259,64 @@ impl MapSegment {
                 continue;
             }
             match self.read_entry(&mem, s, slot, Some(key), out.as_deref_mut(), scratch) {
-                EntryRead::Match(found) => return Attempt::Done(Some(found)),
+                EntryRead::Match(found) => {
+                    result = Some(Found { frees: f1, ..found });
+                    break;
+                }
                 EntryRead::Mismatch => {}
-                EntryRead::Retry => return Attempt::Retry,
                 EntryRead::Remap(end) => return Attempt::Remap(end),
                 EntryRead::Suspect(why) => {
-                    return if self.table_moved(&mem, s, td, tg) || w.load(Ordering::Acquire) != slot
-                    {
+                    return if self.recycled(s, f1) || w.load(Ordering::Acquire) != slot {
                         Attempt::Retry
                     } else {
-                        Attempt::Suspect([td, tg, slot], why)
+                        Attempt::Suspect([td, f1, slot], why)
                     };
                 }
             }
         }
-        if self.table_moved(&mem, s, td, tg) {
+        // Whatever the probe found (or did not), it stands only if none of the memory it
+        // read was recycled meanwhile.
+        if self.recycled(s, f1) {
             Attempt::Retry
         } else {
-            Attempt::Done(None)
+            Attempt::Done(result)
         }
     }
 
-    /// The file offset, size (bits) and HEAD descriptor of the table `td` of shard `s`.
-    fn table_view(&self, mem: &Mem<'_>, s: u32, td: u64) -> Result<(u64, u32, u64), Attempt> {
+    /// Whether shard `s` freed units since its `frees` read `f1` (then anything read from
+    /// them may be another owner's bytes).
+    fn recycled(&self, s: u32, f1: u64) -> bool {
+        // SYNC POINT: this Acquire fence and the Relaxed re-load pair with the Release fence
+        // a new owner makes before writing into units (`alloc_units`) and with the Release
+        // bump of `frees` before the free: if anything we copied was written by a later
+        // owner, this load sees the bump.
+        fence(Ordering::Acquire);
+        self.shard(s).frees.load(Ordering::Relaxed) != f1
+    }
+
+    /// The file offset and size (bits) of the table `td` of shard `s`.
+    fn table_view(&self, mem: &Mem<'_>, s: u32, td: u64) -> Result<(u64, u32), Attempt> {
         let Some((unit, bits)) = table_parts(td) else {
             return Err(Attempt::Suspect([td, 0, 0], "impossible table descriptor"));
         };
         let units = self.geo.units_for_table(bits);
-        let Some(tg) = self.chunk_desc(s, unit, units, true) else {
-            // Freed or reused since we read the descriptor, or damaged.
-            return Err(if self.table_moved(mem, s, td, u64::MAX) {
-                Attempt::Retry
-            } else {
-                Attempt::Suspect([td, 1, 0], "the table's units do not belong to its shard")
-            });
-        };
+        if self.chunk_desc(s, unit, units, true).is_none() {
+            return Err(Attempt::Suspect(
+                [td, 1, 0],
+                "the table's units do not belong to its shard",
+            ));
+        }
         let toff = self.geo.heap_at(self.geo.unit_start(unit));
         let end = toff + (8u64 << bits);
         if !mem.contains(toff, 8u64 << bits) {
             return Err(Attempt::Remap(end));
         }
-        Ok((toff, bits, tg))
-    }
-
-    /// Whether shard `s`'s table is no longer `td` (or its HEAD unit changed hands).
-    fn table_moved(&self, _mem: &Mem<'_>, s: u32, td: u64, tg: u64) -> bool {
-        // SYNC POINT: Acquire pairs with the Release store publishing a new table; a load
-        // after the probe's Acquire loads, so it sees any replacement they saw the effect of.
-        if self.shard(s).table.load(Ordering::Acquire) != td {
-            return true;
-        }
-        let Some((unit, _)) = table_parts(td) else {
-            return false;
-        };
-        // SYNC POINT: Acquire pairs with the Release stores of the allocator's frees.
-        self.desc(unit)
-            .is_some_and(|d| d.load(Ordering::Acquire) != tg)
+        Ok((toff, bits))
     }
 
     /// Copies the entry `slot` points at (key compared with `want`, or copied into
-    /// `scratch` when `want` is `None`; value into `out` when given) and validates the copy.
+    /// `scratch` when `want` is `None`; value into `out` when given). The caller then checks
+    /// that the shard recycled nothing meanwhile (`recycled`).
     fn read_entry(
         &self,
         mem: &Mem<'_>,
@@ -329,10 +345,10 @@ impl MapSegment {
         let Some(hdr) = (unsafe { mem.at::<EntryHeader>(off) }) else {
             return EntryRead::Suspect("misaligned entry");
         };
-        // SYNC POINT: Acquire pairs with the Release store of the stamp in `append_entry`:
-        // the entry's fields, key and value were stored before it.
+        // SYNC POINT: Acquire, and first: pairs with the Release store of the stamp in
+        // `append_entry`, so the fields, key and value loaded after it are the writer's.
         let st = hdr.stamp.load(Ordering::Acquire);
-        if st != stamp(d1, heap) {
+        if st != stamp(self.seed, d1, heap) {
             return EntryRead::Suspect("an entry's stamp does not match its unit");
         }
         // SYNC POINT: Relaxed: ordered after the stamp's Acquire load; written before it.
@@ -360,28 +376,19 @@ impl MapSegment {
             Some(key) => l.key_len == key.len() && mem.equals(key_off, key, scratch) == Some(true),
             None => mem.copy_out(key_off, l.key_len as u64, scratch),
         };
-        if matched {
-            if let Some(out) = out {
-                if !mem.copy_out(key_off + l.key_len as u64, l.val_len, out) {
-                    return EntryRead::Suspect("an entry's value lies outside the mapping");
-                }
-            }
-        }
-        // SYNC POINT: Relaxed: ordered after the stamp's Acquire load; `meta` may change at
-        // any time (readers' marks), and is only used as a CAS's expected value.
-        let meta = hdr.meta.load(Ordering::Relaxed);
-        // SYNC POINT: Relaxed: written before the stamp, read after its Acquire load.
-        let ttl = hdr.ttl.load(Ordering::Relaxed);
-        // SYNC POINT: this Acquire fence and the Relaxed re-load of the descriptor pair with
-        // the Release store of a new descriptor in `alloc.rs` (`free_locked`): if the copy
-        // saw any byte stored after the unit changed hands, the re-load sees the change.
-        fence(Ordering::Acquire);
-        if dw.load(Ordering::Relaxed) != d1 {
-            return EntryRead::Retry;
-        }
         if !matched {
             return EntryRead::Mismatch;
         }
+        if let Some(out) = out {
+            if !mem.copy_out(key_off + l.key_len as u64, l.val_len, out) {
+                return EntryRead::Suspect("an entry's value lies outside the mapping");
+            }
+        }
+        // SYNC POINT: Relaxed: after the stamp's Acquire load; `meta` changes at any time
+        // (readers' marks) and is only used as a CAS's expected value.
+        let meta = hdr.meta.load(Ordering::Relaxed);
+        // SYNC POINT: Relaxed: written before the stamp, read after its Acquire load.
+        let ttl = hdr.ttl.load(Ordering::Relaxed);
         EntryRead::Match(Found {
             tag: l.tag,
             flags: l.flags,
@@ -390,12 +397,16 @@ impl MapSegment {
             heap,
             gen: desc_gen(d1),
             meta,
+            frees: 0,
         })
     }
 
-    /// Every live entry of shard `s` (claims excluded, expired ones too unless
-    /// `with_expired`): `visit(key, found, value)`. An entry present for the whole visit is
-    /// visited exactly once, whole; one that changes meanwhile at most once.
+    /// Every live entry of shard `s` (claims and expired entries excluded):
+    /// `visit(key, found, value)`. Slot by slot: a slot whose copy was spoiled by recycling
+    /// is read again (a live key keeps its slot index within one table); if the table was
+    /// replaced, the shard is read again from its new table, skipping keys already visited.
+    /// So an entry present for the whole visit is visited exactly once, whole; one that
+    /// changes meanwhile at most once.
     pub fn visit_shard(
         &mut self,
         s: u32,
@@ -403,19 +414,26 @@ impl MapSegment {
         visit: &mut Visitor<'_>,
     ) -> Result<()> {
         let now = now_ms();
-        let mut slots: Vec<u64> = Vec::new();
+        let mut seen: HashSet<Vec<u8>> = HashSet::new();
         let mut key = Vec::new();
         let mut value = Vec::new();
-        let mut results: Vec<(Vec<u8>, Found, Vec<u8>)> = Vec::new();
-        for attempt in 0..16 {
-            let mem = self.mem();
+        let mut restarts = 0u32;
+        'table: loop {
+            restarts += 1;
+            if restarts > GIVE_UP_AFTER {
+                return Err(Error::corrupt(
+                    self.path(),
+                    "a shard kept changing its table during iteration",
+                ));
+            }
             let sh = self.shard(s);
             // SYNC POINT: Acquire pairs with the Release store that published the table.
             let td = sh.table.load(Ordering::Acquire);
             if td == 0 {
                 return Ok(());
             }
-            let (toff, bits, tg) = match self.table_view(&mem, s, td) {
+            let mem = self.mem();
+            let (toff, bits) = match self.table_view(&mem, s, td) {
                 Ok(t) => t,
                 Err(Attempt::Remap(end)) => {
                     if !self.cover(end)? {
@@ -423,73 +441,66 @@ impl MapSegment {
                     }
                     continue;
                 }
-                Err(Attempt::Suspect(_, why)) if attempt > 0 => {
+                Err(Attempt::Suspect(_, why)) if restarts > 2 => {
                     return Err(Error::corrupt(self.path(), why))
                 }
                 Err(_) => continue,
             };
-            slots.clear();
-            for i in 0..1u64 << bits {
+            let mut i = 0u64;
+            let mut tries = 0u32;
+            while i < 1u64 << bits {
+                let mem = self.mem();
+                let sh = self.shard(s);
+                // SYNC POINT: Acquire, as in `try_lookup`.
+                let f1 = sh.frees.load(Ordering::Acquire);
+                // SYNC POINT: Acquire pairs with the Release store that published the table.
+                if sh.table.load(Ordering::Acquire) != td {
+                    continue 'table;
+                }
                 // SYNC POINT: Acquire pairs with the Release store that published the slot.
-                let w = mem
+                let slot = mem
                     .u64(toff + i * 8)
                     .map_or(SLOT_EMPTY, |w| w.load(Ordering::Acquire));
-                if slot_live(w) {
-                    slots.push(w);
+                if !slot_live(slot) {
+                    i += 1;
+                    tries = 0;
+                    continue;
                 }
-            }
-            if self.table_moved(&mem, s, td, tg) {
-                continue;
-            }
-            results.clear();
-            let mut spoiled = false;
-            let mut remap = None;
-            for &slot in &slots {
                 let out = if want_values { Some(&mut value) } else { None };
-                match self.read_entry(&mem, s, slot, None, out, &mut key) {
-                    EntryRead::Match(found) => {
-                        results.push((
-                            key.clone(),
-                            found,
-                            if want_values {
-                                value.clone()
-                            } else {
-                                Vec::new()
-                            },
+                let read = self.read_entry(&mem, s, slot, None, out, &mut key);
+                if self.recycled(s, f1) {
+                    tries += 1;
+                    if tries > GIVE_UP_AFTER {
+                        return Err(Error::corrupt(
+                            self.path(),
+                            "iteration kept meeting recycled memory",
                         ));
                     }
-                    EntryRead::Mismatch => unreachable!("no key to mismatch"),
-                    EntryRead::Remap(end) => {
-                        remap = Some(end);
-                        break;
-                    }
-                    // A copy spoiled by recycling (or damage): take the shard again.
-                    EntryRead::Retry | EntryRead::Suspect(_) => {
-                        spoiled = true;
-                        if attempt < 15 {
-                            break;
+                    continue; // read the same slot again
+                }
+                match read {
+                    EntryRead::Match(found) => {
+                        if !found.pending() && !found.expired_at(now) && seen.insert(key.clone()) {
+                            visit(&key, &found, if want_values { &value } else { &[] });
                         }
                     }
+                    EntryRead::Remap(end) => {
+                        if !self.cover(end)? {
+                            return Err(Error::corrupt(
+                                self.path(),
+                                "an entry lies beyond the heap",
+                            ));
+                        }
+                        continue;
+                    }
+                    EntryRead::Suspect(why) => return Err(Error::corrupt(self.path(), why)),
+                    EntryRead::Mismatch => unreachable!("no key to mismatch"),
                 }
+                i += 1;
+                tries = 0;
             }
-            if let Some(end) = remap {
-                if !self.cover(end)? {
-                    return Err(Error::corrupt(self.path(), "an entry lies beyond the heap"));
-                }
-                continue;
-            }
-            if spoiled && attempt < 15 {
-                continue;
-            }
-            break;
+            return Ok(());
         }
-        for (k, found, v) in &results {
-            if found.pending() || found.expired_at(now) {
-                continue;
-            }
-            visit(k, found, v);
-        }
-        Ok(())
     }
 }
 

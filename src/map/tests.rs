@@ -43,7 +43,11 @@ fn set_get_overwrite_delete_and_size() {
     assert!(!m.has(b"b").unwrap());
     assert_eq!(m.size(), 1);
     let st = m.stats();
-    assert_eq!(st.live_bytes, 4);
+    assert_eq!(
+        st.live_bytes,
+        4 + 32,
+        "keys and values, and a 32-byte header each"
+    );
 }
 
 #[test]
@@ -258,20 +262,120 @@ fn claims_are_invisible_and_belong_to_one_live_handle() {
 }
 
 #[test]
-fn update_locks_the_key_and_other_writes_wait() {
-    let dir = TempDir::new("map-update");
+fn compare_set_stores_only_over_what_was_read() {
+    let dir = TempDir::new("map-cas");
     let mut a = open(&dir, &MapOptions::default());
     set(&mut a, "n", "1");
     let mut out = Vec::new();
-    let locked = a.lock_key(b"n", &mut out).unwrap();
-    assert!(locked.found.is_some() && out == b"1");
-    assert_eq!(a.delete(b"other").unwrap_err().code(), "ERR_INVALID_STATE");
-    // SAFETY: a slice is readable for its length.
-    unsafe { a.locked_set_raw(b"n", TAG_STRING, b"2".as_ptr(), 1, None) }.unwrap();
+    let seen = a.get(b"n", &mut out, Touch::None).unwrap().unwrap();
+    let id = Some((seen.heap, seen.gen));
+    // SAFETY: slices are readable for their length.
+    assert!(unsafe { a.compare_set_raw(b"n", id, TAG_STRING, b"2".as_ptr(), 1, None) }.unwrap());
+    // The same identity again is stale now: refused, value unchanged.
+    assert!(!unsafe { a.compare_set_raw(b"n", id, TAG_STRING, b"3".as_ptr(), 1, None) }.unwrap());
     assert_eq!(get(&mut a, "n").as_deref(), Some(&b"2"[..]));
-    a.lock_key(b"n", &mut out).unwrap();
-    a.unlock_held();
-    set(&mut a, "n", "3");
+    // "No value" as the expectation: only for a missing key.
+    assert!(!unsafe { a.compare_set_raw(b"n", None, TAG_STRING, b"4".as_ptr(), 1, None) }.unwrap());
+    assert!(
+        unsafe { a.compare_set_raw(b"new", None, TAG_STRING, b"5".as_ptr(), 1, None) }.unwrap()
+    );
+    let seen = a.get(b"new", &mut out, Touch::None).unwrap().unwrap();
+    assert!(a
+        .compare_delete(b"new", Some((seen.heap, seen.gen)))
+        .unwrap());
+    assert!(!a.has(b"new").unwrap());
+}
+
+#[test]
+fn a_full_heap_makes_room_again_once_keys_are_deleted() {
+    let dir = TempDir::new("map-jam");
+    let mut m = open(
+        &dir,
+        &MapOptions {
+            max_bytes: Some(200_000),
+            ..MapOptions::default()
+        },
+    );
+    let value = "v".repeat(900);
+    let mut stored = 0;
+    for i in 0..10_000 {
+        match m.set(
+            format!("k{i}").as_bytes(),
+            TAG_STRING,
+            value.as_bytes(),
+            None,
+        ) {
+            Ok(()) => stored += 1,
+            Err(e) => {
+                assert_eq!(e.code(), "ERR_MAP_FULL");
+                break;
+            }
+        }
+    }
+    assert!(stored > 100, "{stored}");
+    // Overwrite in place many times: garbage must be reclaimed, never a jam.
+    for round in 0..20 {
+        for i in 0..stored / 2 {
+            m.set(
+                format!("k{i}").as_bytes(),
+                TAG_STRING,
+                format!("{round}{value}").as_bytes()[..900].as_ref(),
+                None,
+            )
+            .unwrap();
+        }
+    }
+    for i in 0..stored {
+        m.delete(format!("k{i}").as_bytes()).unwrap();
+    }
+    for i in 0..stored {
+        m.set(
+            format!("a{i}").as_bytes(),
+            TAG_STRING,
+            value.as_bytes(),
+            None,
+        )
+        .unwrap();
+    }
+    assert_eq!(m.size(), stored);
+}
+
+#[test]
+fn a_dirty_shard_is_repaired_by_the_next_writer() {
+    let dir = TempDir::new("map-dirty");
+    let mut m = open(&dir, &MapOptions::default());
+    for i in 0..100 {
+        set(&mut m, &format!("k{i}"), "v");
+    }
+    let s = m.shard_of_key(b"k1");
+    let sh = m.shard(s);
+    let right = sh.count.load(Ordering::Relaxed);
+    sh.count.store(right + 50, Ordering::Relaxed);
+    sh.flags
+        .store(crate::segment::layout::SHARD_DIRTY, Ordering::Relaxed);
+    set(&mut m, "k1", "w");
+    assert_eq!(m.shard(s).count.load(Ordering::Relaxed), right);
+    assert_eq!(m.size(), 100);
+}
+
+#[test]
+fn budget_counters_that_drifted_are_corrected_not_trusted() {
+    let dir = TempDir::new("map-drift");
+    let mut m = open(
+        &dir,
+        &MapOptions {
+            max_entries: Some(10),
+            ..MapOptions::default()
+        },
+    );
+    for i in 0..5 {
+        set(&mut m, &format!("k{i}"), "v");
+    }
+    // A killed writer left the hint far too high: the exact count decides, nothing evicted.
+    m.header().alloc.entries.store(1_000, Ordering::Relaxed);
+    set(&mut m, "k5", "v");
+    assert_eq!(m.size(), 6);
+    assert_eq!(m.header().alloc.entries.load(Ordering::Relaxed), 6);
 }
 
 #[test]
@@ -349,18 +453,22 @@ fn a_writer_killed_mid_write_is_repaired_by_the_next_without_leaks() {
             expires_ms: 0,
             ttl_ms: 0,
         };
-        dead.append_entry(s, &entry).unwrap();
-        // Its lock word still names it; dropping the handle releases its liveness byte
-        // (as a kill would) but must not release the lock: forget the handle.
-        dead.held = None;
+        dead.append_entry(s, &entry, false).unwrap();
+        // Its lock word still names it; dropping the handle would release the lock (as no
+        // kill does): forget the handle.
         std::mem::forget(dead);
     }
     // The liveness byte of a forgotten handle is still held (its descriptor is open), so
     // stand in for the kernel: mark the lock word with a token nobody holds.
     let shard = a.shard(s);
     shard.lock.store(0x7123_4567, Ordering::SeqCst);
+    let hash_tail = a.shard(s).log_tail.load(Ordering::Relaxed);
     let before = a.size();
     set(&mut a, "k1", "after");
+    // Recovery moved the change log a whole ring ahead: watchers re-check the shard.
+    let mut out = Vec::new();
+    let (_, lost) = a.read_changes(s, hash_tail, &mut out);
+    assert!(lost, "a watcher of the shard is told to re-check it");
     assert_eq!(get(&mut a, "k1").as_deref(), Some(&b"after"[..]));
     assert_eq!(a.size(), before);
     let st = a.stats();
@@ -456,4 +564,49 @@ fn iteration_sees_every_entry_once_while_another_handle_writes() {
     // SYNC POINT: Relaxed: a stop flag only.
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
+}
+
+#[test]
+fn a_heap_full_of_small_entries_never_jams_updates_or_new_keys_after_deletes() {
+    let dir = TempDir::new("map-heapjam");
+    let mut m = open(
+        &dir,
+        &MapOptions {
+            max_bytes: Some(100_000),
+            ..MapOptions::default()
+        },
+    );
+    let mut stored = 0u32;
+    let mut why = String::new();
+    for i in 0..100_000u32 {
+        match m.set(format!("{i:06}").as_bytes(), TAG_STRING, b"abcd", None) {
+            Ok(()) => stored += 1,
+            Err(e) => {
+                assert_eq!(e.code(), "ERR_MAP_FULL");
+                why = e.to_string();
+                break;
+            }
+        }
+    }
+    assert!(stored > 1000, "{stored}: {why}");
+    // Rewriting every key many times leaves garbage that must be compacted away.
+    for round in 0..10u32 {
+        for i in 0..stored {
+            m.set(
+                format!("{i:06}").as_bytes(),
+                TAG_STRING,
+                &round.to_le_bytes(),
+                None,
+            )
+            .unwrap_or_else(|e| panic!("round {round}, key {i}: {e}"));
+        }
+    }
+    for i in 0..stored / 2 {
+        assert!(m.delete(format!("{i:06}").as_bytes()).unwrap());
+    }
+    for i in 0..stored / 2 {
+        m.set(format!("n{i:05}").as_bytes(), TAG_STRING, b"abcd", None)
+            .unwrap_or_else(|e| panic!("new key {i}: {e}"));
+    }
+    assert_eq!(m.size(), u64::from(stored / 2 * 2 + stored % 2));
 }

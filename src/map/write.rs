@@ -19,7 +19,7 @@ use super::read::Found;
 use super::{expiry_after, now_ms, MapSegment, TAG_NUMBER};
 use crate::error::{Error, Result};
 use crate::segment::layout::{
-    ChunkHeader, EntryHeader, CHUNK_DATA, CHUNK_HEADER_SIZE, ENTRY_HEADER_SIZE,
+    ChunkHeader, EntryHeader, CHUNK_DATA, CHUNK_HEADER_SIZE, ENTRY_HEADER_SIZE, SHARD_DIRTY,
 };
 use crate::sync::lock::{self, Acquired};
 
@@ -32,12 +32,6 @@ pub enum Claim {
     Pending(u32),
     /// This handle now holds the claim: compute the value and `set` it (or `unclaim`).
     Claimed,
-}
-
-/// What `lock_key` found (the value, if any, is in the caller's buffer).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Locked {
-    pub found: Option<Found>,
 }
 
 /// The slots a write needs, found by one probe under the lock.
@@ -72,19 +66,16 @@ impl MapSegment {
                 path: self.path().to_owned(),
             });
         }
-        if self.held.is_some() {
-            return Err(Error::InvalidState {
-                path: self.path().to_owned(),
-                reason: "the function given to update() must not write to its map".into(),
-            });
-        }
         let acquired = {
             let word = &self.shard(s).lock;
             self.take_lock(word, "a shard lock")?
         };
         let ready = self.cover_heap().and_then(|()| {
-            if acquired == Acquired::OwnerDied {
+            // SYNC POINT: Relaxed: the shard's own flag, read under its lock.
+            let dirty = self.shard(s).flags.load(Ordering::Relaxed) & SHARD_DIRTY != 0;
+            if acquired == Acquired::OwnerDied || dirty {
                 self.recover_shard(s)?;
+                self.notify();
             }
             // SYNC POINT: Acquire pairs with the Release bump in `recover_alloc`; Relaxed:
             // `swept_epoch` is this shard's, read under its lock.
@@ -140,10 +131,20 @@ impl MapSegment {
         }
     }
 
-    /// Runs `f` holding shard `s`'s lock, then unlocks and notifies.
+    /// Runs `f` holding shard `s`'s lock, then unlocks and notifies. A panic inside (a
+    /// broken internal assertion) marks the shard dirty before it lets go, so the next
+    /// holder repairs it rather than trust a half-done change.
     fn in_shard<T>(&mut self, s: u32, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         self.lock_shard(s)?;
-        let result = f(self);
+        let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self))) {
+            Ok(result) => result,
+            Err(panic) => {
+                // SYNC POINT: Relaxed: the shard's own flag; the unlock's Release publishes it.
+                self.shard(s).flags.fetch_or(SHARD_DIRTY, Ordering::Relaxed);
+                self.unlock_shard(s);
+                std::panic::resume_unwind(panic);
+            }
+        };
         self.unlock_shard(s);
         self.notify();
         result
@@ -316,62 +317,35 @@ impl MapSegment {
         })
     }
 
-    /// update()'s first half: takes the key's shard lock and returns the current live value
-    /// (into `out`). The lock stays held until `locked_set`, `locked_delete` or
-    /// `unlock_held`.
-    pub fn lock_key(&mut self, key: &[u8], out: &mut Vec<u8>) -> Result<Locked> {
-        self.check_key(key)?;
-        let hash = self.hash(key);
-        let s = self.geo.shard_of(hash);
-        self.lock_shard(s)?;
-        match self.current_locked(s, hash, key, Some(out)) {
-            Ok(found) => {
-                self.held = Some(s);
-                Ok(Locked { found })
-            }
-            Err(e) => {
-                self.unlock_shard(s);
-                Err(e)
-            }
-        }
-    }
-
-    fn take_held(&mut self, key: &[u8]) -> Result<(u32, u64)> {
-        let hash = self.hash(key);
-        let s = self.geo.shard_of(hash);
-        match self.held {
-            Some(held) if held == s => {
-                self.held = None;
-                Ok((s, hash))
-            }
-            _ => Err(Error::InvalidState {
-                path: self.path().to_owned(),
-                reason: "no update() of this key is in progress".into(),
-            }),
-        }
-    }
-
-    /// update()'s second half: stores the new value and releases the lock.
+    /// update()'s second half: stores the value only if the key still holds what the
+    /// caller read (`expect`: the entry's identity, `None` for no live value), else returns
+    /// false (the caller reads again and calls its function again). `ttl_ms`: `None` keeps
+    /// an existing entry's expiry (a new one gets the map's ttl).
     ///
     /// # Safety
     /// As for [`set_raw`](Self::set_raw).
-    pub unsafe fn locked_set_raw(
+    pub unsafe fn compare_set_raw(
         &mut self,
         key: &[u8],
+        expect: Option<(u64, u64)>,
         tag: u8,
         src: *const u8,
         len: u64,
         ttl_ms: Option<u64>,
-    ) -> Result<()> {
-        let (s, hash) = self.take_held(key)?;
-        let result = self.check_value(key, len).and_then(|()| {
-            let mut value = Vec::new();
-            let current = self.current_locked(s, hash, key, Some(&mut value))?;
-            // An existing key keeps its expiry unless a ttl is given.
+    ) -> Result<bool> {
+        self.check_key(key)?;
+        self.check_value(key, len)?;
+        let hash = self.hash(key);
+        let s = self.geo.shard_of(hash);
+        self.in_shard(s, |m| {
+            let current = m.current_locked(s, hash, key, None)?;
+            if current.map(|f| (f.heap, f.gen)) != expect {
+                return Ok(false);
+            }
             let (expires, ttl) = match (ttl_ms, current) {
                 (None, Some(found)) => (found.expires_ms, found.ttl_ms),
                 (ttl, _) => {
-                    let ttl = ttl.unwrap_or(self.config.ttl_ms);
+                    let ttl = ttl.unwrap_or(m.config.ttl_ms);
                     (expiry_after(ttl), ttl)
                 }
             };
@@ -384,27 +358,67 @@ impl MapSegment {
                 expires_ms: expires,
                 ttl_ms: ttl,
             };
-            self.write_locked(s, hash, &entry, ChangeOp::Set)
-        });
-        self.unlock_shard(s);
-        self.notify();
-        result
+            m.write_locked(s, hash, &entry, ChangeOp::Set)?;
+            Ok(true)
+        })
     }
 
-    /// update()'s second half when the new value is `undefined`: deletes the key.
-    pub fn locked_delete(&mut self, key: &[u8]) -> Result<bool> {
-        let (s, hash) = self.take_held(key)?;
-        let result = self.delete_locked(s, hash, key, ChangeOp::Delete, false);
-        self.unlock_shard(s);
-        self.notify();
-        result
+    /// update()'s second half when the new value is `undefined`: deletes the key only if it
+    /// still holds what the caller read; false if it changed meanwhile.
+    pub fn compare_delete(&mut self, key: &[u8], expect: Option<(u64, u64)>) -> Result<bool> {
+        self.check_key(key)?;
+        let hash = self.hash(key);
+        let s = self.geo.shard_of(hash);
+        self.in_shard(s, |m| {
+            let current = m.current_locked(s, hash, key, None)?;
+            if current.map(|f| (f.heap, f.gen)) != expect {
+                return Ok(false);
+            }
+            if current.is_some() {
+                m.delete_locked(s, hash, key, ChangeOp::Delete, false)?;
+            }
+            Ok(true)
+        })
     }
 
-    /// Releases a lock taken by `lock_key` without a change (update()'s function threw).
-    pub fn unlock_held(&mut self) {
-        if let Some(s) = self.held.take() {
-            self.unlock_shard(s);
-        }
+    /// getOrSet()'s result: stores the value only if the key still holds this handle's
+    /// claim (nobody set or deleted the key meanwhile); returns whether it did.
+    ///
+    /// # Safety
+    /// As for [`set_raw`](Self::set_raw).
+    pub unsafe fn fulfill_raw(
+        &mut self,
+        key: &[u8],
+        tag: u8,
+        src: *const u8,
+        len: u64,
+        ttl_ms: Option<u64>,
+    ) -> Result<bool> {
+        self.check_key(key)?;
+        self.check_value(key, len)?;
+        let hash = self.hash(key);
+        let s = self.geo.shard_of(hash);
+        let me = self.seg.token();
+        let ttl = ttl_ms.unwrap_or(self.config.ttl_ms);
+        self.in_shard(s, |m| {
+            let mut value = Vec::new();
+            let probe = m.probe(s, hash, key, Some(&mut value))?;
+            match probe.existing {
+                Some((_, found, _)) if found.pending() && pending_token(&value) == me => {}
+                _ => return Ok(false),
+            }
+            let entry = NewEntry {
+                key,
+                tag,
+                flags: 0,
+                src,
+                len,
+                expires_ms: expiry_after(ttl),
+                ttl_ms: ttl,
+            };
+            m.write_probed(s, hash, &entry, probe, Some(ChangeOp::Set))?;
+            Ok(true)
+        })
     }
 
     /// Removes entries whose ttl has passed; returns how many.
@@ -504,7 +518,7 @@ impl MapSegment {
         self.write_probed(s, hash, entry, probe, Some(op))
     }
 
-    fn write_probed(
+    pub(super) fn write_probed(
         &mut self,
         s: u32,
         hash: u64,
@@ -513,43 +527,50 @@ impl MapSegment {
         op: Option<ChangeOp>,
     ) -> Result<()> {
         let is_value = entry.flags & FLAG_PENDING == 0;
-        let old = probe.existing.map(|(_, f, _)| f);
-        let old_value = old.filter(|f| !f.pending());
-        let old_user = match old_value {
-            Some(f) => self.entry_user_bytes(f.heap)?,
-            None => 0,
-        };
         let new_user = if is_value {
             user_bytes(entry.key.len(), entry.len)
         } else {
             0
         };
-        // Budgets: a new value reserves an entry, and any growth of the bytes.
-        let d_entries = i64::from(is_value) - i64::from(old_value.is_some());
-        let d_bytes = new_user as i64 - old_user as i64;
-        if !self.reserve(d_entries, d_bytes) {
-            let room = self.make_room(s);
-            match room {
-                Ok(true) => {}
-                Ok(false) | Err(_) => {
-                    self.reserve(-d_entries, -d_bytes);
-                    room?;
-                    return Err(self.full_error());
-                }
+        // Budgets: a new value takes an entry, and any growth of the bytes. Eviction may
+        // remove or move this very key, so the deltas are worked out again after it.
+        let mut deltas = self.deltas(&probe, is_value, new_user)?;
+        let mut rounds = 0;
+        while self.over_budget(deltas.0, deltas.1) {
+            if !self.config.evict {
+                return Err(self.full_error());
             }
-            // Eviction may have moved this key's entry or rebuilt the table.
+            // With an eviction policy a write is never refused for its budget: if nothing
+            // could be evicted (other shards busy, or only claims left) it goes over by
+            // this value, and later writes evict.
+            let room = self.make_room(s, deltas.0, deltas.1)?;
             probe = self.probe(s, hash, entry.key, None)?;
+            deltas = self.deltas(&probe, is_value, new_user)?;
+            rounds += 1;
+            if !room || rounds >= 3 {
+                break;
+            }
         }
-        let result = self.place(s, hash, entry, &mut probe);
-        if let Err(e) = result {
-            self.reserve(-d_entries, -d_bytes);
-            return Err(e);
-        }
+        self.place(s, hash, entry, &mut probe)?;
+        self.adjust_budget(deltas.0, deltas.1);
         if let Some(op) = op {
             self.log_change(s, op, entry.key);
         }
         self.maybe_compact(s)?;
         Ok(())
+    }
+
+    /// How a write changes the budget counters: (entries, bytes).
+    fn deltas(&self, probe: &Probe, is_value: bool, new_user: u64) -> Result<(i64, i64)> {
+        let old_value = probe.existing.map(|(_, f, _)| f).filter(|f| !f.pending());
+        let old_user = match old_value {
+            Some(f) => self.entry_user_bytes(f.heap)?,
+            None => 0,
+        };
+        Ok((
+            i64::from(is_value) - i64::from(old_value.is_some()),
+            new_user as i64 - old_user as i64,
+        ))
     }
 
     /// Appends the entry and switches the key's slot to it (growing the table first if
@@ -565,7 +586,7 @@ impl MapSegment {
                 *probe = self.probe(s, hash, entry.key, None)?;
             }
         }
-        let heap = self.append_entry(s, entry)?;
+        let heap = self.append_entry(s, entry, false)?;
         let size = entry_size(entry.key.len(), entry.len);
         let (toff, _) = probe.table.expect("a table exists after table_has_room");
         let idx = match probe.existing {
@@ -673,7 +694,7 @@ impl MapSegment {
         } else {
             sub(&sh.count, 1);
             sub(&sh.live_bytes, user);
-            self.reserve(-1, -(user as i64));
+            self.adjust_budget(-1, -(user as i64));
         }
         Ok(())
     }
@@ -692,7 +713,7 @@ impl MapSegment {
         // after this finds the shard empty and sweeps the units below (`recover_shard`).
         sh.head.store(0, Ordering::Relaxed);
         sh.tail.store(0, Ordering::Relaxed);
-        sh.cursor.store(0, Ordering::Relaxed);
+        sh.hand.store(0, Ordering::Relaxed);
         for w in [
             &sh.count,
             &sh.pending,
@@ -704,8 +725,9 @@ impl MapSegment {
         ] {
             w.store(0, Ordering::Relaxed);
         }
-        self.reserve(-(count as i64), -(live as i64));
+        self.adjust_budget(-(count as i64), -(live as i64));
         self.log_change(s, ChangeOp::Clear, &[]);
+        self.bump_frees(s);
         for (first, units) in chunks {
             self.free_units(first, units)?;
         }
@@ -779,7 +801,7 @@ impl MapSegment {
                 });
             }
             let units = self.geo.units_for_table(bits);
-            let first = self.alloc_units(s, units, true)?;
+            let first = self.alloc_units(s, units, true, true)?;
             let toff = self.geo.heap_at(self.geo.unit_start(first));
             if !self.cover(toff + (8u64 << bits))? {
                 return Err(Error::corrupt(
@@ -821,7 +843,7 @@ impl MapSegment {
             sh.tombstones.store(0, Ordering::Relaxed);
             if let Some((unit, old_bits)) = old {
                 let units = self.geo.units_for_table(old_bits);
-                self.free_units(unit, units)?;
+                self.free_chunk(s, unit, units)?;
             }
             return Ok(true);
         }
@@ -829,10 +851,16 @@ impl MapSegment {
 
     /// Appends an entry at shard `s`'s log tail (a new chunk if it does not fit); returns
     /// its heap offset. The entry is complete (stamp stored last) when this returns, but not
-    /// reachable until its slot is stored.
-    pub(super) fn append_entry(&mut self, s: u32, entry: &NewEntry<'_>) -> Result<u64> {
+    /// reachable until its slot is stored. `use_reserve`: the cleaner's moves may take the
+    /// allocator's last units.
+    pub(super) fn append_entry(
+        &mut self,
+        s: u32,
+        entry: &NewEntry<'_>,
+        use_reserve: bool,
+    ) -> Result<u64> {
         let size = entry_size(entry.key.len(), entry.len);
-        let (chunk, used) = self.tail_with_room(s, size)?;
+        let (chunk, used) = self.tail_with_room(s, size, use_reserve)?;
         let heap = self.geo.unit_start(chunk) + used;
         let off = self.geo.heap_at(heap);
         let mem = self.mem();
@@ -843,7 +871,7 @@ impl MapSegment {
             .desc(unit)
             .expect("allocated unit")
             .load(Ordering::Relaxed);
-        let st = stamp(desc, heap);
+        let st = stamp(self.seed, desc, heap);
         // SAFETY: EntryHeader is all atomics; `tail_with_room` checked that `size` bytes from
         // `heap` lie in the chunk, which is mapped.
         let hdr = unsafe { mem.at::<EntryHeader>(off) }.expect("in the mapped chunk");
@@ -866,30 +894,58 @@ impl MapSegment {
         // fields, key and value above are visible to whoever sees this stamp.
         hdr.stamp.store(st, Ordering::Release);
         let ch = self.chunk(chunk)?;
-        // SYNC POINT: Release: pairs with the cleaner's and recovery's Acquire loads of
-        // `used` (a later holder of the lock): the entry is complete below it.
+        // SYNC POINT: Release: pairs with the Acquire walks of a later lock holder (the
+        // cleaner, recovery); the lock orders them too.
         ch.used.store(used + size, Ordering::Release);
         Ok(heap)
     }
 
     /// The tail chunk of shard `s` with `size` bytes free at its end (a new chunk, linked
-    /// after the old tail, if it has not): `(first unit, used)`.
-    fn tail_with_room(&mut self, s: u32, size: u64) -> Result<(u64, u64)> {
-        // SYNC POINT: Relaxed: the shard's own fields, under its lock.
-        let tail = self.shard(s).tail.load(Ordering::Relaxed);
-        if tail != 0 {
-            let unit = tail - 1;
-            let ch = self.chunk(unit)?;
-            // SYNC POINT: Relaxed: written by lock holders only (the lock orders them).
-            let units = u64::from(ch.units.load(Ordering::Relaxed));
-            let used = ch.used.load(Ordering::Relaxed);
-            let bytes = units << self.geo.unit_shift;
-            if used >= CHUNK_HEADER_SIZE && used <= bytes && bytes - used >= size {
-                return Ok((unit, used));
+    /// after the old tail, if it has not): `(first unit, used)`. When the heap has no room,
+    /// makes some (compaction, and eviction if the map evicts) and tries again.
+    fn tail_with_room(&mut self, s: u32, size: u64, use_reserve: bool) -> Result<(u64, u64)> {
+        let mut attempts = 0;
+        loop {
+            // SYNC POINT: Relaxed: the shard's own fields, under its lock.
+            let tail = self.shard(s).tail.load(Ordering::Relaxed);
+            let mut rest = 0;
+            if tail != 0 {
+                let unit = tail - 1;
+                let ch = self.chunk(unit)?;
+                // SYNC POINT: Relaxed: written by lock holders only (the lock orders them).
+                let units = u64::from(ch.units.load(Ordering::Relaxed));
+                let used = ch.used.load(Ordering::Relaxed);
+                let bytes = units << self.geo.unit_shift;
+                if used >= CHUNK_HEADER_SIZE && used <= bytes && bytes - used >= size {
+                    return Ok((unit, used));
+                }
+                rest = bytes.saturating_sub(used);
+            }
+            let units = self.geo.units_for(size);
+            match self.alloc_units(s, units, false, use_reserve) {
+                Ok(first) => return self.new_tail(s, tail, first, units, rest),
+                Err(Error::MapFull { .. }) if !use_reserve && attempts < 4 => {
+                    attempts += 1;
+                    if !self.make_space(s)? && attempts > 1 {
+                        return Err(self.heap_full());
+                    }
+                }
+                Err(e) => return Err(e),
             }
         }
-        let units = self.geo.units_for(size);
-        let first = self.alloc_units(s, units, false)?;
+    }
+
+    /// Makes the fresh chunk `first` (of `units`) the shard's tail, after the old tail
+    /// (`tail`: unit + 1, 0 = none), whose unused `rest` becomes garbage: a chunk is only
+    /// ever appended to at its tail, and freed whole.
+    fn new_tail(
+        &mut self,
+        s: u32,
+        tail: u64,
+        first: u64,
+        units: u64,
+        rest: u64,
+    ) -> Result<(u64, u64)> {
         let start = self.geo.heap_at(self.geo.unit_start(first));
         if !self.cover(start + (units << self.geo.unit_shift))? {
             return Err(Error::corrupt(
@@ -914,11 +970,12 @@ impl MapSegment {
         // SYNC POINT: Relaxed: the shard's own fields, under its lock.
         if sh.head.load(Ordering::Relaxed) == 0 {
             sh.head.store(first + 1, Ordering::Relaxed);
-            sh.cursor.store(CHUNK_HEADER_SIZE, Ordering::Relaxed);
         }
         sh.tail.store(first + 1, Ordering::Relaxed);
         let du = sh.data_units.load(Ordering::Relaxed);
         sh.data_units.store(du + units, Ordering::Relaxed);
+        let garbage = sh.garbage.load(Ordering::Relaxed);
+        sh.garbage.store(garbage + rest, Ordering::Relaxed);
         Ok((first, CHUNK_HEADER_SIZE))
     }
 
@@ -955,7 +1012,9 @@ impl MapSegment {
         let hdr =
             unsafe { self.mem().at::<EntryHeader>(self.geo.heap_at(heap)) }.ok_or_else(corrupt)?;
         // SYNC POINT: Acquire pairs with the Release store of the stamp in `append_entry`.
-        if format::desc_owner(d) != s + 1 || hdr.stamp.load(Ordering::Acquire) != stamp(d, heap) {
+        if format::desc_owner(d) != s + 1
+            || hdr.stamp.load(Ordering::Acquire) != stamp(self.seed, d, heap)
+        {
             return Err(corrupt());
         }
         // SYNC POINT: Relaxed: after the stamp's Acquire load (see `read_entry`).
@@ -969,6 +1028,7 @@ impl MapSegment {
             heap,
             gen: format::desc_gen(d),
             meta,
+            frees: 0,
         })
     }
 
@@ -1007,34 +1067,51 @@ impl MapSegment {
         Ok(self.hash(&key))
     }
 
-    /// Changes the global budget counters by these deltas; false if a budget is now over.
-    pub(super) fn reserve(&self, d_entries: i64, d_bytes: i64) -> bool {
+    /// Moves the global budget counters by these deltas (a hint of the shards' exact sums:
+    /// they can drift only by what a killed writer had in flight).
+    pub(super) fn adjust_budget(&self, d_entries: i64, d_bytes: i64) {
         let a = &self.header().alloc;
-        // SYNC POINT: Relaxed: budget counters; their value is only compared with the
+        // SYNC POINT: Relaxed: budget counters; only their values are compared with the
         // limits (no data is published through them).
-        let entries = a
-            .entries
-            .fetch_add(d_entries as u64, Ordering::Relaxed)
-            .wrapping_add(d_entries as u64);
-        let bytes = a
-            .live_bytes
-            .fetch_add(d_bytes as u64, Ordering::Relaxed)
-            .wrapping_add(d_bytes as u64);
-        let over_entries = self.config.max_entries > 0
-            && d_entries > 0
-            && (entries as i64) > self.config.max_entries as i64;
-        let over_bytes = d_bytes > 0 && (bytes as i64) > self.config.max_bytes as i64;
-        !(over_entries || over_bytes)
+        if d_entries != 0 {
+            a.entries.fetch_add(d_entries as u64, Ordering::Relaxed);
+        }
+        if d_bytes != 0 {
+            a.live_bytes.fetch_add(d_bytes as u64, Ordering::Relaxed);
+        }
     }
 
-    /// Whether the budgets are over now.
-    pub(super) fn over_budget(&self) -> bool {
+    /// Whether a write of these deltas would take a budget over its limit. The global
+    /// counters decide when they are clearly within; near or over a limit the shards'
+    /// exact counts are summed (and the counters corrected by the difference, never
+    /// overwritten).
+    pub(super) fn over_budget(&self, d_entries: i64, d_bytes: i64) -> bool {
+        let max_e = self.config.max_entries as i64;
+        let max_b = self.config.max_bytes as i64;
+        let over = |entries: i64, bytes: i64| {
+            (max_e > 0 && d_entries > 0 && entries + d_entries > max_e)
+                || (d_bytes > 0 && bytes + d_bytes > max_b)
+        };
         let a = &self.header().alloc;
-        // SYNC POINT: Relaxed: see `reserve`.
-        let entries = a.entries.load(Ordering::Relaxed) as i64;
-        let bytes = a.live_bytes.load(Ordering::Relaxed) as i64;
-        (self.config.max_entries > 0 && entries > self.config.max_entries as i64)
-            || bytes > self.config.max_bytes as i64
+        // SYNC POINT: Relaxed: see `adjust_budget`.
+        let (hint_e, hint_b) = (
+            a.entries.load(Ordering::Relaxed) as i64,
+            a.live_bytes.load(Ordering::Relaxed) as i64,
+        );
+        if !over(hint_e, hint_b) {
+            return false;
+        }
+        let (mut exact_e, mut exact_b) = (0i64, 0i64);
+        for t in 0..self.geo.shards {
+            let sh = self.shard(t);
+            // SYNC POINT: Relaxed: each shard's counts, exact once its writer unlocked.
+            exact_e = exact_e.wrapping_add(sh.count.load(Ordering::Relaxed) as i64);
+            exact_b = exact_b.wrapping_add(sh.live_bytes.load(Ordering::Relaxed) as i64);
+        }
+        if exact_e != hint_e || exact_b != hint_b {
+            self.adjust_budget(exact_e - hint_e, exact_b - hint_b);
+        }
+        over(exact_e, exact_b)
     }
 
     fn full_error(&self) -> Error {

@@ -354,74 +354,40 @@ unsafe extern "C" fn map_claim_cb(env: sys::napi_env, info: sys::napi_callback_i
     })
 }
 
-/// `mapLockKey(id, key)`: update()'s first half: locks the key's shard and returns its
-/// live value (or undefined), its tag in meta[0].
-///
-/// # Safety
-/// Called by napi only, with the live `env` and `info` of this call.
-unsafe extern "C" fn map_lock_key_cb(env: sys::napi_env, info: sys::napi_callback_info) -> Raw {
-    run(env, || {
-        // SAFETY: napi passed `env`/`info` to this callback.
-        let [id, key] = unsafe { args::<2>(env, info) }?;
-        let id = get_u32(env, id, "handle")?;
-        with_key(env, key, |key| {
-            SCRATCH.with(|out| {
-                let mut out = out.borrow_mut();
-                let locked = with_map(id, |e| e.map.lock_key(key, &mut out).map_err(to_js))?;
-                match locked.found {
-                    None => undefined(env),
-                    Some(f) => {
-                        set_meta(Meta::Map, &[u32::from(f.tag)]);
-                        // A value JS cannot hold must not leave the lock taken.
-                        tagged_value(env, f.tag, &out).inspect_err(|_| {
-                            let _ = with_map(id, |e| {
-                                e.map.unlock_held();
-                                Ok(())
-                            });
-                        })
-                    }
-                }
-            })
-        })
-    })
+/// Writes a found entry's identity (heap offset and generation, exact in f64) to meta[2..6]
+/// and meta[6] = 1; or meta[6] = 0 for "no value".
+fn set_identity(found: Option<&map::Found>) {
+    match found {
+        Some(f) => set_meta(
+            Meta::Map,
+            &[
+                u32::from(f.tag),
+                0,
+                f.heap as u32,
+                (f.heap >> 32) as u32,
+                f.gen as u32,
+                (f.gen >> 32) as u32,
+                1,
+            ],
+        ),
+        None => set_meta(Meta::Map, &[0, 0, 0, 0, 0, 0, 0]),
+    }
 }
 
-/// `mapLockedSet(id, key, tag, value, ttl)`: update()'s second half: stores and unlocks.
-///
-/// # Safety
-/// Called by napi only, with the live `env` and `info` of this call.
-unsafe extern "C" fn map_locked_set_cb(env: sys::napi_env, info: sys::napi_callback_info) -> Raw {
-    run(env, || {
-        // SAFETY: napi passed `env`/`info` to this callback.
-        let [id, key, tag, value, ttl] = unsafe { args::<5>(env, info) }?;
-        let id = get_u32(env, id, "handle")?;
-        let result = (|| {
-            let tag = tag_arg(env, tag)?;
-            let ttl = ttl_arg(env, ttl)?;
-            with_key(env, key, |key| {
-                with_value_bytes(env, id, key.len(), tag, value, |src, len| {
-                    with_map(id, |e| {
-                        // SAFETY: as in `map_set_cb`.
-                        unsafe { e.map.locked_set_raw(key, tag, src, len, ttl) }.map_err(to_js)
-                    })
-                })
-            })
-        })();
-        // Whatever failed, the lock is not left held.
-        let _ = with_map(id, |e| {
-            e.map.unlock_held();
-            Ok(())
-        });
-        result?;
-        undefined(env)
-    })
+/// The identity argument pair `(heap, gen)` of update()'s second half: `heap < 0` means
+/// "no value".
+fn identity_arg(env: sys::napi_env, heap: Raw, gen: Raw) -> Result<Option<(u64, u64)>, JsError> {
+    let heap = get_f64(env, heap, "heap")?;
+    let gen = get_f64(env, gen, "gen")?;
+    Ok((heap >= 0.0).then_some((heap as u64, gen as u64)))
 }
 
-/// `mapLockedDelete(id, key)`: update()'s second half for `undefined`: deletes, unlocks.
+/// `mapPeekIdentity(id, key)`: update()'s read: the live value (or undefined) without
+/// touching it; its tag in meta[0], its identity in meta[2..7] (see `set_identity`).
 ///
 /// # Safety
 /// Called by napi only, with the live `env` and `info` of this call.
-unsafe extern "C" fn map_locked_delete_cb(
+unsafe extern "C" fn map_peek_identity_cb(
     env: sys::napi_env,
     info: sys::napi_callback_info,
 ) -> Raw {
@@ -429,14 +395,86 @@ unsafe extern "C" fn map_locked_delete_cb(
         // SAFETY: napi passed `env`/`info` to this callback.
         let [id, key] = unsafe { args::<2>(env, info) }?;
         let id = get_u32(env, id, "handle")?;
-        let result = with_key(env, key, |key| {
-            with_map(id, |e| e.map.locked_delete(key).map_err(to_js))
-        });
-        let _ = with_map(id, |e| {
-            e.map.unlock_held();
-            Ok(())
-        });
-        boolean(env, result?)
+        with_key(env, key, |key| {
+            SCRATCH.with(|out| {
+                let mut out = out.borrow_mut();
+                let found = with_map(id, |e| e.map.get(key, &mut out, Touch::None).map_err(to_js))?;
+                set_identity(found.as_ref());
+                match found {
+                    None => undefined(env),
+                    Some(f) => tagged_value(env, f.tag, &out),
+                }
+            })
+        })
+    })
+}
+
+/// `mapCompareSet(id, key, heap, gen, tag, value, ttl)`: update()'s write: stores the value
+/// only if the key still holds the entry `(heap, gen)` (heap < 0: no value); whether it did.
+///
+/// # Safety
+/// Called by napi only, with the live `env` and `info` of this call.
+unsafe extern "C" fn map_compare_set_cb(env: sys::napi_env, info: sys::napi_callback_info) -> Raw {
+    run(env, || {
+        // SAFETY: napi passed `env`/`info` to this callback.
+        let [id, key, heap, gen, tag, value, ttl] = unsafe { args::<7>(env, info) }?;
+        let id = get_u32(env, id, "handle")?;
+        let expect = identity_arg(env, heap, gen)?;
+        let tag = tag_arg(env, tag)?;
+        let ttl = ttl_arg(env, ttl)?;
+        let stored = with_key(env, key, |key| {
+            with_value_bytes(env, id, key.len(), tag, value, |src, len| {
+                with_map(id, |e| {
+                    // SAFETY: as in `map_set_cb`.
+                    unsafe { e.map.compare_set_raw(key, expect, tag, src, len, ttl) }.map_err(to_js)
+                })
+            })
+        })?;
+        boolean(env, stored)
+    })
+}
+
+/// `mapCompareDelete(id, key, heap, gen)`: update()'s write of `undefined`.
+///
+/// # Safety
+/// Called by napi only, with the live `env` and `info` of this call.
+unsafe extern "C" fn map_compare_delete_cb(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+) -> Raw {
+    run(env, || {
+        // SAFETY: napi passed `env`/`info` to this callback.
+        let [id, key, heap, gen] = unsafe { args::<4>(env, info) }?;
+        let id = get_u32(env, id, "handle")?;
+        let expect = identity_arg(env, heap, gen)?;
+        let done = with_key(env, key, |key| {
+            with_map(id, |e| e.map.compare_delete(key, expect).map_err(to_js))
+        })?;
+        boolean(env, done)
+    })
+}
+
+/// `mapFulfill(id, key, tag, value, ttl)`: getOrSet()'s result, stored only over this
+/// handle's own claim; whether it was.
+///
+/// # Safety
+/// Called by napi only, with the live `env` and `info` of this call.
+unsafe extern "C" fn map_fulfill_cb(env: sys::napi_env, info: sys::napi_callback_info) -> Raw {
+    run(env, || {
+        // SAFETY: napi passed `env`/`info` to this callback.
+        let [id, key, tag, value, ttl] = unsafe { args::<5>(env, info) }?;
+        let id = get_u32(env, id, "handle")?;
+        let tag = tag_arg(env, tag)?;
+        let ttl = ttl_arg(env, ttl)?;
+        let stored = with_key(env, key, |key| {
+            with_value_bytes(env, id, key.len(), tag, value, |src, len| {
+                with_map(id, |e| {
+                    // SAFETY: as in `map_set_cb`.
+                    unsafe { e.map.fulfill_raw(key, tag, src, len, ttl) }.map_err(to_js)
+                })
+            })
+        })?;
+        boolean(env, stored)
     })
 }
 
@@ -481,16 +519,17 @@ unsafe extern "C" fn map_shard_entries_cb(
     })
 }
 
-pub(super) const FAST_FUNCTIONS: [(&std::ffi::CStr, Callback); 10] = [
+pub(super) const FAST_FUNCTIONS: [(&std::ffi::CStr, Callback); 11] = [
     (c"mapGet", map_get_cb),
     (c"mapHas", map_has_cb),
     (c"mapSet", map_set_cb),
     (c"mapDelete", map_delete_cb),
     (c"mapIncr", map_incr_cb),
     (c"mapClaim", map_claim_cb),
-    (c"mapLockKey", map_lock_key_cb),
-    (c"mapLockedSet", map_locked_set_cb),
-    (c"mapLockedDelete", map_locked_delete_cb),
+    (c"mapPeekIdentity", map_peek_identity_cb),
+    (c"mapCompareSet", map_compare_set_cb),
+    (c"mapCompareDelete", map_compare_delete_cb),
+    (c"mapFulfill", map_fulfill_cb),
     (c"mapShardEntries", map_shard_entries_cb),
 ];
 
@@ -659,15 +698,6 @@ pub fn map_purge_stale(id: u32) -> Result<f64, JsError> {
 #[napi(catch_unwind)]
 pub fn map_unclaim(id: u32, key: String) -> Result<bool, JsError> {
     with_map(id, |e| e.map.unclaim(key.as_bytes()).map_err(to_js))
-}
-
-/// Releases a lock `mapLockKey` left held (update()'s function threw).
-#[napi(catch_unwind)]
-pub fn map_unlock_held(id: u32) -> Result<(), JsError> {
-    with_map(id, |e| {
-        e.map.unlock_held();
-        Ok(())
-    })
 }
 
 /// The key's expiry in ms since the epoch: 0 = none, -1 = no live value.

@@ -96,6 +96,7 @@
 //! 160    8   sweep_epoch      bumped when an allocator died: shards sweep their units
 //! 168    8   entries          budget counter: live entries (re-derived after a death)
 //! 176    8   live_bytes       budget counter: bytes of keys + values
+//! 184    8   free_units       free units below units_used + units the heap may still grow by
 //! ---- line 3: notification ----
 //! 192    4   notify           futex word: bumped after a change when a watcher waits
 //! 196    4   notify_waiters   watchers parked beyond `waiter_slots`
@@ -113,7 +114,9 @@
 //!
 //! ```text
 //!   0    8   table            current hash table: first unit << 8 | log2(slots); 0 = none
+//!   8    8   frees            bumped before any unit of the shard is freed (readers check it)
 //!  64    4   lock             token of the shard's writer | CONTENDED
+//!  68    4   flags            1 = dirty: a repair began and did not finish
 //!  72    8   count            live entries (getOrSet claims excluded)
 //!  80    8   pending          getOrSet claims
 //!  88    8   live_bytes       keys + values of live entries
@@ -125,7 +128,7 @@
 //! 136    8   log_wend         change-log position the writer may be writing up to
 //! 192    8   head             oldest data chunk: first unit + 1 (0 = none)
 //! 200    8   tail             newest data chunk (appended to): first unit + 1
-//! 208    8   cursor           the cleaner's next entry: byte offset within `head`
+//! 208    8   hand             the CLOCK hand: heap offset + 1 of the next entry eviction examines
 //! 216    8   data_units       units held by the shard's data chunks
 //! ```
 //!
@@ -408,7 +411,8 @@ pub struct MapAllocator {
     pub sweep_epoch: AtomicU64,
     pub entries: AtomicU64,
     pub live_bytes: AtomicU64,
-    pub reserved1: AtomicU64,
+    /// Free units below `units_used` plus the units the heap may still grow by.
+    pub free_units: AtomicU64,
 }
 
 /// Notification line of a map header.
@@ -434,9 +438,13 @@ pub struct MapHeader {
 pub struct ShardHeader {
     /// Current hash table: `first unit << 8 | log2(slots)`, 0 = none. Read by every reader.
     pub table: AtomicU64,
-    pub reserved0: [AtomicU64; 7],
+    /// Bumped before any unit of this shard is freed: a reader that sees it unchanged
+    /// across its lookup read memory nobody recycled.
+    pub frees: AtomicU64,
+    pub reserved0: [AtomicU64; 6],
     pub lock: AtomicU32,
-    pub reserved1: AtomicU32,
+    /// [`SHARD_DIRTY`]: a repair began and has not finished (the next holder repairs).
+    pub flags: AtomicU32,
     pub count: AtomicU64,
     pub pending: AtomicU64,
     pub live_bytes: AtomicU64,
@@ -449,10 +457,14 @@ pub struct ShardHeader {
     pub reserved2: [AtomicU64; 6],
     pub head: AtomicU64,
     pub tail: AtomicU64,
-    pub cursor: AtomicU64,
+    /// The CLOCK hand: heap offset + 1 of the next entry eviction looks at (0 = the oldest).
+    pub hand: AtomicU64,
     pub data_units: AtomicU64,
     pub reserved3: [AtomicU64; 4],
 }
+
+/// `ShardHeader::flags`: a repair of the shard began and did not finish.
+pub const SHARD_DIRTY: u32 = 1;
 
 /// The header at the start of every chunk (written only by its shard's lock holder).
 #[repr(C)]
