@@ -25,8 +25,9 @@ fast.valueBindMeta(META)
 // null, plain objects and arrays as SharedMap's default codec stores them.
 const DEFAULT_CODEC = resolveCodec('default')
 // Tags whose read() result is made afresh from the stored bytes on every read (an object
-// handed out from a cache could be changed by its receiver).
-const DECODED = new Set([TAG.JSON, TAG.V8, TAG.CUSTOM])
+// handed out from a cache could be changed by its receiver), as a bit mask (tags are < 32).
+const DECODED = (1 << TAG.JSON) | (1 << TAG.V8) | (1 << TAG.CUSTOM)
+const decoded = (tag) => ((DECODED >>> tag) & 1) === 1
 // Payloads of the values whose bytes JS makes: a number's 8 bytes, nothing for the rest.
 const NUMBER_BYTES = new Uint8Array(8)
 const NUMBER_VIEW = new DataView(NUMBER_BYTES.buffer)
@@ -226,7 +227,7 @@ class SharedObject {
     if (header === null) return this.#decode(call(() => fast.valueRead(this.#id)), META[0])
     const current = Atomics.load(header, CURRENT_INDEX)
     if (current === this.#cacheCurrent) {
-      return DECODED.has(this.#cacheTag) ? this.#decode(this.#cacheValue, this.#cacheTag) : this.#cacheValue
+      return decoded(this.#cacheTag) ? this.#decode(this.#cacheValue, this.#cacheTag) : this.#cacheValue
     }
     let raw
     try {
@@ -240,12 +241,12 @@ class SharedObject {
     this.#cacheCurrent = current
     this.#cacheValue = raw
     this.#cacheTag = tag
-    return DECODED.has(tag) ? this.#decode(raw, tag) : raw
+    return decoded(tag) ? this.#decode(raw, tag) : raw
   }
 
   // What read() returns for the native result `raw` of a value of type `tag`.
   #decode(raw, tag) {
-    if (!DECODED.has(tag)) return raw
+    if (!decoded(tag)) return raw
     try {
       return this.#codec.decode(tag, raw)
     } catch (err) {

@@ -3,10 +3,11 @@
 //! Three kinds of tests live here:
 //!
 //! 1. **Fuzzing** (`fuzz_*`, proptest): arbitrary header and record bytes are written into
-//!    segment files (value and channel kinds) and into an in-memory ring, then the real
-//!    open / read / write / send / receive code runs over them. What must hold: only typed
-//!    errors ([`crate::error::Error`], with a code from a short list), never a panic, never a
-//!    hang, and a successful write is read back exactly. The number of cases comes from
+//!    segment files (value segments of format 2 — `current`, the three slots' words — and
+//!    channels) and into an in-memory ring, then the real open / read / write / send /
+//!    receive code runs over them. What must hold: only typed errors
+//!    ([`crate::error::Error`], with a code from a short list), never a panic, never a hang,
+//!    and a successful write is read back exactly, with its tag and version. The number of cases comes from
 //!    `PROPTEST_CASES` (default: 600, 600 and 1000, fit for `cargo test`); the long run is
 //!
 //!    ```sh
@@ -18,7 +19,9 @@
 //!
 //! 2. **Model checking** (`model_*`): a small explicit-state model checker ([`explore`])
 //!    enumerates every reachable state (so every interleaving, with identical states merged)
-//!    of a few threads running the seqlock and the ring protocols, and checks invariants in
+//!    of a few threads running the value commit protocol (`value/slots.rs`: writers killed
+//!    at every step, a reader's sub-steps), the seqlock and the ring protocols, and checks
+//!    invariants in
 //!    every state and at every end state. Where the real code can be called one operation at
 //!    a time it is, on a heap stand-in for the mapping: `seqlock::begin_write`/`copy_in`
 //!    (byte by byte)/`end_write`/`try_read`, and `ring::Ring::claim`/`payload`/`commit`/
@@ -804,7 +807,8 @@ impl SeqModel {
         };
     }
 
-    /// The reader found `seq` odd: `value.rs::check_writer_alive`'s decision.
+    /// The reader found `seq` odd: what a plain seqlock reader does about a writer that may
+    /// have died (format 1 reported ERR_WRITER_DIED; format 2 never reads a slot being filled).
     fn odd_seq(&mut self, odd: u64) -> Result<bool, String> {
         let holder = self.lock;
         let dead = holder.is_none_or(|w| !self.writer_alive(w));

@@ -158,7 +158,10 @@ impl Segment {
         for _ in 0..REPLACED_RETRIES {
             let file = match open_existing(path, &name, opts) {
                 Ok(file) => file,
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) && opts.create => {
+                // A read-only handle never creates: it could not write the new file's value.
+                Err(e)
+                    if e.raw_os_error() == Some(libc::ENOENT) && opts.create && !opts.read_only =>
+                {
                     create_new(path, &name, opts)?
                 }
                 Err(e) => return Err(e),
@@ -982,6 +985,20 @@ mod tests {
         let gone = a.token();
         drop(a);
         assert!(!b.is_alive(gone));
+    }
+
+    #[test]
+    fn a_read_only_open_of_a_missing_file_is_enoent_and_creates_nothing() {
+        let dir = TempDir::new("seg-ro-missing");
+        let opts = OpenOptions {
+            read_only: true,
+            ..opts()
+        };
+        let err = Segment::open(&dir.path().join("nope"), &opts)
+            .err()
+            .unwrap();
+        assert_eq!(err.code(), "ENOENT");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]

@@ -338,6 +338,7 @@ mod tests {
         h.current.store(3, Ordering::Relaxed);
         assert!(matches!(read(&h, &data), ReadAttempt::Damaged(_)));
         h.current.store(0, Ordering::Relaxed);
+        // SYNC POINT: Relaxed, both: as above.
         h.slots[0]
             .region
             .store(region_word(5, 1), Ordering::Relaxed);
