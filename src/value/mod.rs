@@ -145,12 +145,16 @@ impl ValueSegment {
     /// regions (a value is written to one of the two slots that are not current).
     pub fn capacity(&self) -> u64 {
         let h = self.header();
-        let mapped = self.seg.mapping().data_len() as u64;
+        // Regions another process placed beyond our mapping count (the file was grown for
+        // them before `capacity` was raised); regions beyond `capacity` are damage.
+        let limit = self
+            .claimed_capacity()
+            .max(self.seg.mapping().data_len() as u64);
         (0..SLOTS)
             .map(|i| {
                 // SYNC POINT: Relaxed: a size report; the region is checked, not followed.
                 let (offset, size) = region_bytes(h.slots[i].region.load(Ordering::Relaxed));
-                if offset + size <= mapped {
+                if offset + size <= limit {
                     size
                 } else {
                     0
@@ -215,15 +219,19 @@ impl ValueSegment {
             let h = unsafe { map.header::<ValueHeader>() };
             // SYNC POINT: Acquire pairs with the Release store in `slots::commit`.
             let current = h.current.load(Ordering::Acquire);
-            let pinned = self.pin_if_large(h, current);
-            if pinned == Pin::Stale {
-                continue; // `current` moved while we pinned: look again
-            }
-            // SAFETY: `data()` is valid for `data_len()` bytes while `map` lives.
-            let attempt = unsafe { slots::try_read(h, current, map.data(), map.data_len(), out) };
-            if let Pin::Held(slot) = pinned {
-                self.unpin(slot);
-            }
+            let attempt = match self.pin_if_large(h, current) {
+                // `current` moved while we pinned: look again (a start-over like any other).
+                Pin::Stale => ReadAttempt::Moved,
+                pinned => {
+                    // SAFETY: `data()` is valid for `data_len()` bytes while `map` lives.
+                    let attempt =
+                        unsafe { slots::try_read(h, current, map.data(), map.data_len(), out) };
+                    if let Pin::Held(slot) = pinned {
+                        self.unpin(slot);
+                    }
+                    attempt
+                }
+            };
             match attempt {
                 ReadAttempt::Done { commit, tag } => return Ok(ReadValue { commit, tag }),
                 ReadAttempt::Moved => {}
