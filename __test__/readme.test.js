@@ -17,11 +17,16 @@ function blocks(lang) {
   return [...README.matchAll(re)].map((m) => m[1])
 }
 
+// The packages that the README's Keyv and express-rate-limit examples use beside
+// share-object, as their users have them installed (here: this package's devDependencies).
+const EXAMPLE_PEERS = ['keyv', 'cacheable', 'express', 'express-rate-limit']
+
 // A folder in which `require('share-object')` and `npx share-object` find this package.
 function sandbox(t) {
   const dir = tempDir(t)
   fs.mkdirSync(path.join(dir, 'node_modules', '.bin'), { recursive: true })
   fs.symlinkSync(ROOT, path.join(dir, 'node_modules', 'share-object'))
+  for (const name of EXAMPLE_PEERS) fs.symlinkSync(path.join(ROOT, 'node_modules', name), path.join(dir, 'node_modules', name))
   fs.symlinkSync(path.join(ROOT, 'bin', 'share-object.js'), path.join(dir, 'node_modules', '.bin', 'share-object'))
   return dir
 }

@@ -301,6 +301,15 @@ test('getOrSet: a runner that throws or dies does not strand the waiters', async
     await exitOf(first, 30_000, 'the failing runner')
     fs.rmSync(go)
   }
+  // Two calls in one handle share one computation too.
+  let runs = 0
+  const slow = async () => {
+    runs++
+    await sleep(50)
+    return 'once'
+  }
+  assert.deepEqual(await Promise.all([m.getOrSet('same', slow), m.getOrSet('same', slow)]), ['once', 'once'])
+  assert.equal(runs, 1)
   // In-process: a throwing fn rejects its own call and leaves no claim behind.
   await assert.rejects(m.getOrSet('x', async () => { throw new Error('nope') }), /nope/)
   assert.equal(await m.getOrSet('x', () => 'ok'), 'ok')

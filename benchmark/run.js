@@ -7,7 +7,7 @@
 //                                 to the temp folder (checked, then removed) unless --out
 //   npm run bench -- --out DIR    write results.json and results.svg to DIR instead
 //   npm run bench -- --only ID    run one case (latest-value, round-trip, channel-streaming,
-//                                 footprint); results go to the temp folder unless --out
+//                                 footprint, keyv); results go to the temp folder unless --out
 //
 // Cases (each file's header says what it measures and how):
 //   1. cases/latest-value.js  read()/write() of a 1 KiB string vs fs.readFileSync/writeFileSync
@@ -21,6 +21,9 @@
 //                             child: Channel single, batch and consume forms vs a Unix socket
 //                             (per-message and coalesced writes) and an in-process copy
 //   4. cases/footprint.js     RSS / maps lines / fds for 100 segments and 1,000,000 calls
+//   5. cases/keyv.js          Keyv over share-object/keyv vs Keyv's default Map and
+//                             @keyv/sqlite: gets/sets per second through Keyv, and the time
+//                             until a set is visible in another process
 //
 // The Markdown report goes to stdout, progress to stderr. Temp files live in a fresh
 // mkdtemp folder under os.tmpdir(), removed at the end; every child process is killed by
@@ -41,6 +44,7 @@ const SUITES = [
   { id: 'round-trip', title: '2. Cross-process round trip', run: (ctx) => require('./cases/round-trip.js').run(ctx) },
   { id: 'channel-streaming', title: '3. Channel streaming', run: (ctx) => require('./cases/channel-streaming.js').run(ctx) },
   { id: 'footprint', title: '4. Footprint', run: (ctx) => require('./cases/footprint.js').run(ctx) },
+  { id: 'keyv', title: '5. Keyv stores', run: (ctx) => require('./cases/keyv.js').run(ctx) },
 ]
 
 function parseArgs(argv) {

@@ -119,6 +119,7 @@ class SharedMap {
   #closed = false
   #updating = false
   #claims = new Set() // keys this handle is computing for getOrSet()
+  #inflight = new Map() // key -> this handle's getOrSet() computation of it
   #watchers = new Set()
   #keyWaiters = new Map() // key -> Set of waiters
   #shardOf = new Map() // key -> shard (cache for watched keys)
@@ -426,6 +427,16 @@ class SharedMap {
     const signal = checkSignal(o.signal)
     const hit = this.get(key)
     if (hit !== undefined) return hit
+    // A computation of this key already running in this handle: share its result (the
+    // claim belongs to the handle, so a second call would otherwise compute again).
+    const running = this.#inflight.get(key)
+    if (running) {
+      try {
+        return await running
+      } catch {
+        // That computation failed: try for ourselves below.
+      }
+    }
     const deadline = timeout === undefined ? Infinity : performance.now() + timeout
     for (;;) {
       this.#check()
@@ -438,7 +449,15 @@ class SharedMap {
       }
       const state = META[1]
       if (state === 0) return this.#decode(raw)
-      if (state === 2) return this.#runClaim(key, fn, ttl)
+      if (state === 2 && !this.#inflight.has(key)) {
+        const run = this.#runClaim(key, fn, ttl)
+        this.#inflight.set(key, run)
+        try {
+          return await run
+        } finally {
+          if (this.#inflight.get(key) === run) this.#inflight.delete(key)
+        }
+      }
       const left = deadline - performance.now()
       if (left <= 0) throw timeoutError(this.#path, timeout, `another process to compute key ${JSON.stringify(key)}`)
       await this.#waitKey(key, Math.min(left, CLAIM_POLL_MS), signal, true)

@@ -13,6 +13,7 @@ const SECTION_RENDERERS = {
   'round-trip': roundTrip,
   'channel-streaming': channelStreaming,
   footprint,
+  keyv,
 }
 
 function render(results) {
@@ -267,6 +268,40 @@ function targetOf(results, id) {
 
 function sig2(x) {
   return String(Number(x.toFixed(2)))
+}
+
+function keyv(section, results) {
+  const lines = [
+    '### 5. Keyv stores (through Keyv\'s API, its serialisation included)',
+    '',
+    '| store | gets/s | sets/s | share-object ÷ this (gets) | share-object ÷ this (sets) | rounds: slowest–fastest gets/s; sets/s |',
+    '| --- | --- | --- | --- | --- | --- |',
+  ]
+  for (const r of section.rows) {
+    const vs = r.id === 'share-object' ? ['—', '—'] : [ratio(r.getVsShareObject), ratio(r.setVsShareObject)]
+    lines.push(`| ${r.label} | ${rate(r.get.median)} | ${rate(r.set.median)} | ${vs.join(' | ')} | ${rate(r.get.min)}–${rate(r.get.max)}; ${rate(r.set.min)}–${rate(r.set.max)} |`)
+  }
+  lines.push(
+    '',
+    '| time until a set is visible in another process | median | p99 | this ÷ share-object polling (median) |',
+    '| --- | --- | --- | --- |',
+    "| Keyv's default Map | n/a: another process never sees it | | |",
+  )
+  for (const v of section.visible) {
+    const vs = v.id === 'share-object' ? '—' : ratio(v.vsShareObject)
+    lines.push(`| ${v.label} | ${duration(v.ns.median)} | ${duration(v.ns.p99)} | ${vs} |`)
+  }
+  lines.push(
+    '',
+    `Gets and sets: \`await keyv.get(key)\` / \`await keyv.set(key, value)\` one after another over ${count(section.keys)} keys, a value Keyv serialises to ${section.valueBytes} bytes; ` +
+      `every store once per round, ${section.rounds} rounds interleaved, batches of ${section.rows.map((r) => `${r.id} ${count(r.get.batch)}/${count(r.set.batch)}`).join(', ')} (gets/sets); a row is the median round. ` +
+      'sqlite syncs every commit to disk (its default), share-object never touches the disk (shared memory): sqlite\'s sets measure the disk as much as the store.',
+    '',
+    'Visibility: a spawned peer reads the key through Keyv in a loop (Keyv has no change notification); the parent reads its clock, then sets a new value; the peer reads its clock when a get first returns it (process.hrtime: CLOCK_MONOTONIC, shared by the processes). ' +
+      `The time includes the set. "waits" has the peer block on the store's SharedMap (store.map.waitForChange()) instead of polling. ${section.visible.map((v) => `${count(v.ns.n)} ${v.id}`).join(', ')} sets.`,
+  )
+  if (results.quick) lines.push('', '_Quick mode: 50 keys, two rounds of short batches, five sets per visibility row._')
+  return lines
 }
 
 function targetsTable(results) {

@@ -68,7 +68,25 @@ function groupsOf(results) {
   }
   const stream = results.sections.find((s) => s.id === 'channel-streaming')
   if (stream) groups.push(...streamGroups(stream, results.targets))
+  const keyv = results.sections.find((s) => s.id === 'keyv')
+  if (keyv) groups.push(keyvGroup(keyv))
   return groups
+}
+
+const KEYV_LABELS = { map: "Keyv's default Map", sqlite: '@keyv/sqlite', 'sqlite-wal': '@keyv/sqlite (WAL)' }
+// share-object/keyv against each alternative: ops/s ratios, and the visibility time ratio.
+function keyvGroup(section) {
+  const bars = []
+  for (const r of section.rows) {
+    if (!KEYV_LABELS[r.id]) continue
+    bars.push({ label: `get vs ${KEYV_LABELS[r.id]}`, value: r.getVsShareObject, kind: 'so', target: null })
+    bars.push({ label: `set vs ${KEYV_LABELS[r.id]}`, value: r.setVsShareObject, kind: 'so', target: null })
+  }
+  for (const v of section.visible) {
+    if (!KEYV_LABELS[v.id]) continue
+    bars.push({ label: `visible in another process vs ${KEYV_LABELS[v.id]}`, value: v.vsShareObject, kind: 'so', target: null })
+  }
+  return { title: "Keyv over share-object/keyv — its ops/s ÷ the store's (visibility: the store's time ÷ share-object's)", bars }
 }
 
 const STREAM_LABELS = {

@@ -399,7 +399,7 @@ impl MapSegment {
 
     /// Runs `f` on another shard whose lock is free right now (never waits: we hold a shard
     /// lock already, and two waiters each holding one would deadlock) until it returns true.
-    fn elsewhere(
+    pub(super) fn elsewhere(
         &mut self,
         s: u32,
         mut f: impl FnMut(&mut Self, u32) -> Result<bool>,

@@ -610,3 +610,37 @@ fn a_heap_full_of_small_entries_never_jams_updates_or_new_keys_after_deletes() {
     }
     assert_eq!(m.size(), u64::from(stored / 2 * 2 + stored % 2));
 }
+
+#[test]
+fn expired_entries_do_not_hold_the_budget_of_a_map_that_does_not_evict() {
+    let dir = TempDir::new("map-expired-budget");
+    let mut m = open(
+        &dir,
+        &MapOptions {
+            max_bytes: Some(4096),
+            ..MapOptions::default()
+        },
+    );
+    let mut stored = 0;
+    for i in 0..1000 {
+        match m.set(
+            format!("k{i}").as_bytes(),
+            TAG_STRING,
+            &[b'x'; 40],
+            Some(50),
+        ) {
+            Ok(()) => stored += 1,
+            Err(e) => {
+                assert_eq!(e.code(), "ERR_MAP_FULL");
+                break;
+            }
+        }
+    }
+    assert!(stored > 10);
+    std::thread::sleep(std::time::Duration::from_millis(120));
+    // Every entry has expired: new ones fit without an explicit purgeStale().
+    for i in 0..stored {
+        m.set(format!("n{i}").as_bytes(), TAG_STRING, &[b'y'; 40], None)
+            .unwrap_or_else(|e| panic!("entry {i}: {e}"));
+    }
+}

@@ -453,11 +453,10 @@ impl MapSegment {
         s: u32,
         hash: u64,
         key: &[u8],
-        out: Option<&mut Vec<u8>>,
+        mut out: Option<&mut Vec<u8>>,
     ) -> Result<Probe> {
-        // Under the lock nothing of this shard moves, so one attempt is the answer; a
-        // lookup that retries here found damage (or a unit recycled under us).
-        let found = self.lookup(key, hash, out)?;
+        // SYNC POINT: Relaxed: only this shard's lock holder (us) stores its table, slots
+        // and entries; the lock's Acquire ordered every earlier holder's stores before us.
         let td = self.shard(s).table.load(Ordering::Relaxed);
         let Some((unit, bits)) = table_parts(td) else {
             return Ok(Probe {
@@ -467,17 +466,18 @@ impl MapSegment {
             });
         };
         let toff = self.geo.heap_at(self.geo.unit_start(unit));
-        let mem = self.mem();
+        if !self.cover(toff + (8u64 << bits))? {
+            return Err(Error::corrupt(self.path(), "a table lies beyond the heap"));
+        }
         let mask = (1u64 << bits) - 1;
         let tag = format::tag_of(hash);
         let mut free = None;
         let mut existing = None;
+        let mut scratch = std::mem::take(&mut self.scratch);
         for i in 0..(MAX_PROBE as u64).min(1 << bits) {
             let idx = (hash + i) & mask;
-            let w = mem.u64(toff + idx * 8).ok_or_else(|| {
-                Error::corrupt(self.path(), "a table slot lies outside the mapping")
-            })?;
-            // SYNC POINT: Relaxed: only the lock holder (us) stores slots of this shard.
+            let w = self.slot_word(toff, idx)?;
+            // SYNC POINT: Relaxed: see above.
             let slot = w.load(Ordering::Relaxed);
             if slot == SLOT_EMPTY {
                 free.get_or_insert(idx);
@@ -487,18 +487,34 @@ impl MapSegment {
                 free.get_or_insert(idx);
                 continue;
             }
-            if let Some(f) = found {
-                if slot_live(slot) && slot_tag(slot) == tag && slot_heap(slot) == f.heap {
-                    existing = Some((idx, f, slot));
+            if slot_tag(slot) != tag {
+                continue;
+            }
+            // Our shard's entry: checked against its unit (damage is reported, not followed).
+            let heap = slot_heap(slot);
+            let found = self.found_at(s, heap)?;
+            let l = self.entry_lens(heap)?;
+            let key_off = self.geo.heap_at(heap) + ENTRY_HEADER_SIZE;
+            if l.key_len != key.len() || self.mem().equals(key_off, key, &mut scratch) != Some(true)
+            {
+                continue;
+            }
+            if let Some(out) = out.as_deref_mut() {
+                if !self
+                    .mem()
+                    .copy_out(key_off + key.len() as u64, l.val_len, out)
+                {
+                    self.scratch = scratch;
+                    return Err(Error::corrupt(
+                        self.path(),
+                        "an entry's value lies outside the mapping",
+                    ));
                 }
             }
+            existing = Some((idx, found, slot));
+            break;
         }
-        if found.is_some() && existing.is_none() {
-            return Err(Error::corrupt(
-                self.path(),
-                "a key's slot moved while its shard was locked",
-            ));
-        }
+        self.scratch = scratch;
         Ok(Probe {
             table: Some((toff, bits)),
             existing,
@@ -536,7 +552,25 @@ impl MapSegment {
         // remove or move this very key, so the deltas are worked out again after it.
         let mut deltas = self.deltas(&probe, is_value, new_user)?;
         let mut rounds = 0;
+        let mut purged = false;
         while self.over_budget(deltas.0, deltas.1) {
+            if !purged {
+                // Entries whose ttl has passed still count until purged: a map that does
+                // not evict must not refuse a write while dead entries hold its budget.
+                purged = true;
+                let mut n = self.purge_locked(s)?;
+                if self.over_budget(deltas.0, deltas.1) {
+                    self.elsewhere(s, |m, t| {
+                        n += m.purge_locked(t)?;
+                        Ok(!m.over_budget(deltas.0, deltas.1))
+                    })?;
+                }
+                if n > 0 {
+                    probe = self.probe(s, hash, entry.key, None)?;
+                    deltas = self.deltas(&probe, is_value, new_user)?;
+                    continue;
+                }
+            }
             if !self.config.evict {
                 return Err(self.full_error());
             }
