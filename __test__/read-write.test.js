@@ -78,6 +78,19 @@ test('read() returns exactly the value: no padding, NULs kept, UTF-8 round-trips
   }
 })
 
+test('readBuffer() returns exactly the value as its size changes, small and large', (t) => {
+  const { obj } = segment(t)
+  const reader = SharedObject.open(obj.path)
+  t.after(() => reader.close())
+  for (const n of [0, 10, 5000, 70_000, 70_000, 100_000, 65_536, 65_535, 300_000, 1000, 300_000, 3, 0]) {
+    const value = Buffer.alloc(n, n % 251)
+    value[0] = 7 // a first byte that differs from the rest, when there is one
+    obj.write(value)
+    assert.ok(reader.readBuffer().equals(value), `${n} bytes`)
+    assert.ok(obj.readBuffer().equals(value), `${n} bytes, the writer's own handle`)
+  }
+})
+
 test('write() returns the number of bytes written', (t) => {
   const dir = tempDir(t)
   const obj = SharedObject.open(path.join(dir, 'seg'))

@@ -32,6 +32,9 @@ const decoded = (tag) => ((DECODED >>> tag) & 1) === 1
 const NUMBER_BYTES = new Uint8Array(8)
 const NUMBER_VIEW = new DataView(NUMBER_BYTES.buffer)
 const NO_BYTES = new Uint8Array(0)
+// readBuffer() reads values at least this long straight into a Buffer of their own, not
+// through the scratch area (a copy saved; below it, a pooled Buffer and a copy are cheaper).
+const DIRECT_MIN = 64 * 1024
 // How long an idle notifier thread lingers before it is stopped (a ping-pong would
 // otherwise start a thread per wait).
 const NOTIFIER_LINGER_MS = 250
@@ -82,6 +85,7 @@ class SharedObject {
   #buffer = null
   #bufferCurrent = -1n
   #scratch = Buffer.allocUnsafeSlow(1024)
+  #lastLength = 0 // of the last value readBuffer() returned
   #closed = false
   #waiters = new Set()
   #watchers = new Set()
@@ -258,16 +262,37 @@ class SharedObject {
   /** A copy of the current value's bytes. */
   readBuffer() {
     this.#check()
+    // A large value is read straight into a Buffer of its own (one copy), sized by the last
+    // one: the size seldom changes between reads.
+    if (this.#lastLength >= DIRECT_MIN) return this.#readBufferDirect()
     for (;;) {
       const scratch = this.#scratch
       const length = call(() => native.valueReadInto(this.#id, scratch))
       if (length <= scratch.length) {
+        this.#lastLength = length
         const copy = Buffer.allocUnsafe(length)
         scratch.copy(copy, 0, 0, length)
         return copy
       }
+      if (length >= DIRECT_MIN) {
+        this.#lastLength = length
+        return this.#readBufferDirect()
+      }
       // The value outgrew the scratch space (it may have grown since): make room, retry.
       this.#scratch = Buffer.allocUnsafeSlow(Math.max(length, scratch.length * 2))
+    }
+  }
+
+  // readBuffer() of a large value: into a Buffer of the last value's size; a value of
+  // another size is read again into one of its own (a smaller one is copied out when it
+  // would waste more than half the Buffer).
+  #readBufferDirect() {
+    for (;;) {
+      const out = Buffer.allocUnsafeSlow(this.#lastLength)
+      const length = call(() => native.valueReadInto(this.#id, out))
+      this.#lastLength = length
+      if (length === out.length) return out
+      if (length < out.length) return length * 2 >= out.length ? out.subarray(0, length) : Buffer.from(out.subarray(0, length))
     }
   }
 

@@ -1,7 +1,7 @@
 'use strict'
 // Writer of the large-value case (cases/large-value.js): rewrites one of two value segments
-// with `bytes`-byte values as fast as it can, one write per event-loop turn (so that it
-// hears the parent between writes).
+// with `bytes`-byte values as fast as it can, back to back for 2 ms at a time, then one
+// event-loop turn (so that it hears the parent).
 // node value-writer.js <pathA> <pathB> <bytes>
 //
 // Protocol: prints {"ready":true} once both segments are open (writing nothing yet); every
@@ -13,6 +13,7 @@ const { shareObject, print, fail, exitWithParent } = require('./common.js')
 
 const [pathA, pathB, bytesArg] = process.argv.slice(2)
 const bytes = Number(bytesArg)
+const TURN_MS = 2
 const segments = {
   A: shareObject.SharedObject.open(pathA, { size: bytes }),
   B: shareObject.SharedObject.open(pathB, { size: bytes }),
@@ -25,7 +26,9 @@ let i = 0
 
 function loop() {
   if (target !== null) {
-    segments[target].write(values[i++ & 1])
+    const until = performance.now() + TURN_MS
+    do segments[target].write(values[i++ & 1])
+    while (performance.now() < until)
     if (answer !== null) {
       print(answer)
       answer = null

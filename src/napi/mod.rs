@@ -372,22 +372,22 @@ pub fn fast_api<'env>(env: &'env Env) -> Result<Unknown<'env>, Code> {
     Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), object) })
 }
 
-/// Copies the committed value's bytes into `target` if they fit; returns their length either
-/// way (a length above `target.length` means nothing was copied: retry with more room).
-/// `index.js` builds `readBuffer()` on this: a pooled JS Buffer is much cheaper to allocate
-/// than one napi creates.
+/// Copies the committed value's bytes into `target` if they fit, straight from the mapping
+/// (one copy); returns their length either way (a length above `target.length` means
+/// nothing was copied: retry with more room). `lib/` builds `readBuffer()` on this, with a
+/// target of its own: a pooled JS Buffer is much cheaper to allocate than one napi creates.
 #[napi(catch_unwind)]
 pub fn value_read_into(id: u32, mut target: Uint8ArraySlice<'_>) -> Result<f64, Code> {
-    SCRATCH.with(|scratch| {
-        let mut scratch = scratch.borrow_mut();
-        with_value(id, |e| e.seg.read_into(&mut scratch).map_err(to_js))?;
-        // SAFETY: `target` is a live JS typed array owned by the JS heap (not shared memory)
-        // and no other reference to its bytes exists during this call.
-        let out: &mut [u8] = unsafe { target.as_mut() };
-        if let Some(dst) = out.get_mut(..scratch.len()) {
-            dst.copy_from_slice(&scratch);
-        }
-        Ok(scratch.len() as f64)
+    // SAFETY: `target` is a live JS typed array owned by the JS heap (not shared memory: lib/
+    // passes Buffers of its own) and no other reference to its bytes exists during this
+    // call; the area is dropped before it returns.
+    let out: &mut [u8] = unsafe { target.as_mut() };
+    // SAFETY: as above: `out` is valid for writes of its length for this call.
+    let mut area = unsafe { crate::value::slots::Area::new(out.as_mut_ptr(), out.len()) };
+    let read = with_value(id, |e| e.seg.read_into_area(&mut area).map_err(to_js))?;
+    Ok(match read {
+        Ok((_, len)) => len as f64,
+        Err(len) => len as f64,
     })
 }
 

@@ -30,7 +30,7 @@ use crate::segment::{Liveness, Mapping, OpenOptions, Segment};
 use crate::sync::futex;
 use crate::sync::lock::{self, Acquired, LockError};
 use crate::sync::waiters::Announcements;
-use slots::{ReadAttempt, PIN_MIN};
+use slots::{ReadAttempt, Sink, PIN_MIN};
 
 /// How long a writer waits for the writer lock held by a live process before giving up.
 const WRITE_LOCK_WAIT: Duration = Duration::from_secs(10);
@@ -209,6 +209,27 @@ impl ValueSegment {
     /// Copies the committed value into `out` (replacing its contents); returns its commit
     /// number and type tag.
     pub fn read_into(&mut self, out: &mut Vec<u8>) -> Result<ReadValue> {
+        match self.read_with(out)? {
+            Ok(read) => Ok(read),
+            Err(_) => unreachable!("a Vec always has room"),
+        }
+    }
+
+    /// Copies the committed value into `area` if it fits (one copy, straight from the
+    /// mapping): its commit number and type tag, or `Err(len)` (nothing copied) if the area
+    /// is smaller than the value.
+    pub fn read_into_area(
+        &mut self,
+        area: &mut slots::Area,
+    ) -> Result<std::result::Result<(ReadValue, usize), u64>> {
+        let mut sink = Measured { area, len: 0 };
+        Ok(self.read_with(&mut sink)?.map(|read| (read, sink.len)))
+    }
+
+    fn read_with<S: Sink + ?Sized>(
+        &mut self,
+        out: &mut S,
+    ) -> Result<std::result::Result<ReadValue, u64>> {
         let mut retries = 0u32;
         let mut started: Option<Instant> = None;
         let mut remapped_to = 0u64;
@@ -233,7 +254,8 @@ impl ValueSegment {
                 }
             };
             match attempt {
-                ReadAttempt::Done { commit, tag } => return Ok(ReadValue { commit, tag }),
+                ReadAttempt::Done { commit, tag } => return Ok(Ok(ReadValue { commit, tag })),
+                ReadAttempt::NoRoom { len } => return Ok(Err(len)),
                 ReadAttempt::Moved => {}
                 ReadAttempt::Damaged(reason) => return Err(Error::corrupt(self.path(), reason)),
                 ReadAttempt::Beyond { end } => {
@@ -422,15 +444,22 @@ impl ValueSegment {
         Ok(next)
     }
 
-    /// The slot to fill: the older of the two that are not current, unless a reader pins it
-    /// (only large values are pinned, so small writes make no syscall).
+    /// The slot to fill, of the two that are not current: the older one, so that a reader
+    /// copying the newer (unpinned: a small value) is spoiled only by two more commits. If
+    /// both hold large values, every reader of them pins what it copies: then the newer
+    /// one, unless pinned, so that writes of large values take turns between two regions
+    /// and the third stays out of the caches. A pinned slot is never chosen while another
+    /// is free (only large values are pinned, so small writes make no syscall).
     fn choose_slot(&self, cur: usize) -> usize {
         let h = self.header();
-        let order = slots::candidates(h, cur);
+        let mut order = slots::candidates(h, cur);
         let len_of = |i: usize| {
             // SYNC POINT: Relaxed: we are the only writer (writer lock).
             h.slots[i].len.load(Ordering::Relaxed)
         };
+        if len_of(order[0]) >= PIN_MIN && len_of(order[1]) >= PIN_MIN {
+            order.swap(0, 1);
+        }
         let pinned = |i: usize| {
             len_of(i) >= PIN_MIN
                 // An error (it cannot happen on a live descriptor) counts as unpinned: the
@@ -607,6 +636,23 @@ pub(crate) fn header_image(pages: u64, commit: u64, len: u64, tag: u32) -> Vec<u
 fn version_of(h: &ValueHeader) -> u64 {
     // SYNC POINT: Acquire pairs with the Release store in `slots::commit`.
     h.current.load(Ordering::Acquire) >> 2
+}
+
+/// An [`slots::Area`] that remembers how many bytes it was filled with.
+struct Measured<'a> {
+    area: &'a mut slots::Area,
+    len: usize,
+}
+
+impl Sink for Measured<'_> {
+    fn room(&mut self, n: usize) -> Option<*mut u8> {
+        self.area.room(n)
+    }
+
+    fn filled(&mut self, n: usize) {
+        self.len = n;
+        self.area.filled(n);
+    }
 }
 
 /// Whether a read pinned its slot.
@@ -891,6 +937,24 @@ mod tests {
     }
 
     #[test]
+    fn a_read_into_an_area_too_small_copies_nothing_and_says_how_much_room_it_needs() {
+        let dir = TempDir::new("val-area");
+        let mut v = open(&dir, "s");
+        v.write(0, &[5u8; 100]).unwrap();
+        let mut small = [0u8; 10];
+        // SAFETY: `small` is private memory valid for its length while the area lives.
+        let mut area = unsafe { slots::Area::new(small.as_mut_ptr(), small.len()) };
+        assert_eq!(v.read_into_area(&mut area).unwrap(), Err(100));
+        assert_eq!(small, [0u8; 10], "nothing copied");
+        let mut big = [0u8; 200];
+        // SAFETY: as above.
+        let mut area = unsafe { slots::Area::new(big.as_mut_ptr(), big.len()) };
+        let (read, len) = v.read_into_area(&mut area).unwrap().unwrap();
+        assert_eq!((read.commit, len), (1, 100));
+        assert_eq!(&big[..100], &[5u8; 100][..]);
+    }
+
+    #[test]
     fn growth_is_adopted_by_other_handles() {
         let dir = TempDir::new("val-grow");
         let mut a = open(&dir, "s");
@@ -1024,13 +1088,10 @@ mod tests {
         let h = w.header();
         // SYNC POINT: Relaxed: single-threaded test.
         assert_eq!(h.slots[pinned_slot].commit.load(Ordering::Relaxed), 1);
+        let pin = PIN_BASE + pinned_slot as u64;
+        assert!(os::byte_is_locked_by_other(w.seg.fd(), pin).unwrap());
         drop(pinner); // the kernel drops the pin with the descriptor
-        let mut used = std::collections::HashSet::new();
-        for i in 6..9u8 {
-            w.write(0, &vec![i; PIN_MIN as usize]).unwrap();
-            used.insert((w.version_word() & 3) as usize);
-        }
-        assert!(used.contains(&pinned_slot), "the slot is used again");
+        assert!(!os::byte_is_locked_by_other(w.seg.fd(), pin).unwrap());
     }
 
     #[test]

@@ -42,11 +42,58 @@ pub fn current_word(commit: u64, slot: usize) -> u64 {
     commit << 2 | slot as u64
 }
 
+/// Where a read copies the value: private memory that no other process sees.
+pub trait Sink {
+    /// Room for `n` bytes: where to copy them, or `None` if this sink cannot hold them.
+    fn room(&mut self, n: usize) -> Option<*mut u8>;
+    /// The copy of `n` bytes into the room given was whole.
+    fn filled(&mut self, n: usize);
+}
+
+impl Sink for Vec<u8> {
+    fn room(&mut self, n: usize) -> Option<*mut u8> {
+        self.clear();
+        self.reserve(n);
+        Some(self.as_mut_ptr())
+    }
+
+    fn filled(&mut self, n: usize) {
+        // SAFETY: `room(n)` reserved `n` bytes and the caller copied `n` bytes into them.
+        unsafe { self.set_len(n) }
+    }
+}
+
+/// A fixed area of private memory (a JS Buffer passed in): the value is copied there only
+/// if it fits.
+pub struct Area {
+    ptr: *mut u8,
+    cap: usize,
+}
+
+impl Area {
+    /// # Safety
+    /// `ptr` must be valid for writes of `cap` bytes, and no other reference to them may be
+    /// used, while the `Area` lives.
+    pub unsafe fn new(ptr: *mut u8, cap: usize) -> Self {
+        Area { ptr, cap }
+    }
+}
+
+impl Sink for Area {
+    fn room(&mut self, n: usize) -> Option<*mut u8> {
+        (n <= self.cap).then_some(self.ptr)
+    }
+
+    fn filled(&mut self, _: usize) {}
+}
+
 /// What one read attempt found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReadAttempt {
-    /// `out` holds the whole value of commit `commit`, whose type tag is `tag`.
+    /// The sink holds the whole value of commit `commit`, whose type tag is `tag`.
     Done { commit: u64, tag: u32 },
+    /// The committed value is `len` bytes, more than the sink can hold (nothing copied).
+    NoRoom { len: u64 },
     /// `current` moved on while we looked (a newer commit): look again.
     Moved,
     /// The slot's region ends at data-area byte `end`, beyond the mapping: another process
@@ -61,12 +108,12 @@ pub enum ReadAttempt {
 ///
 /// # Safety
 /// `data` must be valid for reads of `mapped` bytes for the duration of the call.
-pub unsafe fn try_read(
+pub unsafe fn try_read<S: Sink + ?Sized>(
     h: &ValueHeader,
     current: u64,
     data: *const u8,
     mapped: usize,
-    out: &mut Vec<u8>,
+    out: &mut S,
 ) -> ReadAttempt {
     let Some(slot) = slot_of(current) else {
         return ReadAttempt::Damaged(format!("the current word names slot 3 ({current:#x})"));
@@ -105,15 +152,19 @@ pub unsafe fn try_read(
         return ReadAttempt::Beyond { end };
     }
     let n = len as usize;
-    out.clear();
-    out.reserve(n);
+    let Some(dst) = out.room(n) else {
+        // SYNC POINT: as after the copy below: a length of a later fill shows as a changed
+        // `seq`, so the length reported is the committed value's.
+        fence(Ordering::Acquire);
+        if d.seq.load(Ordering::Relaxed) != q1 {
+            return moved_or_damaged(h, current, "its slot changed");
+        }
+        return ReadAttempt::NoRoom { len };
+    };
     // SAFETY: `offset + len <= end <= mapped`, so the source range is inside the mapping
-    // (caller's contract); `out` has room for `n` bytes and is private memory. Bytes a
+    // (caller's contract); the sink gave room for `n` bytes of private memory. Bytes a
     // racing writer changes may be a mix; the `seq` check below discards them.
-    unsafe {
-        ptr::copy_nonoverlapping(data.add(offset as usize), out.as_mut_ptr(), n);
-        out.set_len(n);
-    }
+    unsafe { ptr::copy_nonoverlapping(data.add(offset as usize), dst, n) };
     // SYNC POINT: this Acquire fence pairs with the Release fence in `begin_fill`: if the
     // copy (or a field above) saw anything a later fill stored, the re-read sees its odd
     // `seq` (or a later one).
@@ -123,6 +174,7 @@ pub unsafe fn try_read(
     if q1 != q2 {
         return moved_or_damaged(h, current, "its slot changed during the copy");
     }
+    out.filled(n);
     ReadAttempt::Done {
         commit: current >> 2,
         tag,
