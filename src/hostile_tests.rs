@@ -1380,6 +1380,10 @@ impl V2Model {
 
 const V2_READER: u8 = 100;
 const V2_DIE: u8 = 50;
+/// Writer `i`'s `Begin` choosing the other free slot (`V2_ALT + i`): which of the two free
+/// slots a writer fills is a policy (older first; newer first for large values, see
+/// `ValueSegment::choose_slot`); the protocol must hold for either.
+const V2_ALT: u8 = 20;
 
 impl Model for V2Model {
     fn actions(&self) -> Vec<u8> {
@@ -1396,6 +1400,9 @@ impl Model for V2Model {
             };
             if enabled {
                 out.push(i as u8);
+                if w.step == V2W::Begin {
+                    out.push(V2_ALT + i as u8);
+                }
                 if w.may_die {
                     out.push(V2_DIE + i as u8);
                 }
@@ -1415,14 +1422,18 @@ impl Model for V2Model {
             self.writers[(action - V2_DIE) as usize].step = V2W::Dead;
             return Ok(());
         }
-        let i = action as usize;
+        let (i, choice) = if action >= V2_ALT {
+            ((action - V2_ALT) as usize, 1)
+        } else {
+            (action as usize, 0)
+        };
         match self.writers[i].step {
             V2W::Begin => {
                 let (slot, odd, commit) = self.with_header(|h, _| {
                     // SYNC POINT: Acquire, as `write_locked` loads it.
                     let c = h.current.load(Ordering::Acquire);
                     let cur = slots::slot_of(c).unwrap_or_else(|| slots::newest(h));
-                    let slot = slots::candidates(h, cur)[0];
+                    let slot = slots::candidates(h, cur)[choice];
                     let next = (c >> 2) + 1;
                     let d = &h.slots[slot];
                     // SYNC POINT: Relaxed: the model's single writer.
@@ -1503,6 +1514,12 @@ impl Model for V2Model {
         if action >= V2_DIE {
             return format!("writer {} dies", action - V2_DIE);
         }
+        if action >= V2_ALT {
+            return format!(
+                "writer {} Begin, filling the other free slot",
+                action - V2_ALT
+            );
+        }
         let w = &self.writers[action as usize];
         format!(
             "writer {action} {:?} of value {} (slot {})",
@@ -1561,9 +1578,10 @@ fn v2_writer(values: &[&[u8]], may_die: bool) -> V2Writer {
 }
 
 /// Format 2 under every interleaving of a writer's real steps (`begin_fill`, a byte-by-byte
-/// `copy_in`, `end_fill`, `commit`) with a reader's modelled sub-steps of `try_read` and of
-/// `moved_or_damaged`: no torn, stale or foreign-tagged read is accepted, a read never
-/// finds damage, and it always finishes. Exhaustive: 1 writer × 5 values; 1 reader × 4 reads.
+/// `copy_in`, `end_fill`, `commit`; either free slot) with a reader's modelled sub-steps of
+/// `try_read` and of `moved_or_damaged`: no torn, stale or foreign-tagged read is accepted,
+/// a read never finds damage, and it always finishes. Exhaustive: 1 writer × 5 values; 1
+/// reader × 4 reads.
 #[test]
 fn model_value_slots_reader_substeps_never_accept_a_torn_or_stale_value() {
     let w = v2_writer(&[&[1, 1, 1], &[2, 2, 2, 2], &[], &[4, 4], &[5]], false);
