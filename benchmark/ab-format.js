@@ -8,13 +8,15 @@
 //
 // Prints, for each operation on a 1 KiB string (write(); read() after every change, the
 // native path, as [write; read] − [write]; read() unchanged, the cache hit), the median ns
-// per call of each build and this build's ÷ the other's. Nothing is written to disk but
-// the two segments, in a temp folder removed at the end.
+// per call of each build and this build's ÷ the other's, twice: by the clock, and by the
+// CPU time the process used (process.cpuUsage(), which leaves out the time other
+// processes had the core: on a busy machine the steadier of the two). Nothing is written
+// to disk but the two segments, in a temp folder removed at the end.
 
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
-const { calibrate, timeBatch } = require('./harness/batch.js')
+const { calibrate } = require('./harness/batch.js')
 const { summarize } = require('./harness/stats.js')
 const { duration } = require('./harness/format.js')
 
@@ -56,6 +58,16 @@ function operations(lib, file) {
   }
 }
 
+// Wall-clock and CPU nanoseconds per call of `batch(n)`.
+function timeBoth(batch, n) {
+  const c0 = process.cpuUsage()
+  const t0 = process.hrtime.bigint()
+  batch(n)
+  const wall = Number(process.hrtime.bigint() - t0) / n
+  const c = process.cpuUsage(c0)
+  return { wall, cpu: ((c.user + c.system) * 1000) / n }
+}
+
 function main() {
   const args = process.argv.slice(2)
   const other = args[0]
@@ -73,27 +85,35 @@ function main() {
     // Both builds' write and write+read share one batch size, so their difference is per read.
     for (const b of Object.keys(builds)) sizes[`${b}.write`] = sizes[`${b}.writeRead`] = Math.max(sizes['this.writeRead'], sizes['other.writeRead'])
     const keys = Object.keys(sizes)
-    const samples = Object.fromEntries([...keys, 'this.readUncached', 'other.readUncached'].map((k) => [k, []]))
+    const all = [...keys, 'this.readUncached', 'other.readUncached']
+    const samples = { wall: Object.fromEntries(all.map((k) => [k, []])), cpu: Object.fromEntries(all.map((k) => [k, []])) }
     for (let round = 0; round < rounds; round++) {
       const ns = {}
       for (const key of keys.map((_, i) => keys[(i + round) % keys.length])) {
         const [b, id] = key.split('.')
         if (id === 'readCached') builds[b].prime()
-        ns[key] = timeBatch(builds[b].ops[id], sizes[key])
-        samples[key].push(ns[key])
+        ns[key] = timeBoth(builds[b].ops[id], sizes[key])
+        samples.wall[key].push(ns[key].wall)
+        samples.cpu[key].push(ns[key].cpu)
       }
-      for (const b of Object.keys(builds)) samples[`${b}.readUncached`].push(ns[`${b}.writeRead`] - ns[`${b}.write`])
+      for (const b of Object.keys(builds)) {
+        samples.wall[`${b}.readUncached`].push(ns[`${b}.writeRead`].wall - ns[`${b}.write`].wall)
+        samples.cpu[`${b}.readUncached`].push(ns[`${b}.writeRead`].cpu - ns[`${b}.write`].cpu)
+      }
     }
     for (const b of Object.values(builds)) b.close()
-    const m = (k) => summarize(samples[k]).median
     const rows = [
       ['write() of 1 KiB', 'write'],
       ['read() after every change', 'readUncached'],
       ['read(), value unchanged', 'readCached'],
     ]
-    process.stdout.write(`| operation | this build | ${path.basename(path.resolve(other))} | this ÷ other |\n| --- | --- | --- | --- |\n`)
+    const name = path.basename(path.resolve(other))
+    process.stdout.write(`| operation | this build: clock (CPU) | ${name}: clock (CPU) | this ÷ other: clock (CPU) |\n| --- | --- | --- | --- |\n`)
     for (const [label, id] of rows) {
-      process.stdout.write(`| ${label} | ${duration(m(`this.${id}`))} | ${duration(m(`other.${id}`))} | ${(m(`this.${id}`) / m(`other.${id}`)).toFixed(3)} |\n`)
+      const m = (kind, b) => summarize(samples[kind][`${b}.${id}`]).median
+      const cell = (b) => `${duration(m('wall', b))} (${duration(m('cpu', b))})`
+      const r = (kind) => (m(kind, 'this') / m(kind, 'other')).toFixed(3)
+      process.stdout.write(`| ${label} | ${cell('this')} | ${cell('other')} | ${r('wall')} (${r('cpu')}) |\n`)
     }
     process.stdout.write(`\n${rounds} rounds, batches of ${Object.entries(sizes).map(([k, n]) => `${n} ${k}`).join(', ')} calls; Node ${process.version}, load average at the end ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}.\n`)
   } finally {

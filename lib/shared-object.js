@@ -21,6 +21,11 @@ const CURRENT_INDEX = 8
 // bound once per thread.
 const META = new Uint32Array(2)
 fast.valueBindMeta(META)
+// The per-call native functions, taken out of `fast` once (its many properties make every
+// lookup on it a slow one), and the tags the hot paths pass.
+const { valueRead, valueWriteString, valueWriteBytes } = fast
+const TAG_STRING = TAG.STRING
+const TAG_BYTES = TAG.BYTES
 // The codec when none is given: strings and bytes as format 1 kept them, numbers, booleans,
 // null, plain objects and arrays as SharedMap's default codec stores them.
 const DEFAULT_CODEC = resolveCodec('default')
@@ -228,14 +233,14 @@ class SharedObject {
   read() {
     if (this.#closed) throw closedError(this.#path)
     const header = this.#header
-    if (header === null) return this.#decode(call(() => fast.valueRead(this.#id)), META[0])
+    if (header === null) return this.#decode(call(() => valueRead(this.#id)), META[0])
     const current = Atomics.load(header, CURRENT_INDEX)
     if (current === this.#cacheCurrent) {
       return decoded(this.#cacheTag) ? this.#decode(this.#cacheValue, this.#cacheTag) : this.#cacheValue
     }
     let raw
     try {
-      raw = fast.valueRead(this.#id)
+      raw = valueRead(this.#id)
     } catch (err) {
       throw fromNative(err)
     }
@@ -305,8 +310,8 @@ class SharedObject {
     this.#check()
     if (this.#codec === DEFAULT_CODEC) {
       try {
-        if (typeof value === 'string') return fast.valueWriteString(this.#id, value, TAG.STRING)
-        if (Buffer.isBuffer(value)) return fast.valueWriteBytes(this.#id, value, TAG.BYTES)
+        if (typeof value === 'string') return valueWriteString(this.#id, value, TAG_STRING)
+        if (Buffer.isBuffer(value)) return valueWriteBytes(this.#id, value, TAG_BYTES)
       } catch (err) {
         throw fromNative(err)
       }
@@ -318,16 +323,16 @@ class SharedObject {
       switch (tag) {
         case TAG.STRING:
         case TAG.JSON:
-          return fast.valueWriteString(this.#id, payload, tag)
+          return valueWriteString(this.#id, payload, tag)
         case TAG.NUMBER:
           NUMBER_VIEW.setFloat64(0, payload, true)
-          return fast.valueWriteBytes(this.#id, NUMBER_BYTES, tag)
+          return valueWriteBytes(this.#id, NUMBER_BYTES, tag)
         case TAG.TRUE:
         case TAG.FALSE:
         case TAG.NULL:
-          return fast.valueWriteBytes(this.#id, NO_BYTES, tag)
+          return valueWriteBytes(this.#id, NO_BYTES, tag)
         default:
-          return fast.valueWriteBytes(this.#id, payload, tag)
+          return valueWriteBytes(this.#id, payload, tag)
       }
     } catch (err) {
       throw fromNative(err)

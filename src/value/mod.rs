@@ -257,7 +257,12 @@ impl ValueSegment {
                 ReadAttempt::Done { commit, tag } => return Ok(Ok(ReadValue { commit, tag })),
                 ReadAttempt::NoRoom { len } => return Ok(Err(len)),
                 ReadAttempt::Moved => {}
-                ReadAttempt::Damaged(reason) => return Err(Error::corrupt(self.path(), reason)),
+                ReadAttempt::Damaged(why) => {
+                    return Err(Error::corrupt(
+                        self.path(),
+                        slots::damage_message(current, why),
+                    ))
+                }
                 ReadAttempt::Beyond { end } => {
                     // Another process grew the file (its capacity store came before the
                     // commit we read): map the larger size, once for each size claimed.
@@ -299,6 +304,7 @@ impl ValueSegment {
 
     /// Pins the current slot if its value is large (`DESIGN.md`, "Pins"), then checks that
     /// it is still current.
+    #[inline]
     fn pin_if_large(&self, h: &ValueHeader, current: u64) -> Pin {
         let Some(slot) = slots::slot_of(current) else {
             return Pin::None;
@@ -308,6 +314,12 @@ impl ValueSegment {
         if h.slots[slot].len.load(Ordering::Relaxed) < PIN_MIN {
             return Pin::None;
         }
+        self.pin(h, current, slot)
+    }
+
+    /// The syscall half of [`pin_if_large`](Self::pin_if_large).
+    #[inline(never)]
+    fn pin(&self, h: &ValueHeader, current: u64, slot: usize) -> Pin {
         // A failure to pin (a foreign write lock on the byte) just means reading unpinned.
         if !os::pin_byte(self.seg.fd(), PIN_BASE + slot as u64).unwrap_or(false) {
             return Pin::None;

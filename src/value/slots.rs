@@ -87,8 +87,8 @@ impl Sink for Area {
     fn filled(&mut self, _: usize) {}
 }
 
-/// What one read attempt found.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What one read attempt found (small and `Copy`: it is returned on every read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadAttempt {
     /// The sink holds the whole value of commit `commit`, whose type tag is `tag`.
     Done { commit: u64, tag: u32 },
@@ -100,8 +100,9 @@ pub enum ReadAttempt {
     /// grew the file. Map more and look again (if the header's capacity covers it).
     Beyond { end: u64 },
     /// `current` did not move, yet its slot is not a whole commit of it: damage (or a
-    /// foreign process writing the header), never a state that share-object leaves.
-    Damaged(String),
+    /// foreign process writing the header), never a state that share-object leaves. The
+    /// text says what was wrong; [`damage_message`] makes the whole message.
+    Damaged(&'static str),
 }
 
 /// One attempt to copy the value of `current` (just loaded with Acquire) out of its slot.
@@ -116,7 +117,7 @@ pub unsafe fn try_read<S: Sink + ?Sized>(
     out: &mut S,
 ) -> ReadAttempt {
     let Some(slot) = slot_of(current) else {
-        return ReadAttempt::Damaged(format!("the current word names slot 3 ({current:#x})"));
+        return ReadAttempt::Damaged("the current word names slot 3");
     };
     let d = &h.slots[slot];
     // SYNC POINT: Acquire pairs with the Release store of the even `seq` in `end_fill` (and
@@ -188,7 +189,7 @@ pub unsafe fn try_read<S: Sink + ?Sized>(
 /// after taking the writer lock, which it took after the writer before it stored the newer
 /// `current`. Whatever the reader saw of such a fill it saw through a load followed by the
 /// Acquire fence below, which therefore also makes that newer `current` visible.
-fn moved_or_damaged(h: &ValueHeader, current: u64, why: &str) -> ReadAttempt {
+fn moved_or_damaged(h: &ValueHeader, current: u64, why: &'static str) -> ReadAttempt {
     // SYNC POINT: this Acquire fence pairs with the Release fence in `begin_fill` (and the
     // Release store of its odd `seq`) of any later fill the caller's loads observed: the
     // newer `current`, stored before that fill's writer took the lock, is visible below.
@@ -198,12 +199,17 @@ fn moved_or_damaged(h: &ValueHeader, current: u64, why: &str) -> ReadAttempt {
     if now != current {
         ReadAttempt::Moved
     } else {
-        ReadAttempt::Damaged(format!(
-            "the committed value (commit {}, slot {}) is not whole: {why}",
-            current >> 2,
-            current & 3
-        ))
+        ReadAttempt::Damaged(why)
     }
+}
+
+/// The message of a [`ReadAttempt::Damaged`] found for `current`.
+pub fn damage_message(current: u64, why: &str) -> String {
+    format!(
+        "the committed value (commit {}, slot {}) is not whole: {why}",
+        current >> 2,
+        current & 3
+    )
 }
 
 /// The two slots a writer may fill when `current` names slot `cur`, the one holding the
