@@ -99,7 +99,7 @@ function largeValue(section, results) {
   lines.push(
     '',
     `${section.rounds} rounds of four ${section.phaseMs} ms phases: the writer alone on segment A (the reader sleeps); the writer on A with the reader reading A in a loop; the writer on segment B with the reader reading A (uncontended, the machine as busy); the writer on A with the reader reading B (as busy, no reader of A: the last row tells how much of the writer's drop is the cores and memory being shared). ` +
-      'Every read is timed on its own (readBuffer() copies the value out and into a new Buffer). A reader of a value this large pins the slot it copies (a kernel read lock), and the writer fills another: a read takes one copy whatever the writer does.',
+      'Every read is timed on its own (readBuffer() copies the value into a new Buffer of its own). A reader of a value this large pins the slot it copies (a kernel read lock), and the writer fills another: a read takes one copy whatever the writer does.',
   )
   return lines
 }
