@@ -10,7 +10,11 @@
 
 /** Options for {@link SharedObject.open}, {@link SharedObject.anonymous} and {@link SharedObject.fromFd}. */
 export interface OpenOptions {
-  /** Initial value capacity in bytes (default 1024, or `maxSize` if smaller). Ignored when the segment exists: its capacity is adopted. */
+  /**
+   * Initial value capacity in bytes (default 1024, or `maxSize` if smaller), rounded up to
+   * a multiple of 4096: each of the segment's three slots gets that much. Ignored when the
+   * segment exists: its capacity is adopted.
+   */
   size?: number
   /** Largest value this handle grows the segment for, in bytes (default 64 MiB). */
   maxSize?: number
@@ -30,6 +34,40 @@ export interface OpenOptions {
    * that is how a segment is shared across users.
    */
   mode?: number
+  /**
+   * How values become bytes (default `'default'`): see {@link Codec}. The default keeps
+   * strings and bytes as they are (`read()` gives them back as a string) and stores
+   * numbers, booleans, `null`, plain objects and arrays through SharedMap's default
+   * encoding. Every value carries its type tag in the segment, so handles with different
+   * built-in codecs read each other's values; a custom codec's values need that codec.
+   * The codec is this handle's choice: it is not stored in the file.
+   */
+  codec?: Codec
+}
+
+/**
+ * What the default codec stores: strings and bytes as themselves, numbers (NaN, ±Infinity
+ * and -0 included), booleans and `null`, plain objects and arrays as JSON.
+ */
+export type Storable = string | Buffer | Uint8Array | number | boolean | null | readonly unknown[] | { readonly [key: string]: unknown }
+
+/** What {@link SharedObject.upgrade} did. */
+export interface UpgradeResult {
+  /** The segment's version (its commit count) now: format 1's version, carried over. */
+  version: number
+  /** `false` if the file was format 2 already (nothing was changed). */
+  converted: boolean
+  /** `true` if a torn format-1 value was replaced by an empty one (`discardTorn`). */
+  discardedTorn: boolean
+}
+
+/** Options for {@link SharedObject.upgrade}. */
+export interface UpgradeOptions {
+  /**
+   * Upgrade a segment whose format-1 value is torn (its last writer died mid-write) with an
+   * empty value, instead of refusing it with `ERR_WRITER_DIED` (default `false`).
+   */
+  discardTorn?: boolean
 }
 
 /** Options for {@link SharedObject.waitForChange}. */
@@ -74,9 +112,9 @@ export interface LockOptions {
 }
 
 /** One change delivered by {@link SharedObject.changes}. */
-export interface Change {
-  /** The value (UTF-8 decoded). */
-  value: string
+export interface Change<T = string> {
+  /** The value, as {@link SharedObject.read} returns it. */
+  value: T
   /** The version the value belongs to. */
   version: number
 }
@@ -102,16 +140,17 @@ export interface SendBatchError extends ShareObjectError {
 
 /**
  * A named (or anonymous) segment shared by every process that opens it: one value, read
- * torn-free, replaced whole, with change notification, a cross-process lock and a
- * zero-copy view.
+ * whole, replaced whole (a writer killed mid-write costs only its own write), with change
+ * notification, a cross-process lock and a zero-copy view. `T` is what {@link
+ * SharedObject.read} returns: `string` unless you store other values.
  *
  * @example
  * const { SharedObject } = require('share-object')
- * const config = SharedObject.open('/dev/shm/app-config')
- * config.write(JSON.stringify({ level: 'debug' }))
- * config.watch((value) => console.log('config is now', value))
+ * const config = SharedObject.open<{ level: string }>('/dev/shm/app-config')
+ * config.write({ level: 'debug' })
+ * config.watch((value) => console.log('level is now', value.level))
  */
-export declare class SharedObject implements Disposable {
+export declare class SharedObject<T = string> implements Disposable {
   private constructor()
 
   /**
@@ -120,22 +159,24 @@ export declare class SharedObject implements Disposable {
    * time), is initialised; any other file that is not a segment — a larger file whose
    * header is all zero included — is refused with `ERR_NOT_A_SEGMENT` and left untouched.
    * A symlink at the path is never followed (`ERR_UNSAFE_PATH`). A path ending in `/`,
-   * `.` or `..` is `ERR_INVALID_ARG_VALUE`.
+   * `.` or `..` is `ERR_INVALID_ARG_VALUE`. A segment of format 1 (written by share-object
+   * before format 2) is refused with `ERR_UNSUPPORTED_VERSION`, whose message says to
+   * convert it with {@link SharedObject.upgrade} (`npx share-object upgrade <path>`).
    */
-  static open(path: string, options?: OpenOptions): SharedObject
+  static open<T = string>(path: string, options?: OpenOptions): SharedObject<T>
 
   /**
    * A new unnamed segment in memory (memfd). Pass {@link SharedObject.fd} to a child
    * through `spawn`'s `stdio` array; the child opens it with {@link SharedObject.fromFd}.
    */
-  static anonymous(sizeOrOptions?: number | OpenOptions): SharedObject
+  static anonymous<T = string>(sizeOrOptions?: number | OpenOptions): SharedObject<T>
 
   /**
    * Opens the segment behind an inherited file descriptor. The file is opened afresh
    * (through `/proc/self/fd`), so this handle's locks are its own; the descriptor stays
    * the caller's.
    */
-  static fromFd(fd: number, options?: OpenOptions): SharedObject
+  static fromFd<T = string>(fd: number, options?: OpenOptions): SharedObject<T>
 
   /**
    * Removes a share-object segment file of any kind (a value or a channel). Anything else
@@ -146,13 +187,24 @@ export declare class SharedObject implements Disposable {
    */
   static unlink(path: string): void
 
+  /**
+   * Converts the value segment at `path` from format 1 (share-object before format 2) to
+   * format 2 in place, keeping its value, version, mode and group (and owner, when run as
+   * root; not ACLs or extended attributes). Every process that has it open must close it
+   * first: otherwise `ERR_IN_USE`. A torn format-1 value is refused with
+   * `ERR_WRITER_DIED` unless `{ discardTorn: true }`. Safe to interrupt and to run again;
+   * a segment already in format 2 is left as it is (`converted: false`).
+   */
+  static upgrade(path: string, options?: UpgradeOptions): UpgradeResult
+
   /** The segment's absolute path (`memfd:…` or `fd:N` for anonymous segments). */
   readonly path: string
-  /** Counts writes to the segment, the same in every process (a write cut short by a killed writer counts too). */
+  /** Counts commits (completed writes), the same in every process. */
   readonly version: number
   /**
-   * Bytes the value may take before the segment grows: always the current capacity (a
-   * growth made by another process is adopted when this is read).
+   * Bytes a value may take before the segment grows: the smallest of its three slots'
+   * regions (a write goes to one of the two slots that are not current). Always current:
+   * a growth made by another process is adopted when this is read.
    */
   readonly capacity: number
   /** The largest value this handle grows the segment for. */
@@ -172,23 +224,33 @@ export declare class SharedObject implements Disposable {
   readonly locked: boolean
 
   /**
-   * The current value, decoded as UTF-8: exactly what was last written (embedded NULs
-   * kept, no padding), `''` for a new segment. Never a mix of two writes. Throws
-   * `ERR_WRITER_DIED` if the last writer was killed in the middle of its write (until the
-   * next write), `ERR_CORRUPT` if the header was damaged.
+   * The last committed value: a string for a string or bytes (decoded as UTF-8: exactly
+   * what was written, embedded NULs kept, no padding), `''` for a new segment; a number,
+   * boolean or `null` as written; an object or array decoded afresh on every call (changing
+   * it changes nothing shared). Never a mix of two writes, never older than a write that
+   * returned before the call, whatever happened to the writers. Throws `ERR_CORRUPT` if the
+   * header was damaged, `ERR_CODEC_DECODE` for a value this handle's codec cannot decode (a
+   * custom codec's, without it).
    */
-  read(): string
+  read(): T
 
-  /** A copy of the current value's bytes. */
+  /**
+   * A copy of the committed value's stored bytes: UTF-8 for a string, the bytes for bytes,
+   * the JSON text for an object, a number's 8 bytes (float64 LE), the codec's bytes.
+   */
   readBuffer(): Buffer
 
   /**
-   * Replaces the value with a string (stored as UTF-8) or bytes; returns the number of
-   * bytes written. A value above the capacity grows the segment, up to `maxSize`; beyond
-   * that it throws a `RangeError` with code `ERR_VALUE_TOO_LARGE` and the previous value
-   * is intact.
+   * Replaces the value, through the codec: with the default one, a string (stored as UTF-8),
+   * bytes, a number, boolean, `null`, plain object or array. It is committed whole or not
+   * at all: a writer killed in the middle of it leaves the previous value. Returns the
+   * number of bytes stored. A value above the capacity grows the segment, up to `maxSize`;
+   * beyond that it throws a `RangeError` with code `ERR_VALUE_TOO_LARGE`. A value the codec
+   * cannot encode throws `ERR_INVALID_ARG_TYPE` (the default codec refuses Maps, Dates,
+   * class instances, BigInts, functions: use `codec: 'v8'`) or `ERR_CODEC_ENCODE` (a
+   * cycle, a custom codec's failure). On every error the previous value is intact.
    */
-  write(value: string | Buffer | Uint8Array): number
+  write(value: T | Storable): number
 
   /**
    * Resolves with the new version as soon as any process or thread writes (the version
@@ -211,14 +273,14 @@ export declare class SharedObject implements Disposable {
    * runs are coalesced (it always gets the latest value). An active watcher keeps the
    * process alive unless `{ ref: false }`. Returns a function that stops watching.
    */
-  watch(listener: (value: string, version: number) => void, options?: WatchOptions): () => void
+  watch(listener: (value: T, version: number) => void, options?: WatchOptions): () => void
 
   /**
    * An async iterator of the changes after this call (coalesced like
    * {@link SharedObject.watch}). Ends when the handle is closed; a change whose value cannot
    * be read ends it with that error (`ERR_CORRUPT`); `signal` ends it with an `AbortError`.
    */
-  changes(options?: ChangesOptions): AsyncIterableIterator<Change>
+  changes(options?: ChangesOptions): AsyncIterableIterator<Change<T>>
 
   /**
    * Runs `fn` (sync or async) holding the segment's cross-process exclusive lock and
@@ -240,14 +302,15 @@ export declare class SharedObject implements Disposable {
   lockSync<T>(fn: () => T, options?: LockOptions): T
 
   /**
-   * A zero-copy Buffer over the value area (`capacity` bytes, as they are now: a growth
-   * made by another process is adopted): use it with TypedArrays and `Atomics` (for
-   * example an `Int32Array` over it with `Atomics.add`). Raw writes bypass the value's
-   * consistency: coordinate them with {@link SharedObject.lock} or `Atomics`. The Buffer
-   * stays valid after `close()` and after this object is garbage-collected. A Buffer taken
-   * before the segment grew keeps covering the old area: when {@link SharedObject.capacity}
-   * changed, read `buffer` again. Throws `ERR_EXTERNAL_BUFFER_UNSUPPORTED` where the
-   * runtime forbids external buffers (Electron), and `ERR_READ_ONLY` on a read-only handle.
+   * A zero-copy Buffer over the committed value's slot (its whole region, at least
+   * `capacity` bytes, 8-byte aligned): use it with TypedArrays and `Atomics` (for example
+   * an `Int32Array` over it with `Atomics.add`). Every process that reads `buffer` between
+   * two `write()`s gets the same bytes; a `write()` commits into another slot, so do not
+   * mix `write()` with raw use of `buffer`, and read `buffer` again after one. Raw writes
+   * bypass the value's commit: coordinate them with {@link SharedObject.lock} or
+   * `Atomics`. The Buffer stays valid after `close()` and after this object is
+   * garbage-collected. Throws `ERR_EXTERNAL_BUFFER_UNSUPPORTED` where the runtime forbids
+   * external buffers (Electron), and `ERR_READ_ONLY` on a read-only handle.
    */
   readonly buffer: Buffer
 
@@ -258,15 +321,16 @@ export declare class SharedObject implements Disposable {
 
 /**
  * Reads the default segment: `share-data` in the current working folder, or the path in
- * `$SHARE_OBJECT_PATH`, created on first use.
+ * `$SHARE_OBJECT_PATH`, created on first use (see {@link SharedObject.read}).
  */
-export declare function read(): string
+export declare function read<T = string>(): T
 
 /**
- * Writes a string to the default segment (see {@link read}); returns the number of bytes
- * written. A non-string is a `TypeError` with code `ERR_INVALID_ARG_TYPE`.
+ * Writes to the default segment (see {@link read}) through the default codec: a string,
+ * bytes, a number, boolean, `null`, plain object or array; returns the number of bytes
+ * stored. Anything else is a `TypeError` with code `ERR_INVALID_ARG_TYPE`.
  */
-export declare function write(value: string): number
+export declare function write(value: Storable): number
 
 /** Options for {@link Channel.open}, {@link Channel.anonymous} and {@link Channel.fromFd}. */
 export interface ChannelOptions {
@@ -276,6 +340,14 @@ export interface ChannelOptions {
   create?: boolean
   /** Permission bits of a new file (default `0o600`), as for {@link OpenOptions.mode}. */
   mode?: number
+  /**
+   * A codec for the messages (default: none, `'default'` says the same): with `'json'`,
+   * `'v8'` or a custom codec, every message is that codec's bytes: `send(value)` encodes
+   * and every receive form decodes (`consume()` still lends the encoded bytes). Messages
+   * carry no type tag, so producers and consumer must use the same codec; the codec is not
+   * stored in the file. See {@link CodecChannel}.
+   */
+  codec?: Codec
 }
 
 /** Options for receiving: `encoding` turns messages into strings. */
@@ -339,12 +411,18 @@ export type Message = Buffer | string
 export declare class Channel implements Disposable, AsyncIterable<Buffer> {
   private constructor()
 
-  /** Opens or creates the channel at `path`. A symlink at the path is never followed. */
-  static open(path: string, options?: ChannelOptions): Channel
+  /**
+   * Opens or creates the channel at `path`. A symlink at the path is never followed. With
+   * a `codec` (other than `'default'`) the handle carries values: see {@link CodecChannel}.
+   */
+  static open(path: string, options?: RawChannelOptions): Channel
+  static open<T = unknown>(path: string, options: CodecChannelOptions): CodecChannel<T>
   /** A new unnamed channel (memfd); pass {@link Channel.fd} to a child, which calls {@link Channel.fromFd}. */
-  static anonymous(capacityOrOptions?: number | ChannelOptions): Channel
+  static anonymous(capacityOrOptions?: number | RawChannelOptions): Channel
+  static anonymous<T = unknown>(options: CodecChannelOptions): CodecChannel<T>
   /** Opens the channel behind an inherited file descriptor (opened afresh, as {@link SharedObject.fromFd}). */
-  static fromFd(fd: number, options?: ChannelOptions): Channel
+  static fromFd(fd: number, options?: RawChannelOptions): Channel
+  static fromFd<T = unknown>(fd: number, options: CodecChannelOptions): CodecChannel<T>
 
   /** The channel's absolute path (`memfd:…` or `fd:N` for anonymous channels). */
   readonly path: string
@@ -452,6 +530,37 @@ export declare class Channel implements Disposable, AsyncIterable<Buffer> {
   /** Closes the handle (giving up the consumer role); pending calls reject with `ERR_CLOSED`. */
   close(): void
   [Symbol.dispose](): void
+}
+
+/** {@link ChannelOptions} without a codec: messages are the strings and bytes sent. */
+export type RawChannelOptions = ChannelOptions & { codec?: 'default' }
+/** {@link ChannelOptions} with a codec: the handle is a {@link CodecChannel}. */
+export type CodecChannelOptions = ChannelOptions & { codec: 'json' | 'v8' | CustomCodec }
+
+/**
+ * A {@link Channel} opened with a codec: messages are values, encoded by `send` and decoded
+ * by every receive form. A value the codec cannot encode throws `ERR_CODEC_ENCODE` (or, for
+ * `sendBatch`, sends none of the batch); `options.encoding` is refused
+ * (`ERR_INVALID_ARG_VALUE`), and so is {@link Channel.receiveString}. A message the codec
+ * cannot decode (one a handle without the codec sent) throws `ERR_CODEC_DECODE` once it
+ * has been taken: `err.raw` holds the bytes of every message that call took and
+ * `err.index` the one that failed. `consume()` lends views of the encoded bytes (decode
+ * them with the codec yourself). With a codec, `null` is a value: `receive()` and
+ * `receiveSync()` also return `null` when nothing waits, so use `receiveBatch()` where the
+ * two must be told apart.
+ */
+export interface CodecChannel<T = unknown>
+  extends Omit<Channel, 'send' | 'sendBatch' | 'sendAsync' | 'receive' | 'receiveString' | 'receiveBatch' | 'receiveSync' | 'recv' | 'messages' | typeof Symbol.asyncIterator>,
+    AsyncIterable<T> {
+  send(msg: T): boolean
+  sendBatch(msgs: ReadonlyArray<T>): number
+  sendAsync(msg: T, options?: SendOptions): Promise<void>
+  receive(): T | null
+  receiveBatch(max?: number): T[]
+  receiveSync(timeoutMs?: number): T | null
+  recv(options?: Omit<RecvOptions, 'encoding'>): Promise<T>
+  messages(options?: Omit<RecvOptions, 'encoding'>): AsyncIterableIterator<T>
+  [Symbol.asyncIterator](): AsyncIterator<T>
 }
 
 /**

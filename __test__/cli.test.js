@@ -7,6 +7,7 @@ const path = require('node:path')
 const fs = require('node:fs')
 const { SharedObject } = require('..')
 const { FIXTURES, tempDir, segment, channel, spawnFixture, exitOf, waitFor } = require('./helpers.js')
+const { rawWrite } = require('./fixtures/format2.js')
 
 const BIN = path.join(__dirname, '..', 'bin', 'share-object.js')
 
@@ -27,7 +28,7 @@ test('write then read a value; info describes it, also as --json', async (t) => 
   assert.deepEqual([r.code, r.stdout], [0, 'hello from the cli\n'])
   const info = await cli(t, ['info', file, '--json']).done
   assert.equal(info.code, 0, info.stderr)
-  assert.deepEqual(JSON.parse(info.stdout), { path: file, kind: 'value', format: 1, capacity: 1024, length: 18, version: 1, locked: false })
+  assert.deepEqual(JSON.parse(info.stdout), { path: file, kind: 'value', format: 2, capacity: 4096, length: 18, type: 'string', version: 1, locked: false })
   const human = await cli(t, ['info', file]).done
   assert.match(human.stdout, /^kind\s+value$/m)
   assert.match(human.stdout, /^version\s+1$/m)
@@ -57,21 +58,26 @@ test('watch prints each new value written by another process; Ctrl-C ends it wit
   assert.equal(r.stdout, 'first\nsecond\n')
 })
 
-test('info and watch report a value whose writer died mid-write; watch then prints the next write', async (t) => {
+test('info reports a value whose writer died mid-write as whole, and a damaged one as unreadable; watch then prints the next write', async (t) => {
   const { file, obj } = segment(t)
   obj.write('before')
-  // What a writer killed mid-write leaves: an odd sequence word and no live writer.
+  // What a writer killed mid-write leaves (a slot half filled): nothing a reader sees.
+  rawWrite(file, 'never committed', 'torn')
+  const whole = await cli(t, ['info', file, '--json']).done
+  assert.equal(whole.code, 0, whole.stderr)
+  assert.deepEqual(JSON.parse(whole.stdout), { path: file, kind: 'value', format: 2, capacity: 4096, length: 6, type: 'string', version: 1, locked: false })
+  // Damage: the current word names slot 3.
   const fd = fs.openSync(file, 'r+')
-  const seq = Buffer.alloc(8)
-  fs.readSync(fd, seq, 0, 8, 64)
-  seq.writeBigUInt64LE(seq.readBigUInt64LE(0) + 1n)
-  fs.writeSync(fd, seq, 0, 8, 64)
+  const current = Buffer.alloc(8)
+  fs.readSync(fd, current, 0, 8, 64)
+  current.writeBigUInt64LE(current.readBigUInt64LE(0) | 3n)
+  fs.writeSync(fd, current, 0, 8, 64)
   fs.closeSync(fd)
   const info = await cli(t, ['info', file, '--json']).done
   assert.equal(info.code, 0, info.stderr)
-  assert.deepEqual(JSON.parse(info.stdout), { path: file, kind: 'value', format: 1, capacity: 1024, length: null, unreadable: 'ERR_WRITER_DIED', version: 1, locked: false })
+  assert.deepEqual(JSON.parse(info.stdout), { path: file, kind: 'value', format: 2, capacity: 4096, length: null, unreadable: 'ERR_CORRUPT', version: 1, locked: false })
   const watcher = cli(t, ['watch', file])
-  await waitFor(() => watcher.output().stderr.includes('ERR_WRITER_DIED'), 10_000, 'the report of the dead writer')
+  await waitFor(() => watcher.output().stderr.includes('ERR_CORRUPT'), 10_000, 'the report of the damage')
   obj.write('after')
   await waitFor(() => watcher.output().stdout.includes('after\n'), 10_000, 'the next value')
   watcher.kill('SIGINT')

@@ -8,7 +8,7 @@ const path = require('node:path')
 const { SharedObject, Channel } = require('..')
 const { tempDir, segment, runFixture, mapsLines } = require('./helpers.js')
 
-const HEADER = 256
+const { HEADER, SLOT, readHeader } = require('./fixtures/format2.js')
 
 function envFor(file) {
   return { ...process.env, SHARE_OBJECT_PATH: file }
@@ -78,6 +78,19 @@ test('read() returns exactly the value: no padding, NULs kept, UTF-8 round-trips
   }
 })
 
+test('readBuffer() returns exactly the value as its size changes, small and large', (t) => {
+  const { obj } = segment(t)
+  const reader = SharedObject.open(obj.path)
+  t.after(() => reader.close())
+  for (const n of [0, 10, 5000, 70_000, 70_000, 100_000, 65_536, 65_535, 300_000, 1000, 300_000, 3, 0]) {
+    const value = Buffer.alloc(n, n % 251)
+    value[0] = 7 // a first byte that differs from the rest, when there is one
+    obj.write(value)
+    assert.ok(reader.readBuffer().equals(value), `${n} bytes`)
+    assert.ok(obj.readBuffer().equals(value), `${n} bytes, the writer's own handle`)
+  }
+})
+
 test('write() returns the number of bytes written', (t) => {
   const dir = tempDir(t)
   const obj = SharedObject.open(path.join(dir, 'seg'))
@@ -88,19 +101,21 @@ test('write() returns the number of bytes written', (t) => {
   assert.equal(obj.write(new Uint8Array(5)), 5)
 })
 
-test('a non-string argument is a TypeError with code ERR_INVALID_ARG_TYPE', async (t) => {
+test('a value the default codec cannot store is a TypeError ERR_INVALID_ARG_TYPE and the old value stays', async (t) => {
   const { file, obj } = segment(t)
   obj.write('kept')
-  for (const bad of [42, null, undefined, {}, [], () => {}, Symbol('s'), 10n]) {
+  class Point {}
+  for (const bad of [undefined, () => {}, Symbol('s'), 10n, new Map(), new Set(), new Date(), new Point(), new Float64Array(2)]) {
     assert.throws(() => obj.write(bad), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' })
   }
-  // The top-level write() takes strings only, as in the article; check it in a child so
-  // this process's default segment stays untouched.
-  // With no argument the fixture calls write(undefined).
+  assert.equal(obj.read(), 'kept')
+  assert.equal(obj.version, 1, 'a refused value is no commit')
+  // The top-level write() takes the same; check it in a child so this process's default
+  // segment stays untouched. With no argument the fixture calls write(undefined).
   const r = await runFixture(t, 'write-once.js', [], { env: envFor(file) })
   assert.equal(r.code, 1, 'an uncaught TypeError, not a crash')
   assert.equal(r.signal, null)
-  assert.match(r.stderr, /TypeError.*"value" argument must be a string/)
+  assert.match(r.stderr, /TypeError.*"value" argument must be a string, number, boolean, null, Buffer/)
   assert.match(r.stderr, /ERR_INVALID_ARG_TYPE/)
   assert.equal(obj.read(), 'kept')
 })
@@ -146,13 +161,13 @@ test('a header that claims more than the file holds is ERR_CORRUPT', (t) => {
   assert.deepEqual(fs.readFileSync(file), bytes, 'left as found')
 })
 
-test('a value length beyond the capacity is ERR_CORRUPT, not an out-of-bounds read', (t) => {
+test('a value length beyond its region is ERR_CORRUPT, not an out-of-bounds read', (t) => {
   const { file, obj } = segment(t)
   obj.write('fine')
   const fd = fs.openSync(file, 'r+')
   const len = Buffer.alloc(8)
   len.writeBigUInt64LE(0xffff_ffff_ffffn)
-  fs.writeSync(fd, len, 0, 8, 72) // the value length field
+  fs.writeSync(fd, len, 0, 8, SLOT(readHeader(file).slot) + 24) // the committed slot's length
   fs.closeSync(fd)
   // The cached value belongs to a version that has not changed, so force a fresh read.
   const other = SharedObject.open(file)
@@ -259,17 +274,28 @@ test('one 40 MiB value leaves no scratch memory behind once it is read and writt
 test('a value too long for a JS string is ERR_STRING_TOO_LONG, naming the path and the exact limit', async (t) => {
   const dir = tempDir(t)
   const file = path.join(dir, 'huge')
-  SharedObject.open(file).close()
-  // One byte more than the longest string (a sparse file: no disk, no time to write it).
+  const seg = SharedObject.open(file)
+  seg.write('x')
+  seg.close()
+  // One byte more than the longest string (a sparse file: no disk, no time to write it),
+  // as the committed slot's value (format 2: src/segment/layout.rs).
   const { MAX_STRING_LENGTH } = require('node:buffer').constants
   const len = MAX_STRING_LENGTH + 1
+  const PAGE = 4096
+  const pages = Math.ceil(len / PAGE)
   const fd = fs.openSync(file, 'r+')
-  const field = Buffer.alloc(8)
-  field.writeBigUInt64LE(BigInt(len))
-  fs.writeSync(fd, field, 0, 8, 24) // capacity
-  fs.writeSync(fd, field, 0, 8, 72) // length
+  const word = Buffer.alloc(8)
+  fs.readSync(fd, word, 0, 8, 64) // current: commit << 2 | slot
+  const slot = Number(word.readBigUInt64LE() & 3n)
+  const put = (offset, value) => {
+    word.writeBigUInt64LE(BigInt(value))
+    fs.writeSync(fd, word, 0, 8, offset)
+  }
+  put(24, pages * PAGE) // capacity
+  put(SLOT(slot) + 16, pages) // region: offset 0, `pages` pages
+  put(SLOT(slot) + 24, len) // len
   fs.closeSync(fd)
-  fs.truncateSync(file, HEADER + len)
+  fs.truncateSync(file, HEADER + pages * PAGE)
   const r = await runFixture(t, 'read-once.js', [], { env: envFor(file) }, 60_000)
   assert.equal(r.code, 0, r.stderr)
   const { code, message } = JSON.parse(r.stdout)

@@ -493,7 +493,7 @@ test('another format version is ERR_UNSUPPORTED_VERSION', (t) => {
   const file = path.join(dir, 'seg')
   SharedObject.open(file).close()
   const bytes = fs.readFileSync(file)
-  bytes.writeUInt32LE(2, 8)
+  bytes.writeUInt32LE(99, 8)
   fs.writeFileSync(file, bytes)
   assert.throws(() => SharedObject.open(file), (err) => err.code === 'ERR_UNSUPPORTED_VERSION' && err.message.includes(file))
 })
@@ -607,17 +607,19 @@ for (const kind of ['change', 'lock', 'receive']) {
 
 test('capacity and buffer follow a growth made by another process', async (t) => {
   const { file, obj } = segment(t)
-  assert.equal(obj.capacity, 1024)
   const before = obj.buffer
-  assert.equal(before.length, 1024)
+  const beforeLength = before.length
+  assert.ok(obj.capacity >= 1024 && beforeLength >= obj.capacity)
   const w = await runFixture(t, 'write-once.js', ['x'.repeat(100_000)], { env: { ...process.env, SHARE_OBJECT_PATH: file } })
   assert.equal(w.code, 0, w.stderr)
-  // No read in between: the getters alone must see the larger segment.
-  const grown = obj.capacity
-  assert.ok(grown >= 100_000, `capacity ${grown}`)
-  assert.equal(obj.buffer.length, grown)
+  // No read in between: the getters alone must see the larger segment (the value is in a
+  // grown slot: buffer covers it whole; capacity is what every handle reports).
+  const fresh = SharedObject.open(file)
+  t.after(() => fresh.close())
+  assert.equal(obj.capacity, fresh.capacity)
+  assert.ok(obj.buffer.length >= 100_000, `buffer ${obj.buffer.length}`)
   assert.equal(obj.buffer.subarray(0, 3).toString(), 'xxx')
-  assert.equal(before.length, 1024, 'a Buffer taken before keeps covering the old area')
+  assert.equal(before.length, beforeLength, 'a Buffer taken before keeps covering the area it covered')
 })
 
 test('lock timeouts name the timeout given, exactly: lock(), lockSync() and claimConsumer()', async (t) => {
@@ -660,7 +662,7 @@ test('lock timeouts name the timeout given, exactly: lock(), lockSync() and clai
 test('argument errors of a handle name its path', (t) => {
   const { file, obj } = segment(t)
   const cases = [
-    () => obj.write(42),
+    () => obj.write(new Map()),
     () => obj.waitForChangeSync(-1),
     () => obj.lockSync('not a function'),
     () => obj.watch(() => {}, { onError: 1 }),
@@ -731,6 +733,9 @@ test('arguments that cannot be converted to a string still get coded errors, and
       if (err) assert.match(String(err.code), /^ERR_/, `${f}: ${err.stack}`)
     }
   }
+  // (Plain objects, an object without a prototype included, are values the default codec
+  // stores as JSON: those writes counted.)
+  const version = obj.version
   // A detached view's bytes are gone: refused alike by every writer, and nothing is sent.
   for (const f of [() => ch.send(detached), () => ch.sendBatch([detached]), () => obj.write(detached)]) {
     assert.throws(f, { name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE' })
@@ -738,5 +743,5 @@ test('arguments that cannot be converted to a string still get coded errors, and
   ch.receiveBatch() // what the calls above left waiting
   await assert.rejects(ch.sendAsync(detached), { code: 'ERR_INVALID_ARG_VALUE' })
   assert.equal(ch.queued, 0)
-  assert.equal(obj.version, 0)
+  assert.equal(obj.version, version, 'nothing was written')
 })

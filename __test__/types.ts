@@ -1,13 +1,13 @@
 // Type-checked by `tsc --noEmit -p __test__` during `npm test`: the public API as a
 // TypeScript user writes it. Never run.
-import shareObject, { read, write, SharedObject, Channel, type OpenOptions, type Change, type SendBatchError } from 'share-object'
+import shareObject, { read, write, SharedObject, Channel, type OpenOptions, type Change, type SendBatchError, type UpgradeResult, type CodecChannel } from 'share-object'
 
 // The default import is the module itself (TS1192 "has no default export" before it was typed).
 const viaDefault: [typeof read, typeof SharedObject, typeof Channel, typeof SharedMap] = [shareObject.read, shareObject.SharedObject, shareObject.Channel, shareObject.SharedMap]
 const bytes: number = write('Hello World!')
 const text: string = read()
 
-const options: OpenOptions = { size: 4096, maxSize: 1 << 20, create: true, readOnly: false, mode: 0o600 }
+const options: OpenOptions = { size: 4096, maxSize: 1 << 20, create: true, readOnly: false, mode: 0o600, codec: 'default' }
 const obj = SharedObject.open('/tmp/x', options)
 const n: number = obj.write(Buffer.from('x')) + obj.write(new Uint8Array(2)) + obj.write('s')
 const value: string = obj.read()
@@ -93,8 +93,38 @@ const info: [string, number, number, number, boolean, boolean] = [ch.path, ch.ca
 ch.releaseConsumer()
 ch.close()
 
-// @ts-expect-error the top-level write takes strings only
-write(42)
+// The top-level write takes what the default codec stores.
+write(42) + write({ a: [1, null] }) + write(null)
+// @ts-expect-error but not a Map
+write(new Map())
+
+// Objects as values, typed by the caller.
+interface Config { level: string; retries: number[] }
+const config = SharedObject.open<Config>('/tmp/config', { codec: 'json' })
+config.write({ level: 'debug', retries: [1, 2] })
+const level: string = config.read().level
+config.watch((c: Config, version: number) => void [c.retries.length, version])
+const rich = SharedObject.open<Map<string, Date>>('/tmp/rich', { codec: 'v8' })
+rich.write(new Map([['at', new Date()]]))
+const when: Date | undefined = rich.read().get('at')
+const upgraded: UpgradeResult = SharedObject.upgrade('/tmp/old', { discardTorn: false })
+void [upgraded.version, upgraded.converted, upgraded.discardedTorn, level, when]
+
+// A channel with a codec carries values.
+const jobs: CodecChannel<{ id: number }> = Channel.open<{ id: number }>('/tmp/jobs', { codec: 'json' })
+const sentJob: boolean = jobs.send({ id: 1 }) && jobs.sendBatch([{ id: 2 }]) > 0
+const job: { id: number } | null = jobs.receive()
+const jobsBatch: { id: number }[] = jobs.receiveBatch(8)
+const nextJob: Promise<{ id: number }> = jobs.recv({ timeout: 10 })
+const rawViews: number = jobs.consume((view: Buffer) => void view.length)
+async function work(): Promise<void> {
+  for await (const j of jobs) void j.id.toFixed()
+}
+// @ts-expect-error a codec channel's messages are values, not encodings
+jobs.receive({ encoding: 'utf8' })
+// @ts-expect-error values of the channel's type
+jobs.send('text')
+void [sentJob, job, jobsBatch, nextJob, rawViews, work]
 // @ts-expect-error instances come from the static factories
 new SharedObject()
 

@@ -12,6 +12,9 @@
 //
 // Cases (each file's header says what it measures and how):
 //   1. cases/latest-value.js  read()/write() of a 1 KiB string vs fs.readFileSync/writeFileSync
+//   1b. cases/large-value.js  4 MiB reads under a writer looping 4 MiB values vs uncontended
+//                             (p99), and the writer's rate with and without a reader
+//   1c. cases/object-values.js  objects through the default codec vs JSON + fs
 //   2. cases/round-trip.js    cross-process round trip: waitForChangeSync, waitForChange,
 //                             watch, Channel receiveSync / recv vs Unix socket,
 //                             child_process IPC, worker + Atomics.wait
@@ -40,6 +43,8 @@ const svg = require('./harness/svg.js')
 
 const SUITES = [
   { id: 'latest-value', title: '1. Latest value', run: (ctx) => require('./cases/latest-value.js').run(ctx) },
+  { id: 'large-value', title: '1b. Large value under a busy writer', run: (ctx) => require('./cases/large-value.js').run(ctx) },
+  { id: 'object-values', title: '1c. Objects as values', run: (ctx) => require('./cases/object-values.js').run(ctx) },
   { id: 'round-trip', title: '2. Cross-process round trip', run: (ctx) => require('./cases/round-trip.js').run(ctx) },
   { id: 'channel-streaming', title: '3. Channel streaming', run: (ctx) => require('./cases/channel-streaming.js').run(ctx) },
   { id: 'footprint', title: '4. Footprint', run: (ctx) => require('./cases/footprint.js').run(ctx) },

@@ -6,7 +6,7 @@
 // output goes away, as `cat` does), 1 failed (`share-object: <CODE>: <message>` on stderr),
 // 2 usage, 130 stopped by Ctrl-C (SIGINT).
 
-const { parseArgs } = require('node:util')
+const { parseArgs, inspect } = require('node:util')
 const fs = require('node:fs')
 const path = require('node:path')
 const tty = require('node:tty')
@@ -17,9 +17,11 @@ const USAGE = `Usage: share-object <command> [options]
 
 Commands:
   info <path> [--json]             what a segment is and holds
-  read <path>                      print a value segment's value
-  write <path> [value|-] [--raw]   set the value (-: read it from standard input)
+  read <path> [--json]             print a value segment's value
+  write <path> [value|-] [--raw] [--json]
+                                   set the value (-: read it from standard input)
   watch <path>                     print each new value as it changes (Ctrl-C stops)
+  upgrade <path> [--discard-torn]  convert a value segment of format 1 to format 2
   send <path> [msg|-] [--timeout ms] [--capacity bytes] [--raw]
                                    send a message to a channel (-: from standard input)
   recv <path> [--follow] [--timeout ms]
@@ -34,22 +36,28 @@ const STDIN_NOTE = 'With "-", or no value while standard input is not a terminal
 
 const COMMANDS = {
   info: {
-    usage: 'share-object info <path> [--json]\n\nPrints the kind (value or channel), format version, capacity, value length or\nqueued bytes, version, and whether a lock holder or consumer is alive.',
+    usage: 'share-object info <path> [--json]\n\nPrints the kind (value, channel or map), format version, capacity, value length and\ntype or queued bytes, version, and whether a lock holder or consumer is alive.',
     options: { json: { type: 'boolean' } },
     args: ['<path>'],
     run: info,
   },
   read: {
-    usage: 'share-object read <path>\n\nPrints the value of a value segment followed by a newline.',
-    options: {},
+    usage: 'share-object read <path> [--json]\n\nPrints the value of a value segment followed by a newline: a string or bytes as\nthey are, a number, boolean, null, object or array as JSON. With --json, a string is\nprinted as JSON too.',
+    options: { json: { type: 'boolean' } },
     args: ['<path>'],
     run: read,
   },
   write: {
-    usage: `share-object write <path> [value|-] [--raw]\n\nSets the value of a value segment, creating it if needed.\n${STDIN_NOTE}`,
-    options: { raw: { type: 'boolean' } },
+    usage: `share-object write <path> [value|-] [--raw] [--json]\n\nSets the value of a value segment, creating it if needed.\n${STDIN_NOTE}\nWith --json, the value is JSON text and what it describes is stored (a number, an\nobject, …).`,
+    options: { raw: { type: 'boolean' }, json: { type: 'boolean' } },
     args: ['<path>', '[value]'],
     run: write,
+  },
+  upgrade: {
+    usage: 'share-object upgrade <path> [--discard-torn]\n\nConverts a value segment written by share-object before format 2 into format 2, in\nplace: its value, version, mode and group are kept. Every process that has it open must\nclose it first (ERR_IN_USE). A value left torn by a writer that died mid-write is\nrefused (ERR_WRITER_DIED) unless --discard-torn (the value is then empty). A segment\nalready in format 2 is left as it is. Safe to interrupt and to run again.',
+    options: { 'discard-torn': { type: 'boolean' } },
+    args: ['<path>'],
+    run: upgrade,
   },
   watch: {
     usage: 'share-object watch <path>\n\nPrints the current value, then each new value as any process writes it, like\ntail -f. Ctrl-C (SIGINT) stops it, with exit status 130.',
@@ -197,9 +205,9 @@ function info([file], values) {
       facts = {
         path: handle.path,
         kind,
-        format: 1,
+        format: 2,
         capacity: handle.capacity,
-        ...valueLength(handle),
+        ...valueFacts(handle),
         version: handle.version,
         locked: handle.locked,
       }
@@ -228,36 +236,82 @@ function info([file], values) {
   out(Object.entries(facts).map(([k, v]) => `${k.padEnd(width)}  ${v}\n`).join(''))
 }
 
-// The value's length, or why it cannot be read now (a writer killed mid-write, damage):
-// `info` still reports the rest.
-function valueLength(handle) {
+// The value's length and type, or why it cannot be read now (damage): `info` still
+// reports the rest.
+function valueFacts(handle) {
+  let length
   try {
-    return { length: handle.readBuffer().length }
+    length = handle.readBuffer().length
   } catch (err) {
-    if (err.code !== 'ERR_WRITER_DIED' && err.code !== 'ERR_CORRUPT') throw err
+    if (err.code !== 'ERR_CORRUPT') throw err
     return { length: null, unreadable: err.code }
   }
+  let type
+  try {
+    type = typeOf(handle.read())
+  } catch (err) {
+    if (err.code !== 'ERR_CODEC_DECODE' && err.code !== 'ERR_CORRUPT') throw err
+    type = 'unreadable here (a custom codec\'s value)'
+  }
+  return { length, type }
 }
 
-function read([file]) {
+// What kind of value read() returned, in words.
+function typeOf(value) {
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return 'array'
+  if (typeof value === 'object') return Object.getPrototypeOf(value) === Object.prototype ? 'object' : value.constructor?.name ?? 'object'
+  return typeof value
+}
+
+// A value as the CLI prints it: text as it is (unless `json`), else JSON where that is
+// exact, else as Node's inspector shows it (a Map or a Date through the v8 codec).
+function show(value, json) {
+  if (typeof value === 'string' && !json) return value
+  if (value === null || typeof value !== 'object' || Array.isArray(value) || Object.getPrototypeOf(value) === Object.prototype) {
+    const text = JSON.stringify(value)
+    if (text !== undefined) return text
+  }
+  return inspect(value, { depth: null })
+}
+
+function read([file], values) {
   const obj = SharedObject.open(file, { create: false, readOnly: true })
   let value
   try {
-    value = obj.readBuffer()
+    value = obj.read()
   } finally {
     obj.close()
   }
-  out(value, '\n')
+  out(value instanceof Uint8Array ? value : show(value, values.json), '\n')
 }
 
 function write([file, arg], values) {
-  const bytes = valueOf(arg, values, 'write')
+  const input = valueOf(arg, values, 'write')
+  let stored = input
+  if (values.json) {
+    try {
+      stored = JSON.parse(String(input))
+    } catch (err) {
+      throw new UsageError(`write --json: the value is not JSON (${err.message})`)
+    }
+  }
   const obj = SharedObject.open(file)
   try {
-    obj.write(bytes)
+    obj.write(stored)
   } finally {
     obj.close()
   }
+}
+
+function upgrade([file], values) {
+  const done = SharedObject.upgrade(file, { discardTorn: values['discard-torn'] === true })
+  if (!done.converted) {
+    out(`${file}: already format 2 (version ${done.version}); nothing to do\n`)
+    return
+  }
+  const torn = done.discardedTorn ? ' (its torn value was discarded: the value is empty)' : ''
+  out(`${file}: upgraded to format 2, version ${done.version}${torn}\n`)
 }
 
 async function watch([file]) {
@@ -278,18 +332,18 @@ async function watch([file]) {
     }
     // Watch first, then print the current value: a write in between is printed, once.
     let printed = -1
-    const show = (value, version) => {
+    const print = (value, version) => {
       if (version <= printed || obj.closed) return
       printed = version
       try {
-        out(value, '\n')
+        out(value instanceof Uint8Array ? value : show(value), '\n')
       } catch (err) {
         end(err instanceof OutputClosed ? undefined : err) // the reader went away: done
       }
     }
     // A value that cannot be read now is reported, and the next write is printed.
     const unreadable = (err) => process.stderr.write(`share-object: ${err.code}: ${err.message}\n`)
-    obj.watch(show, { onError: unreadable })
+    obj.watch(print, { onError: unreadable })
     signal.addEventListener('abort', () => end(abortError()), { once: true })
     try {
       let version
@@ -298,9 +352,9 @@ async function watch([file]) {
         version = obj.version
         value = obj.read()
       } while (obj.version !== version)
-      show(value, version)
+      print(value, version)
     } catch (err) {
-      if (err.code !== 'ERR_WRITER_DIED' && err.code !== 'ERR_CORRUPT') return end(err)
+      if (err.code !== 'ERR_CORRUPT' && err.code !== 'ERR_CODEC_DECODE') return end(err)
       unreadable(err)
     }
   })

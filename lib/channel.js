@@ -8,6 +8,7 @@ const path = require('node:path')
 const native = require('./native.js')
 const { coded, fromNative, invalidArgType, invalidArgValue, outOfRange, closedError, abortError, timeoutError } = require('./errors.js')
 const { fast, isUint8Array, checkAttached, checkFd, checkPath, checkOptions, checkTimeout, checkSignal, checkBytes, checkCount, checkFunction, call, INTERNAL, MAX_TIMER_MS, longTimeout, clearLongTimeout } = require('./common.js')
+const { resolveMessageCodec } = require('./codec.js')
 
 const finalizer = new FinalizationRegistry((id) => native.channelClose(id))
 const NOTIFIER_LINGER_MS = 250
@@ -18,9 +19,11 @@ const PACK_KEPT = 64 * 1024
 const DATA = false
 const SPACE = true
 
-// `at`: the path being opened, named in the messages.
+// The native options, and the codec (kept in JS: the file does not record it). `at`: the
+// path being opened, named in the messages.
 function channelOptions(options, at) {
-  const o = checkOptions('options', options, ['capacity', 'create', 'mode'], at)
+  const o = checkOptions('options', options, ['capacity', 'create', 'mode', 'codec'], at)
+  const codec = resolveMessageCodec(o.codec)
   const out = { capacity: checkBytes('options.capacity', o.capacity, at), create: o.create, mode: o.mode }
   if (out.capacity !== undefined && (out.capacity < 1024 || out.capacity > 2 ** 30 || (out.capacity & (out.capacity - 1)) !== 0)) {
     throw outOfRange('options.capacity', 'must be a power of two from 1024 to 2^30', out.capacity, at)
@@ -29,7 +32,7 @@ function channelOptions(options, at) {
   if (out.mode !== undefined && (typeof out.mode !== 'number' || !Number.isInteger(out.mode) || out.mode < 0 || out.mode > 0o777)) {
     throw outOfRange('options.mode', 'must be an integer from 0 to 0o777', out.mode, at)
   }
-  return out
+  return { native: out, codec }
 }
 
 function checkEncoding(encoding, at) {
@@ -42,6 +45,7 @@ function checkEncoding(encoding, at) {
 class Channel {
   #id
   #path
+  #codec // null: messages are the strings and bytes sent
   #capacity
   #maxMessage
   #closed = false
@@ -59,9 +63,10 @@ class Channel {
   #keepAlive = null
   #claims = new Set() // pending claimConsumer({ wait: true }) calls, for close() to reject
 
-  constructor(key, id) {
+  constructor(key, id, codec) {
     if (key !== INTERNAL) throw coded(TypeError, 'ERR_ILLEGAL_CONSTRUCTOR', 'Use Channel.open(path), Channel.anonymous() or Channel.fromFd(fd)')
     this.#id = id
+    this.#codec = codec
     try {
       const info = native.channelInfo(id)
       this.#path = info.path
@@ -80,19 +85,21 @@ class Channel {
     checkPath(file)
     const resolved = path.resolve(file)
     const opts = channelOptions(options, resolved)
-    return new Channel(INTERNAL, call(() => native.channelOpen(resolved, opts)))
+    return new Channel(INTERNAL, call(() => native.channelOpen(resolved, opts.native)), opts.codec)
   }
 
   /** A new unnamed channel (memfd); pass `fd` to a child, which opens it with `fromFd`. */
   static anonymous(capacityOrOptions) {
     const options = typeof capacityOrOptions === 'number' ? { capacity: capacityOrOptions } : capacityOrOptions
-    return new Channel(INTERNAL, call(() => native.channelAnonymous(channelOptions(options, 'memfd'))))
+    const opts = channelOptions(options, 'memfd')
+    return new Channel(INTERNAL, call(() => native.channelAnonymous(opts.native)), opts.codec)
   }
 
   /** Opens the channel behind an inherited file descriptor (opened afresh; the caller keeps its own). */
   static fromFd(fd, options) {
     checkFd(fd)
-    return new Channel(INTERNAL, call(() => native.channelFromFd(fd, channelOptions(options, `fd:${fd}`))))
+    const opts = channelOptions(options, `fd:${fd}`)
+    return new Channel(INTERNAL, call(() => native.channelFromFd(fd, opts.native)), opts.codec)
   }
 
   #check() {
@@ -152,6 +159,7 @@ class Channel {
    */
   send(msg) {
     this.#check()
+    if (this.#codec !== null) msg = this.#encode(msg)
     if (this.#sends.length > 0) {
       this.#checkMessage(msg)
       return false
@@ -205,6 +213,9 @@ class Channel {
       length = Array.isArray(msgs) ? msgs.length : -1
     } catch {} // a revoked Proxy
     if (!(length >= 0)) throw this.#batchError(invalidArgType('msgs', 'an array', msgs, this.#path), 0)
+    // With a codec, every message is encoded before any is sent: one it cannot encode
+    // throws and sends nothing.
+    if (this.#codec !== null) msgs = this.#encodeAll(msgs, length)
     if (this.#sends.length > 0) return 0 // after the waiting sendAsync() calls, in order
     // Pack as [u32 length][bytes]… and send with one native call per pack-full.
     const max = this.#maxMessage
@@ -264,6 +275,36 @@ class Channel {
     return sent
   }
 
+  // One message through the codec; its error names the channel.
+  #encode(msg) {
+    try {
+      return this.#codec.encode(msg)
+    } catch (err) {
+      if (err instanceof Error) err.message = `${this.#path}: ${err.message}`
+      throw err
+    }
+  }
+
+  #encodeAll(msgs, length) {
+    const out = new Array(length)
+    for (let i = 0; i < length; i++) {
+      let msg
+      try {
+        msg = msgs[i]
+      } catch (err) {
+        throw this.#batchError(err, 0, i)
+      }
+      try {
+        out[i] = this.#codec.encode(msg)
+      } catch (err) {
+        if (err instanceof Error && typeof err.code === 'string') err.message = `${this.#path}: msgs[${i}]: ${err.message}`
+        throw this.#batchError(err, 0, i)
+      }
+    }
+    return out
+  }
+
+
   #sendPacked(pack, count) {
     return call(() => native.channelSendPacked(this.#id, pack, count))
   }
@@ -290,6 +331,7 @@ class Channel {
       const o = checkOptions('options', options, ['timeout', 'signal'], this.#path)
       const timeout = checkTimeout('options.timeout', o.timeout, this.#path)
       const signal = checkSignal(o.signal, this.#path)
+      if (this.#codec !== null) msg = this.#encode(msg)
       if (this.#sends.length === 0 && this.#trySend(msg)) return Promise.resolve()
       const bytes = this.#checkMessage(msg)
       if (signal?.aborted) return Promise.reject(abortError(signal))
@@ -364,24 +406,56 @@ class Channel {
     }
   }
 
+  // A receive as the handle's codec says: the messages as sent (Buffers, or strings with an
+  // encoding), or decoded. A message the codec cannot decode throws ERR_CODEC_DECODE after
+  // it was taken: `err.raw` holds the bytes of every message that call took, `err.index`
+  // the one that failed.
+  #receive(max, encoding, timeout) {
+    const codec = this.#codec
+    if (codec === null) return this.#receiveNative(max, encoding, timeout)
+    const raw = this.#receiveNative(max, codec.text ? 'utf8' : undefined, timeout)
+    const out = new Array(raw.length)
+    for (let i = 0; i < raw.length; i++) {
+      try {
+        out[i] = codec.decode(raw[i])
+      } catch (err) {
+        err.message = `${this.#path}: message ${i} of ${raw.length} taken: ${err.message}`
+        err.raw = raw.map((m) => (typeof m === 'string' ? Buffer.from(m) : m))
+        err.index = i
+        throw err
+      }
+    }
+    return out
+  }
+
+  // `options.encoding`, which a handle with a codec does not take (its messages are decoded).
+  #encodingOption(encoding) {
+    const checked = checkEncoding(encoding, this.#path)
+    if (checked !== undefined && this.#codec !== null) {
+      throw invalidArgValue('options.encoding', `cannot be used on a channel opened with a codec (${this.#codec.name}): its messages are decoded`, encoding, this.#path)
+    }
+    return checked
+  }
+
   /**
    * Takes up to `max` waiting messages (default all, up to 4096) without blocking; an empty
    * array when none wait. The first call makes this handle the consumer
    * (`ERR_CONSUMER_BUSY` if another live one is). Messages are Buffers, or strings with
-   * `{ encoding }`.
+   * `{ encoding }`, or decoded values with a codec.
    */
   receiveBatch(max = MAX_BATCH, options) {
     this.#check()
     checkCount('max', max, this.#path)
-    const encoding = checkEncoding(checkOptions('options', options, ['encoding'], this.#path).encoding, this.#path)
-    return this.#receiveNative(Math.min(max, MAX_BATCH), encoding, false)
+    const encoding = this.#encodingOption(checkOptions('options', options, ['encoding'], this.#path).encoding)
+    return this.#receive(Math.min(max, MAX_BATCH), encoding, false)
   }
 
   /** The next message, or null if none waits (never blocks). */
   receive(options) {
     this.#check()
-    const encoding = checkEncoding(checkOptions('options', options, ['encoding'], this.#path).encoding, this.#path)
-    return this.#receiveNative(1, encoding, false)[0] ?? null
+    const encoding = this.#encodingOption(checkOptions('options', options, ['encoding'], this.#path).encoding)
+    const got = this.#receive(1, encoding, false)
+    return got.length === 0 ? null : got[0]
   }
 
   /** The next message as a string (UTF-8), or null. */
@@ -396,8 +470,9 @@ class Channel {
   receiveSync(timeoutMs, options) {
     this.#check()
     const timeout = checkTimeout('timeoutMs', timeoutMs, this.#path)
-    const encoding = checkEncoding(checkOptions('options', options, ['encoding'], this.#path).encoding, this.#path)
-    return this.#receiveNative(1, encoding, timeout ?? null)[0] ?? null
+    const encoding = this.#encodingOption(checkOptions('options', options, ['encoding'], this.#path).encoding)
+    const got = this.#receive(1, encoding, timeout ?? null)
+    return got.length === 0 ? null : got[0]
   }
 
   /** Resolves with the next message (rejects with ERR_TIMEOUT / AbortError). */
@@ -407,10 +482,10 @@ class Channel {
       const o = checkOptions('options', options, ['timeout', 'signal', 'encoding'], this.#path)
       const timeout = checkTimeout('options.timeout', o.timeout, this.#path)
       const signal = checkSignal(o.signal, this.#path)
-      const encoding = checkEncoding(o.encoding, this.#path)
+      const encoding = this.#encodingOption(o.encoding)
       if (this.#recvs.length === 0) {
-        const [msg] = this.#receiveNative(1, encoding, false)
-        if (msg !== undefined) return Promise.resolve(msg)
+        const got = this.#receive(1, encoding, false)
+        if (got.length > 0) return Promise.resolve(got[0])
       }
       if (signal?.aborted) return Promise.reject(abortError(signal))
       return this.#pend(this.#recvs, DATA, { encoding }, timeout, signal, 'a message')
@@ -683,16 +758,17 @@ class Channel {
         waiter.resolve()
         continue
       }
-      let msg
+      let got
       try {
-        ;[msg] = this.#receiveNative(1, waiter.encoding, false)
+        got = this.#receive(1, waiter.encoding, false)
       } catch (err) {
         this.#recvs.shift()
         this.#settle(waiter)
         waiter.reject(err)
         continue
       }
-      if (msg === undefined) return
+      if (got.length === 0) return
+      const msg = got[0]
       this.#recvs.shift()
       this.#settle(waiter)
       waiter.resolve(msg)

@@ -45,6 +45,23 @@ function isPlainObject(value) {
   return proto === Object.prototype || proto === null
 }
 
+// An array or a plain object. A Proxy whose traps throw (or a revoked one) is neither: the
+// caller refuses it with a coded error rather than the trap's own TypeError.
+function isJsonShaped(value) {
+  try {
+    return Array.isArray(value) || isPlainObject(value)
+  } catch {
+    return false
+  }
+}
+
+// A Uint8Array (a Buffer included), asked without running any of the value's code (no
+// Proxy trap, unlike `instanceof`).
+const typedArrayTag = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), Symbol.toStringTag).get
+function isUint8Array(value) {
+  return typedArrayTag.call(value) === 'Uint8Array'
+}
+
 function encodeError(codecName, err) {
   const e = coded(Error, 'ERR_CODEC_ENCODE', `The ${codecName} codec cannot encode this value: ${err?.message ?? err}`)
   e.cause = err
@@ -140,11 +157,11 @@ class DefaultCodec extends Codec {
           this.tag = TAG.NULL
           return null
         }
-        if (value instanceof Uint8Array) {
+        if (isUint8Array(value)) {
           this.tag = Buffer.isBuffer(value) ? TAG.BYTES : TAG.UINT8ARRAY
           return value
         }
-        if (Array.isArray(value) || isPlainObject(value)) {
+        if (isJsonShaped(value)) {
           const text = stringify(value, 'default')
           this.tag = TAG.JSON
           return text
@@ -239,4 +256,34 @@ function resolveCodec(option, name = 'options.codec') {
   throw invalidArgType(name, "'default', 'json', 'v8' or an object with encode() and decode() methods", option)
 }
 
-module.exports = { TAG, CODEC_ID, Codec, resolveCodec }
+// A codec for Channel messages, which carry no type tag: every message is the one codec's
+// bytes. `encode(value)` gives a string (JSON, sent as UTF-8) or a Uint8Array; `decode(raw)`
+// takes what the receive gave (a string when `text`, else a Buffer).
+class MessageCodec {
+  constructor(codec, tag) {
+    this.codec = codec
+    this.name = codec.name
+    this.tag = tag
+    this.text = tag === TAG.JSON
+  }
+
+  encode(value) {
+    return this.codec.encode(value)
+  }
+
+  decode(raw) {
+    return this.codec.decode(this.tag, raw)
+  }
+}
+
+// The codec a Channel option names: 'json' | 'v8' | { encode, decode, name? }; null (raw
+// strings and bytes) for undefined or 'default', which for messages means no codec at all:
+// 'default' tells values apart by their type tag, which messages do not carry.
+function resolveMessageCodec(option, name = 'options.codec') {
+  if (option === undefined || option === 'default') return null
+  const codec = resolveCodec(option, name)
+  const tag = codec === shared.json ? TAG.JSON : codec === shared.v8 ? TAG.V8 : TAG.CUSTOM
+  return new MessageCodec(codec, tag)
+}
+
+module.exports = { TAG, CODEC_ID, Codec, resolveCodec, resolveMessageCodec }

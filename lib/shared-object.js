@@ -10,11 +10,36 @@ const { AsyncLocalStorage } = require('node:async_hooks')
 const native = require('./native.js')
 const { coded, fromNative, invalidArgType, outOfRange, timeoutError, closedError, abortError } = require('./errors.js')
 const { INTERNAL, MAX_TIMER_MS, fast, call, longTimeout, clearLongTimeout, isUint8Array, checkAttached, checkFd, checkPath, checkBytes, checkTimeout, checkSignal, checkOptions, checkFunction } = require('./common.js')
+const { TAG, resolveCodec } = require('./codec.js')
 
 // The largest value size the on-file format allows (MAX_CAPACITY in src/segment/layout.rs).
 const MAX_BYTES = 2 ** 39
-// Index of `seq` in a BigUint64Array over the header (byte offset 64, see src/segment/layout.rs).
-const SEQ_INDEX = 8
+// Index of `current` (commit << 2 | slot) in a BigUint64Array over the header (byte offset
+// 64, see src/segment/layout.rs). Any change of it is a new commit; version = current >> 2.
+const CURRENT_INDEX = 8
+// Where valueRead leaves the type tag of the value it returns (src/napi/mod.rs, set_meta):
+// bound once per thread.
+const META = new Uint32Array(2)
+fast.valueBindMeta(META)
+// The per-call native functions, taken out of `fast` once (its many properties make every
+// lookup on it a slow one), and the tags the hot paths pass.
+const { valueRead, valueWriteString, valueWriteBytes } = fast
+const TAG_STRING = TAG.STRING
+const TAG_BYTES = TAG.BYTES
+// The codec when none is given: strings and bytes as format 1 kept them, numbers, booleans,
+// null, plain objects and arrays as SharedMap's default codec stores them.
+const DEFAULT_CODEC = resolveCodec('default')
+// Tags whose read() result is made afresh from the stored bytes on every read (an object
+// handed out from a cache could be changed by its receiver), as a bit mask (tags are < 32).
+const DECODED = (1 << TAG.JSON) | (1 << TAG.V8) | (1 << TAG.CUSTOM)
+const decoded = (tag) => ((DECODED >>> tag) & 1) === 1
+// Payloads of the values whose bytes JS makes: a number's 8 bytes, nothing for the rest.
+const NUMBER_BYTES = new Uint8Array(8)
+const NUMBER_VIEW = new DataView(NUMBER_BYTES.buffer)
+const NO_BYTES = new Uint8Array(0)
+// readBuffer() reads values at least this long straight into a Buffer of their own, not
+// through the scratch area (a copy saved; below it, a pooled Buffer and a copy are cheaper).
+const DIRECT_MIN = 64 * 1024
 // How long an idle notifier thread lingers before it is stopped (a ping-pong would
 // otherwise start a thread per wait).
 const NOTIFIER_LINGER_MS = 250
@@ -29,8 +54,9 @@ const lockContext = new AsyncLocalStorage()
 
 // `at`: the path being opened, named in the messages.
 function openOptions(options, at) {
-  const o = checkOptions('options', options, ['size', 'maxSize', 'create', 'readOnly', 'mode'], at)
+  const o = checkOptions('options', options, ['codec', 'size', 'maxSize', 'create', 'readOnly', 'mode'], at)
   const out = {
+    codec: resolveCodec(o.codec),
     size: checkBytes('options.size', o.size, at),
     maxSize: checkBytes('options.maxSize', o.maxSize, at),
     create: o.create,
@@ -52,15 +78,23 @@ function openOptions(options, at) {
   return out
 }
 
+// The options the native open takes (the codec stays in JS: every value carries its tag).
+function nativeOptions({ codec, ...rest }) {
+  return rest
+}
+
 class SharedObject {
   #id
   #path
-  #seq = null // BigUint64Array over the header (seq at SEQ_INDEX); null where external buffers are refused
-  #cacheSeq = -1n
-  #cacheValue = ''
+  #codec
+  #header = null // BigUint64Array over the header (current at CURRENT_INDEX); null where external buffers are refused
+  #cacheCurrent = -1n // the current word the cached value belongs to
+  #cacheValue = '' // read()'s result, or for DECODED tags the stored form to decode
+  #cacheTag = TAG.STRING
   #buffer = null
-  #bufferCapacity = -1
+  #bufferCurrent = -1n
   #scratch = Buffer.allocUnsafeSlow(1024)
+  #lastLength = 0 // of the last value readBuffer() returned
   #closed = false
   #waiters = new Set()
   #watchers = new Set()
@@ -71,11 +105,12 @@ class SharedObject {
   #lockHeld = null // the token of the lock() section holding this handle's lock, if any
   #lockWaits = new Set() // pending steps of lock() calls, for close() to reject
 
-  constructor(key, id) {
+  constructor(key, id, codec) {
     if (key !== INTERNAL) {
       throw coded(TypeError, 'ERR_ILLEGAL_CONSTRUCTOR', 'Use SharedObject.open(path), SharedObject.anonymous() or SharedObject.fromFd(fd)')
     }
     this.#id = id
+    this.#codec = codec
     try {
       this.#path = native.valueInfo(id).path
       let header = null
@@ -86,7 +121,7 @@ class SharedObject {
         // the version comes from a native call and read() has no cache.
         if (err.code !== 'ERR_EXTERNAL_BUFFER_UNSUPPORTED') throw err
       }
-      if (header !== null) this.#seq = new BigUint64Array(header.buffer, header.byteOffset, header.length / 8)
+      if (header !== null) this.#header = new BigUint64Array(header.buffer, header.byteOffset, header.length / 8)
     } catch (err) {
       native.valueClose(id)
       throw fromNative(err)
@@ -101,24 +136,39 @@ class SharedObject {
     checkPath(file)
     const resolved = path.resolve(file)
     const opts = openOptions(options, resolved)
-    const id = call(() => native.valueOpen(resolved, opts))
-    return new SharedObject(INTERNAL, id)
+    const id = call(() => native.valueOpen(resolved, nativeOptions(opts)))
+    return new SharedObject(INTERNAL, id, opts.codec)
   }
 
   /** A new unnamed segment (memfd) to share with child processes through `fd`. */
   static anonymous(sizeOrOptions) {
     const options = typeof sizeOrOptions === 'number' ? { size: sizeOrOptions } : sizeOrOptions
     const opts = openOptions(options, 'memfd')
-    const id = call(() => native.valueAnonymous(opts))
-    return new SharedObject(INTERNAL, id)
+    const id = call(() => native.valueAnonymous(nativeOptions(opts)))
+    return new SharedObject(INTERNAL, id, opts.codec)
   }
 
   /** Opens the segment behind an inherited file descriptor (opened afresh; the caller keeps its own). */
   static fromFd(fd, options) {
     checkFd(fd)
     const opts = openOptions(options, `fd:${fd}`)
-    const id = call(() => native.valueFromFd(fd, opts))
-    return new SharedObject(INTERNAL, id)
+    const id = call(() => native.valueFromFd(fd, nativeOptions(opts)))
+    return new SharedObject(INTERNAL, id, opts.codec)
+  }
+
+  /**
+   * Converts a segment of format 1 (share-object before format 2) to format 2 in place,
+   * keeping its value, version, mode and group. Every process that has it open must close
+   * it first (`ERR_IN_USE`). A torn format-1 value is refused (`ERR_WRITER_DIED`) unless
+   * `{ discardTorn: true }`. Returns `{ version, converted, discardedTorn }`; `converted` is
+   * false if the file was format 2 already.
+   */
+  static upgrade(file, options) {
+    checkPath(file)
+    const resolved = path.resolve(file)
+    const o = checkOptions('options', options, ['discardTorn'], resolved)
+    if (o.discardTorn !== undefined && typeof o.discardTorn !== 'boolean') throw invalidArgType('options.discardTorn', 'a boolean', o.discardTorn, resolved)
+    return call(() => native.valueUpgrade(resolved, o.discardTorn))
   }
 
   /**
@@ -141,10 +191,10 @@ class SharedObject {
     return this.#path
   }
 
-  /** Counts writes, the same in every process (a write cut short by a killed writer counts too). */
+  /** Counts commits (completed writes), the same in every process. */
   get version() {
     this.#check()
-    return Number(this.#loadSeq() / 2n)
+    return Number(this.#loadCurrent() >> 2n)
   }
 
   /** Bytes the value can take before the segment grows, now (a growth made by another process included). */
@@ -180,51 +230,76 @@ class SharedObject {
     return this.#closed
   }
 
-  // The header's sequence word: odd while a write is in progress, twice the version
-  // otherwise. Without a header view, twice the version the native side reports.
-  #loadSeq() {
-    if (this.#seq !== null) return Atomics.load(this.#seq, SEQ_INDEX)
-    return BigInt(call(() => native.valueVersion(this.#id))) * 2n
+  // The header's `current` word: a new value for every commit, and the version shifted
+  // left by 2. Without a header view, made from the version the native side reports.
+  #loadCurrent() {
+    if (this.#header !== null) return Atomics.load(this.#header, CURRENT_INDEX)
+    return BigInt(call(() => native.valueVersion(this.#id))) << 2n
   }
 
-  /** The current value as a string (UTF-8). */
+  /**
+   * The current value: a string for a string or bytes (UTF-8), a number, boolean or null as
+   * written, a plain object or array decoded afresh from its JSON (or as the codec decodes it).
+   */
   read() {
     if (this.#closed) throw closedError(this.#path)
-    if (this.#seq === null) return call(() => fast.valueRead(this.#id))
-    const seq = Atomics.load(this.#seq, SEQ_INDEX)
-    if (seq === this.#cacheSeq) return this.#cacheValue
-    let value
+    const header = this.#header
+    if (header === null) return this.#decode(call(() => valueRead(this.#id)), META[0])
+    const current = Atomics.load(header, CURRENT_INDEX)
+    if (current === this.#cacheCurrent) {
+      return decoded(this.#cacheTag) ? this.#decode(this.#cacheValue, this.#cacheTag) : this.#cacheValue
+    }
+    let raw
     try {
-      value = fast.valueRead(this.#id)
+      raw = valueRead(this.#id)
     } catch (err) {
       throw fromNative(err)
     }
-    // `seq` was even and no write has completed since if it is still current, so the
-    // value read belongs to it: cache it for the next read (see "How it works" in the README).
+    const tag = META[0]
+    // The value read is of commit `current` or a later one, so a later read that still
+    // finds `current` may return it (see "How it works" in the README).
     // A large value is not kept: reading it again costs little next to its size, and the
     // cache must not hold one value's size in memory for the handle's life.
-    if ((seq & 1n) === 0n && value.length <= SCRATCH_KEPT) {
-      this.#cacheSeq = seq
-      this.#cacheValue = value
+    if (!(raw?.length > SCRATCH_KEPT)) {
+      this.#cacheCurrent = current
+      this.#cacheValue = raw
+      this.#cacheTag = tag
+    } else {
+      this.#cacheCurrent = -1n
+      this.#cacheValue = undefined
     }
-    return value
+    return decoded(tag) ? this.#decode(raw, tag) : raw
+  }
+
+  // What read() returns for the native result `raw` of a value of type `tag`.
+  #decode(raw, tag) {
+    if (!decoded(tag)) return raw
+    try {
+      return this.#codec.decode(tag, raw)
+    } catch (err) {
+      err.message = `${this.#path}: ${err.message}`
+      throw err
+    }
   }
 
   /** A copy of the current value's bytes. */
   readBuffer() {
     this.#check()
+    // A large value is read straight into a Buffer of its own (one copy), sized by the last
+    // one: the size seldom changes between reads.
+    if (this.#lastLength >= DIRECT_MIN) return this.#readBufferDirect()
     for (;;) {
       const scratch = this.#scratch
       const length = call(() => native.valueReadInto(this.#id, scratch))
       if (length <= scratch.length) {
-        if (scratch.length > SCRATCH_KEPT) {
-          // A large copy space is not kept: it becomes the result (no second copy).
-          this.#scratch = Buffer.allocUnsafeSlow(1024)
-          return length === scratch.length ? scratch : scratch.subarray(0, length)
-        }
+        this.#lastLength = length
         const copy = Buffer.allocUnsafe(length)
         scratch.copy(copy, 0, 0, length)
         return copy
+      }
+      if (length >= DIRECT_MIN) {
+        this.#lastLength = length
+        return this.#readBufferDirect()
       }
       // The value outgrew the scratch space (it may have grown since): make room, retry.
       // Above the kept size exactly the value's size, as that space becomes the result.
@@ -232,25 +307,70 @@ class SharedObject {
     }
   }
 
-  /** Replaces the value; returns the number of bytes written. */
+  // readBuffer() of a large value: into a Buffer of the last value's size; a value of
+  // another size is read again into one of its own (a smaller one is copied out when it
+  // would waste more than half the Buffer).
+  #readBufferDirect() {
+    for (;;) {
+      const out = Buffer.allocUnsafeSlow(this.#lastLength)
+      const length = call(() => native.valueReadInto(this.#id, out))
+      this.#lastLength = length
+      if (length === out.length) return out
+      if (length < out.length) return length * 2 >= out.length ? out.subarray(0, length) : Buffer.from(out.subarray(0, length))
+    }
+  }
+
+  /**
+   * Replaces the value (committed whole, or not at all); returns the number of bytes stored.
+   * A value the codec cannot encode throws (`ERR_INVALID_ARG_TYPE`, `ERR_CODEC_ENCODE`) and
+   * the old value stays.
+   */
   write(value) {
     this.#check()
+    if (this.#codec === DEFAULT_CODEC) {
+      try {
+        if (typeof value === 'string') return valueWriteString(this.#id, value, TAG_STRING)
+        if (isUint8Array(value) && Buffer.isBuffer(value)) return valueWriteBytes(this.#id, checkAttached('value', value, this.#path), TAG_BYTES)
+      } catch (err) {
+        throw fromNative(err)
+      }
+    }
+    const codec = this.#codec
+    let payload
     try {
-      if (typeof value === 'string') return fast.valueWriteString(this.#id, value)
-      if (isUint8Array(value)) return fast.valueWriteBytes(this.#id, checkAttached('value', value, this.#path))
+      payload = codec.encode(value)
+      if (isUint8Array(payload)) checkAttached('value', payload, this.#path)
+    } catch (err) {
+      throw atPath(err, this.#path)
+    }
+    const tag = codec.tag
+    try {
+      switch (tag) {
+        case TAG.STRING:
+        case TAG.JSON:
+          return valueWriteString(this.#id, payload, tag)
+        case TAG.NUMBER:
+          NUMBER_VIEW.setFloat64(0, payload, true)
+          return valueWriteBytes(this.#id, NUMBER_BYTES, tag)
+        case TAG.TRUE:
+        case TAG.FALSE:
+        case TAG.NULL:
+          return valueWriteBytes(this.#id, NO_BYTES, tag)
+        default:
+          return valueWriteBytes(this.#id, payload, tag)
+      }
     } catch (err) {
       throw fromNative(err)
     }
-    throw invalidArgType('value', 'a string, Buffer or Uint8Array', value, this.#path)
   }
 
   // The value together with the version it belongs to.
   #readVersioned() {
     this.#check()
     for (let i = 0; i < 16; i++) {
-      const seq = this.#loadSeq()
+      const current = this.#loadCurrent()
       const value = this.read()
-      if (this.#loadSeq() === seq && (seq & 1n) === 0n) return { value, version: Number(seq / 2n) }
+      if (this.#loadCurrent() === current) return { value, version: Number(current >> 2n) }
     }
     const value = this.read()
     return { value, version: this.version }
@@ -322,7 +442,7 @@ class SharedObject {
    * Calls `listener(value, version)` after every change (changes that come faster than
    * the listener runs are coalesced: it always gets the latest value). Returns a function
    * that stops watching. An active watcher keeps the process alive unless `{ ref: false }`.
-   * A change whose value cannot be read (ERR_WRITER_DIED, ERR_CORRUPT) is skipped and
+   * A change whose value cannot be read (ERR_CORRUPT, ERR_CODEC_DECODE) is skipped and
    * passed to `options.onError` if given, once per change (a state that was already
    * unreadable when watching began is not a change).
    */
@@ -331,15 +451,15 @@ class SharedObject {
     checkFunction('listener', listener, this.#path)
     const o = checkOptions('options', options, ['ref', 'onError'], this.#path)
     if (o.onError !== undefined) checkFunction('options.onError', o.onError, this.#path)
-    const seq = this.#loadSeq()
+    const current = this.#loadCurrent()
     const watcher = {
       listener,
       onError: o.onError,
       ref: o.ref === undefined ? true : Boolean(o.ref),
-      last: Number(seq / 2n),
-      // The sequence word of the last state onError heard about; starting at the current
-      // one, a state that was already unreadable when watching began is not a change.
-      failedSeq: seq,
+      last: Number(current >> 2n),
+      // The current word of the last state onError heard about; starting at this one, a
+      // state that was already unreadable when watching began is not a change.
+      failedAt: current,
     }
     this.#watchers.add(watcher)
     try {
@@ -432,20 +552,20 @@ class SharedObject {
       if (waiter.since !== version && this.#dropWaiter(waiter)) waiter.resolve(version)
     }
     if (this.#watchers.size === 0) return
-    // The sequence word before the read names the state an error belongs to: a wake-up
+    // The current word before the read names the state an error belongs to: a wake-up
     // that finds the same unreadable state (the futex word bumped again, a spurious wake)
     // reports nothing new.
-    const seq = this.#loadSeq()
+    const at = this.#loadCurrent()
     let current
     try {
       current = this.#readVersioned()
     } catch (err) {
-      // The value cannot be read now (a writer died mid-write, a damaged header): this
-      // change is not delivered; watchers that asked hear why, once per state. Never
+      // The value cannot be read now (a damaged header, a value this codec cannot decode):
+      // this change is not delivered; watchers that asked hear why, once per state. Never
       // thrown from here, where it would be an uncaught exception.
       for (const watcher of [...this.#watchers]) {
-        if (!watcher.onError || !this.#watchers.has(watcher) || watcher.failedSeq === seq) continue
-        watcher.failedSeq = seq
+        if (!watcher.onError || !this.#watchers.has(watcher) || watcher.failedAt === at) continue
+        watcher.failedAt = at
         callListener(watcher.onError, err)
       }
       return
@@ -580,17 +700,16 @@ class SharedObject {
   }
 
   /**
-   * A zero-copy Buffer over the value area (`capacity` bytes, as they are now: a growth
-   * made by another process is adopted). It stays valid after `close()`; a Buffer taken
-   * before the segment grew keeps covering the old area: read `buffer` again when
-   * `capacity` changed.
+   * A zero-copy Buffer over the committed value's slot (its whole region). Every process
+   * that reads `buffer` between two writes gets the same bytes. A `write()` commits into
+   * another slot: read `buffer` again after one. It stays valid after `close()`.
    */
   get buffer() {
     this.#check()
-    const capacity = call(() => native.valueCapacity(this.#id))
-    if (this.#buffer === null || this.#bufferCapacity !== capacity) {
+    const current = this.#loadCurrent()
+    if (this.#buffer === null || this.#bufferCurrent !== current) {
       this.#buffer = call(() => native.valueBuffer(this.#id))
-      this.#bufferCapacity = capacity
+      this.#bufferCurrent = current
     }
     return this.#buffer
   }
@@ -613,7 +732,7 @@ class SharedObject {
     if (this.#lingerTimer) clearTimeout(this.#lingerTimer)
     this.#keepAlive = this.#lingerTimer = null
     this.#buffer = null
-    this.#seq = null
+    this.#header = null
     native.valueClose(this.#id)
   }
 
@@ -653,8 +772,17 @@ function read() {
   return defaultSegment().read()
 }
 
+// A codec's error, its message naming the segment (as every error of a handle does).
+function atPath(err, at) {
+  if (err instanceof Error && typeof err.message === 'string' && !err.message.startsWith(`${at}: `)) {
+    try {
+      err.message = `${at}: ${err.message}`
+    } catch {}
+  }
+  return err
+}
+
 function write(value) {
-  if (typeof value !== 'string') throw invalidArgType('value', 'a string', value, path.resolve(process.env.SHARE_OBJECT_PATH || 'share-data'))
   return defaultSegment().write(value)
 }
 

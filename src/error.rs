@@ -23,15 +23,21 @@ pub enum Error {
     #[error("{path}: corrupt segment: {reason}")]
     Corrupt { path: String, reason: String },
 
-    /// A segment written by an incompatible version of share-object.
+    /// A segment written by an incompatible version of share-object; `hint` (empty, or
+    /// starting with "; ") says what to do about it.
     #[error(
-        "{path}: unsupported segment format version {found} (this build reads version {supported})"
+        "{path}: unsupported segment format version {found} (this build reads version {supported}){hint}"
     )]
     UnsupportedVersion {
         path: String,
         found: u32,
         supported: u32,
+        hint: String,
     },
+
+    /// An operation that needs a segment to itself (an upgrade) found it open elsewhere.
+    #[error("{path}: {what}: the segment is open in another process or handle; close every process that has it open, then try again")]
+    InUse { path: String, what: &'static str },
 
     /// The segment holds another kind of object (a channel opened as a value, …).
     #[error("{path}: segment is a {found}, not a {expected}")]
@@ -61,8 +67,9 @@ pub enum Error {
     #[error("{path}: segment is open read-only")]
     ReadOnly { path: String },
 
-    /// A writer died in the middle of a write; the value is torn until the next write.
-    #[error("{path}: the last writer died in the middle of a write; the value is unavailable until the next write")]
+    /// A format-1 value left torn by a writer that died in the middle of a write (found by
+    /// the upgrade: format 2 never tears a value).
+    #[error("{path}: the format-1 value is torn (its last writer died in the middle of a write); pass --discard-torn (`{{ discardTorn: true }}`) to upgrade it with an empty value")]
     WriterDied { path: String },
 
     /// A bounded wait ran out.
@@ -140,6 +147,7 @@ impl Error {
             Error::InvalidArgument { .. } => "ERR_INVALID_ARG_VALUE",
             Error::ReadOnly { .. } => "ERR_READ_ONLY",
             Error::WriterDied { .. } => "ERR_WRITER_DIED",
+            Error::InUse { .. } => "ERR_IN_USE",
             Error::Timeout { .. } => "ERR_TIMEOUT",
             Error::ConsumerBusy { .. } => "ERR_CONSUMER_BUSY",
             Error::LockHeld { .. } => "ERR_LOCK_HELD",

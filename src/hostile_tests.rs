@@ -3,10 +3,11 @@
 //! Three kinds of tests live here:
 //!
 //! 1. **Fuzzing** (`fuzz_*`, proptest): arbitrary header and record bytes are written into
-//!    segment files (value and channel kinds) and into an in-memory ring, then the real
-//!    open / read / write / send / receive code runs over them. What must hold: only typed
-//!    errors ([`crate::error::Error`], with a code from a short list), never a panic, never a
-//!    hang, and a successful write is read back exactly. The number of cases comes from
+//!    segment files (value segments of format 2 — `current`, the three slots' words — and
+//!    channels) and into an in-memory ring, then the real open / read / write / send /
+//!    receive code runs over them. What must hold: only typed errors
+//!    ([`crate::error::Error`], with a code from a short list), never a panic, never a hang,
+//!    and a successful write is read back exactly, with its tag and version. The number of cases comes from
 //!    `PROPTEST_CASES` (default: 600, 600 and 1000, fit for `cargo test`); the long run is
 //!
 //!    ```sh
@@ -18,7 +19,9 @@
 //!
 //! 2. **Model checking** (`model_*`): a small explicit-state model checker ([`explore`])
 //!    enumerates every reachable state (so every interleaving, with identical states merged)
-//!    of a few threads running the seqlock and the ring protocols, and checks invariants in
+//!    of a few threads running the value commit protocol (`value/slots.rs`: writers killed
+//!    at every step, a reader's sub-steps), the seqlock and the ring protocols, and checks
+//!    invariants in
 //!    every state and at every end state. Where the real code can be called one operation at
 //!    a time it is, on a heap stand-in for the mapping: `seqlock::begin_write`/`copy_in`
 //!    (byte by byte)/`end_write`/`try_read`, and `ring::Ring::claim`/`payload`/`commit`/
@@ -55,10 +58,12 @@ use proptest::prelude::*;
 use crate::channel::ring::{self, Next, Ring, RingError};
 use crate::channel::{Accept, ChannelSegment};
 use crate::error::Error;
-use crate::segment::layout::{self, HEADER_SIZE};
+use crate::segment::layout::ValueHeader;
+use crate::segment::layout::{self, HEADER_SIZE, VALUE_HEADER_SIZE};
 use crate::segment::OpenOptions;
 use crate::sync::seqlock::{self, ReadAttempt};
 use crate::test_support::{RingMem, TempDir};
+use crate::value::slots::{self, ReadAttempt as ReadAttempt2};
 use crate::value::{ValueOptions, ValueSegment};
 
 // ---------------------------------------------------------------------------------------
@@ -84,12 +89,13 @@ fn fuzz_config(default: u32) -> ProptestConfig {
 
 /// Error codes a damaged segment may produce. Anything else (an OS error, ERR_LOCK_HELD…)
 /// from an operation on garbage is a finding.
+/// (No ERR_WRITER_DIED: format 2 never reports a value as torn; only the upgrade of a
+/// format-1 file can, and it is not exercised here.)
 const HOSTILE_CODES: &[&str] = &[
     "ERR_CORRUPT",
     "ERR_NOT_A_SEGMENT",
     "ERR_UNSUPPORTED_VERSION",
     "ERR_WRONG_KIND",
-    "ERR_WRITER_DIED",
     "ERR_TIMEOUT",
     "ERR_CONSUMER_BUSY",
 ];
@@ -148,9 +154,9 @@ struct Mutation {
     value: u64,
 }
 
-fn mutation(fields: &'static [usize]) -> impl Strategy<Value = Mutation> {
+fn mutation(fields: &'static [usize], header: usize) -> impl Strategy<Value = Mutation> {
     (
-        prop_oneof![3 => proptest::sample::select(fields), 1 => 0usize..HEADER_SIZE],
+        prop_oneof![3 => proptest::sample::select(fields), 1 => 0usize..header],
         proptest::sample::select(vec![1usize, 4, 8]),
         interesting_u64(),
     )
@@ -168,14 +174,19 @@ fn apply(header: &mut [u8], m: &Mutation) {
     }
 }
 
-/// Offsets of the value header's fields (layout.rs).
-const VALUE_FIELDS: &[usize] = &[0, 8, 12, 16, 24, 64, 72, 128, 132, 136, 140];
+/// Offsets of the value header's fields (layout.rs, format 2): line 0, `current`, the locks
+/// and notification words, and each slot's seq, commit, region, len and tag.
+const VALUE_FIELDS: &[usize] = &[
+    0, 8, 12, 16, 24, 64, 128, 132, 136, 140, 256, 264, 272, 280, 288, 320, 328, 336, 344, 352,
+    384, 392, 400, 408, 416,
+];
 /// Offsets of the channel header's fields (layout.rs).
 const CHANNEL_FIELDS: &[usize] = &[0, 8, 12, 16, 24, 64, 128, 136, 140, 144, 192, 196];
 
 #[derive(Debug, Clone)]
 enum HeaderBase {
-    /// A header as `initialise` writes it, with `capacity` = the data area.
+    /// A header as `initialise` writes it, with `capacity` = the data area (for a value:
+    /// three regions of a third of it each, when it has whole pages for them).
     Valid,
     /// All zero (initialised in place if the whole file is zero).
     Zero,
@@ -198,31 +209,44 @@ struct FileSpec {
 }
 
 impl FileSpec {
+    fn header_size(&self) -> usize {
+        header_size_of(self.kind)
+    }
+
     fn bytes(&self) -> Vec<u8> {
-        let mut bytes = vec![0u8; HEADER_SIZE + self.data_len];
+        let header = self.header_size();
+        let mut bytes = vec![0u8; header + self.data_len];
         match &self.base {
             HeaderBase::Valid => {
+                let pages = self.data_len as u64 / 3 / layout::PAGE;
+                if self.kind == layout::KIND_VALUE && pages > 0 {
+                    bytes[..header].copy_from_slice(&crate::value::header_image(pages, 0, 0, 0));
+                }
                 bytes[..8].copy_from_slice(&layout::MAGIC);
-                bytes[8..12].copy_from_slice(&layout::FORMAT_VERSION.to_le_bytes());
+                let version = layout::format_version(self.kind);
+                bytes[8..12].copy_from_slice(&version.to_le_bytes());
                 bytes[12..16].copy_from_slice(&self.kind.to_le_bytes());
-                bytes[16..20].copy_from_slice(&(HEADER_SIZE as u32).to_le_bytes());
+                bytes[16..20].copy_from_slice(&(header as u32).to_le_bytes());
                 bytes[24..32].copy_from_slice(&(self.data_len as u64).to_le_bytes());
             }
             HeaderBase::Zero => {}
-            HeaderBase::Random(r) => bytes[..HEADER_SIZE].copy_from_slice(r),
+            HeaderBase::Random(r) => {
+                let n = r.len().min(header);
+                bytes[..n].copy_from_slice(&r[..n]);
+            }
         }
         for m in &self.mutations {
-            apply(&mut bytes[..HEADER_SIZE], m);
+            apply(&mut bytes[..header], m);
         }
         if !self.fill.is_empty() {
-            for (i, b) in bytes[HEADER_SIZE..].iter_mut().enumerate() {
+            for (i, b) in bytes[header..].iter_mut().enumerate() {
                 *b = self.fill[i % self.fill.len()];
             }
         }
         let words = self.data_len / 8;
         for &(i, w) in &self.words {
             if words > 0 {
-                let at = HEADER_SIZE + (i % words) * 8;
+                let at = header + (i % words) * 8;
                 bytes[at..at + 8].copy_from_slice(&w.to_le_bytes());
             }
         }
@@ -247,29 +271,39 @@ fn record_word() -> impl Strategy<Value = u64> {
     ]
 }
 
-fn header_base() -> impl Strategy<Value = HeaderBase> {
+/// The header size of a segment kind's files.
+fn header_size_of(kind: u32) -> usize {
+    if kind == layout::KIND_VALUE {
+        VALUE_HEADER_SIZE
+    } else {
+        HEADER_SIZE
+    }
+}
+
+fn header_base(header: usize) -> impl Strategy<Value = HeaderBase> {
     prop_oneof![
         6 => Just(HeaderBase::Valid),
         1 => Just(HeaderBase::Zero),
-        1 => proptest::collection::vec(any::<u8>(), HEADER_SIZE).prop_map(HeaderBase::Random),
+        1 => proptest::collection::vec(any::<u8>(), header).prop_map(HeaderBase::Random),
     ]
 }
 
-fn cut() -> impl Strategy<Value = Option<usize>> {
+fn cut(header: usize) -> impl Strategy<Value = Option<usize>> {
     prop_oneof![
         8 => Just(None),
-        1 => (1usize..HEADER_SIZE).prop_map(Some),
-        1 => (HEADER_SIZE..HEADER_SIZE + 4096).prop_map(Some),
+        1 => (1usize..header).prop_map(Some),
+        1 => (header..header + 4096).prop_map(Some),
     ]
 }
 
 fn value_file() -> impl Strategy<Value = FileSpec> {
     (
-        header_base(),
-        proptest::sample::select(vec![0usize, 8, 100, 1024, 4096]),
-        proptest::collection::vec(mutation(VALUE_FIELDS), 0..6),
+        header_base(VALUE_HEADER_SIZE),
+        // Three regions of 1 or 2 pages, or data areas they cannot be made of.
+        proptest::sample::select(vec![0usize, 100, 4096, 3 * 4096, 6 * 4096]),
+        proptest::collection::vec(mutation(VALUE_FIELDS, VALUE_HEADER_SIZE), 0..6),
         prop_oneof![Just(vec![]), proptest::collection::vec(any::<u8>(), 1..16)],
-        cut(),
+        cut(VALUE_HEADER_SIZE),
     )
         .prop_map(|(base, data_len, mutations, fill, cut)| FileSpec {
             kind: layout::KIND_VALUE,
@@ -284,15 +318,15 @@ fn value_file() -> impl Strategy<Value = FileSpec> {
 
 fn channel_file() -> impl Strategy<Value = FileSpec> {
     (
-        header_base(),
+        header_base(HEADER_SIZE),
         proptest::sample::select(vec![1024usize, 2048]),
-        proptest::collection::vec(mutation(CHANNEL_FIELDS), 0..6),
+        proptest::collection::vec(mutation(CHANNEL_FIELDS, HEADER_SIZE), 0..6),
         proptest::collection::vec((0usize..256, record_word()), 0..12),
         prop_oneof![
             4 => Just(vec![]),
             1 => proptest::collection::vec(any::<u8>(), 1..16)
         ],
-        cut(),
+        cut(HEADER_SIZE),
     )
         .prop_map(|(base, data_len, mutations, words, fill, cut)| FileSpec {
             kind: layout::KIND_CHANNEL,
@@ -332,14 +366,23 @@ fn exercise_value_file(path: &Path, spec: &FileSpec) -> Result<(), TestCaseError
     let _ = v
         .watcher()
         .wait_for_change(v.version(), Some(Duration::ZERO), Duration::ZERO, None);
-    for value in [&b"hello"[..], &[7u8; 5000][..], &b""[..]] {
-        let written = v.write(value);
+    let large = vec![3u8; crate::value::slots::PIN_MIN as usize + 1];
+    for (tag, value) in [
+        (1, &b"hello"[..]),
+        (0, &[7u8; 5000][..]),
+        (6, &large[..]),
+        (5, &b""[..]),
+    ] {
+        let written = v.write(tag, value);
         typed("write", &written)?;
-        if written.is_ok() {
-            // A successful write repairs what it covers: it is read back exactly.
+        if let Ok(version) = written {
+            // A successful write commits a whole slot: it is read back exactly, with its
+            // tag, as the version it returned (whatever else the header holds).
             let read = v.read_into(&mut out);
             prop_assert!(read.is_ok(), "read after a successful write: {read:?}");
             prop_assert_eq!(&out[..], value, "read after a successful write");
+            let read = read.unwrap();
+            prop_assert_eq!((read.commit, read.tag), (version, tag));
         }
     }
     Ok(())
@@ -764,7 +807,8 @@ impl SeqModel {
         };
     }
 
-    /// The reader found `seq` odd: `value.rs::check_writer_alive`'s decision.
+    /// The reader found `seq` odd: what a plain seqlock reader does about a writer that may
+    /// have died (format 1 reported ERR_WRITER_DIED; format 2 never reads a slot being filled).
     fn odd_seq(&mut self, odd: u64) -> Result<bool, String> {
         let holder = self.lock;
         let dead = holder.is_none_or(|w| !self.writer_alive(w));
@@ -1057,6 +1101,512 @@ fn model_seqlock_writer_killed_at_every_step_then_taken_over() {
         let found = explore(
             SeqModel::new(vec![first.clone(), second.clone()], 3, whole),
             4_000_000,
+        );
+        assert!(
+            found.violations.is_empty() && !found.truncated,
+            "whole reads: {whole}\n{}",
+            found.report()
+        );
+    }
+}
+
+// --- the format-2 value protocol (three slots and `current`) ---------------------------
+
+/// Bytes of each slot's region in the model.
+const V2_CAP: usize = 4;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum V2W {
+    /// Takes the writer lock (a dead holder's is taken over), loads `current`, picks the
+    /// slot (`slots::candidates`) and calls `slots::begin_fill`.
+    Begin,
+    /// `slots::copy_in` of byte `i`.
+    Copy(usize),
+    /// `slots::end_fill`.
+    End,
+    /// `slots::commit`, then the lock is released.
+    Commit,
+    Done,
+    Dead,
+}
+
+#[derive(Clone, Debug)]
+struct V2Writer {
+    values: Vec<Vec<u8>>,
+    next: usize,
+    step: V2W,
+    slot: usize,
+    odd: u64,
+    commit: u64,
+    may_die: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum V2R {
+    /// Load `current` (Acquire).
+    LoadCurrent,
+    /// Load the slot's `seq` (Acquire); odd: `moved_or_damaged`.
+    LoadSeq1 {
+        c: u64,
+    },
+    /// Load commit, len (region fixed); check them.
+    LoadFields {
+        c: u64,
+        q1: u64,
+    },
+    /// Copy byte `i` of `n`.
+    Copy {
+        c: u64,
+        q1: u64,
+        n: u64,
+        i: u64,
+    },
+    /// Fence; reload `seq`; accept if unchanged.
+    LoadSeq2 {
+        c: u64,
+        q1: u64,
+        n: u64,
+    },
+    /// `moved_or_damaged`: fence; reload `current`.
+    Check {
+        c: u64,
+    },
+    /// Load `current`, then the real `slots::try_read` as one step.
+    Whole,
+    Done,
+}
+
+/// Plain words of the model's header.
+#[derive(Clone, Debug, Default)]
+struct V2Words {
+    current: u64,
+    seq: [u64; 3],
+    commit: [u64; 3],
+    len: [u64; 3],
+    tag: [u32; 3],
+}
+
+#[derive(Clone, Debug)]
+struct V2Model {
+    w: V2Words,
+    data: [[u8; V2_CAP]; 3],
+    writers: Vec<V2Writer>,
+    r_step: V2R,
+    reads_left: u8,
+    out: Vec<u8>,
+    /// The last commit completed when the current read began.
+    floor: u64,
+    /// The value of each commit.
+    history: Vec<Vec<u8>>,
+    results: u64,
+    whole_reads: bool,
+}
+
+impl V2Model {
+    fn new(writers: Vec<V2Writer>, reads: u8, whole_reads: bool) -> Self {
+        V2Model {
+            w: V2Words::default(),
+            data: [[0; V2_CAP]; 3],
+            writers,
+            r_step: if whole_reads {
+                V2R::Whole
+            } else {
+                V2R::LoadCurrent
+            },
+            reads_left: reads,
+            out: vec![],
+            floor: 0,
+            history: vec![vec![]],
+            results: 0,
+            whole_reads,
+        }
+    }
+
+    /// Runs `f` on a heap header holding this state's words (regions: one model page per
+    /// slot, so region `i` starts at `i * PAGE`), then stores the words back.
+    fn with_header<T>(&mut self, f: impl FnOnce(&ValueHeader, &mut [u8]) -> T) -> T {
+        let h: Box<ValueHeader> = Box::default();
+        // The data area as the real code sees it: regions of a PAGE each (only the first
+        // V2_CAP bytes of each are modelled).
+        let mut area = vec![0u8; 3 * layout::PAGE as usize];
+        // SYNC POINT: Relaxed, all: a single-threaded stand-in for the mapping; the model
+        // orders the steps itself.
+        h.current.store(self.w.current, Ordering::Relaxed);
+        for i in 0..3 {
+            let s = &h.slots[i];
+            s.seq.store(self.w.seq[i], Ordering::Relaxed);
+            s.commit.store(self.w.commit[i], Ordering::Relaxed);
+            s.region
+                .store(layout::region_word(i as u64, 1), Ordering::Relaxed);
+            s.len.store(self.w.len[i], Ordering::Relaxed);
+            s.tag.store(self.w.tag[i], Ordering::Relaxed);
+            let at = i * layout::PAGE as usize;
+            area[at..at + V2_CAP].copy_from_slice(&self.data[i]);
+        }
+        let r = f(&h, &mut area);
+        // SYNC POINT: Relaxed, all: as above.
+        self.w.current = h.current.load(Ordering::Relaxed);
+        for i in 0..3 {
+            let s = &h.slots[i];
+            self.w.seq[i] = s.seq.load(Ordering::Relaxed);
+            self.w.commit[i] = s.commit.load(Ordering::Relaxed);
+            self.w.len[i] = s.len.load(Ordering::Relaxed);
+            self.w.tag[i] = s.tag.load(Ordering::Relaxed);
+            let at = i * layout::PAGE as usize;
+            self.data[i].copy_from_slice(&area[at..at + V2_CAP]);
+        }
+        r
+    }
+
+    fn start_next_read(&mut self) {
+        self.reads_left -= 1;
+        self.results += 1;
+        self.floor = (self.w.current >> 2).max(self.floor);
+        self.r_step = if self.reads_left == 0 {
+            V2R::Done
+        } else if self.whole_reads {
+            V2R::Whole
+        } else {
+            V2R::LoadCurrent
+        };
+    }
+
+    fn accept(&mut self, commit: u64, tag: u32) -> Result<(), String> {
+        let Some(expected) = self.history.get(commit as usize) else {
+            return Err(format!(
+                "a read accepted commit {commit}, which never happened"
+            ));
+        };
+        if &self.out != expected {
+            return Err(format!(
+                "a torn read was accepted: {:?} as commit {commit}, which was {:?}",
+                self.out, expected
+            ));
+        }
+        if tag != commit as u32 {
+            return Err(format!(
+                "commit {commit} read with the tag of another ({tag})"
+            ));
+        }
+        if commit < self.floor {
+            return Err(format!(
+                "a stale read: commit {commit} although {} had completed before the read",
+                self.floor
+            ));
+        }
+        self.start_next_read();
+        Ok(())
+    }
+
+    fn restart(&mut self) {
+        self.r_step = if self.whole_reads {
+            V2R::Whole
+        } else {
+            V2R::LoadCurrent
+        };
+    }
+
+    fn read_step(&mut self) -> Result<(), String> {
+        match self.r_step {
+            V2R::Whole => {
+                let mut out = std::mem::take(&mut self.out);
+                let attempt = self.with_header(|h, area| {
+                    // SYNC POINT: Acquire, as `ValueSegment::read_into` loads it.
+                    let c = h.current.load(Ordering::Acquire);
+                    // SAFETY: `area` is valid for its length.
+                    unsafe { slots::try_read(h, c, area.as_ptr(), area.len(), &mut out) }
+                });
+                self.out = out;
+                match attempt {
+                    ReadAttempt2::Done { commit, tag } => self.accept(commit, tag)?,
+                    ReadAttempt2::Moved => {}
+                    other => return Err(format!("a read found {other:?}")),
+                }
+            }
+            V2R::LoadCurrent => {
+                self.r_step = V2R::LoadSeq1 { c: self.w.current };
+            }
+            V2R::LoadSeq1 { c } => {
+                let q1 = self.w.seq[(c & 3) as usize];
+                self.r_step = if q1 & 1 == 1 {
+                    V2R::Check { c }
+                } else {
+                    V2R::LoadFields { c, q1 }
+                };
+            }
+            V2R::LoadFields { c, q1 } => {
+                let s = (c & 3) as usize;
+                let (commit, n) = (self.w.commit[s], self.w.len[s]);
+                self.out.clear();
+                self.r_step = if commit != c >> 2 || n > V2_CAP as u64 {
+                    V2R::Check { c }
+                } else if n == 0 {
+                    V2R::LoadSeq2 { c, q1, n }
+                } else {
+                    V2R::Copy { c, q1, n, i: 0 }
+                };
+            }
+            V2R::Copy { c, q1, n, i } => {
+                self.out.push(self.data[(c & 3) as usize][i as usize]);
+                self.r_step = if i + 1 < n {
+                    V2R::Copy { c, q1, n, i: i + 1 }
+                } else {
+                    V2R::LoadSeq2 { c, q1, n }
+                };
+            }
+            V2R::LoadSeq2 { c, q1, .. } => {
+                let s = (c & 3) as usize;
+                if self.w.seq[s] == q1 {
+                    let tag = self.w.tag[s];
+                    self.accept(c >> 2, tag)?;
+                } else {
+                    self.r_step = V2R::Check { c };
+                }
+            }
+            V2R::Check { c } => {
+                if self.w.current == c {
+                    return Err(format!(
+                        "a read found commit {} not whole with `current` unchanged",
+                        c >> 2
+                    ));
+                }
+                self.restart();
+            }
+            V2R::Done => unreachable!(),
+        }
+        Ok(())
+    }
+}
+
+const V2_READER: u8 = 100;
+const V2_DIE: u8 = 50;
+/// Writer `i`'s `Begin` choosing the other free slot (`V2_ALT + i`): which of the two free
+/// slots a writer fills is a policy (older first; newer first for large values, see
+/// `ValueSegment::choose_slot`); the protocol must hold for either.
+const V2_ALT: u8 = 20;
+
+impl Model for V2Model {
+    fn actions(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (i, w) in self.writers.iter().enumerate() {
+            let enabled = match w.step {
+                V2W::Done | V2W::Dead => false,
+                // A writer starts once the previous one is done or dead (it would wait on
+                // the writer lock otherwise); its first step takes the lock.
+                V2W::Begin => self.writers[..i]
+                    .iter()
+                    .all(|p| matches!(p.step, V2W::Done | V2W::Dead)),
+                _ => true,
+            };
+            if enabled {
+                out.push(i as u8);
+                if w.step == V2W::Begin {
+                    out.push(V2_ALT + i as u8);
+                }
+                if w.may_die {
+                    out.push(V2_DIE + i as u8);
+                }
+            }
+        }
+        if self.r_step != V2R::Done {
+            out.push(V2_READER);
+        }
+        out
+    }
+
+    fn apply(&mut self, action: u8) -> Result<(), String> {
+        if action == V2_READER {
+            return self.read_step();
+        }
+        if action >= V2_DIE {
+            self.writers[(action - V2_DIE) as usize].step = V2W::Dead;
+            return Ok(());
+        }
+        let (i, choice) = if action >= V2_ALT {
+            ((action - V2_ALT) as usize, 1)
+        } else {
+            (action as usize, 0)
+        };
+        match self.writers[i].step {
+            V2W::Begin => {
+                let (slot, odd, commit) = self.with_header(|h, _| {
+                    // SYNC POINT: Acquire, as `write_locked` loads it.
+                    let c = h.current.load(Ordering::Acquire);
+                    let cur = slots::slot_of(c).unwrap_or_else(|| slots::newest(h));
+                    let slot = slots::candidates(h, cur)[choice];
+                    let next = (c >> 2) + 1;
+                    let d = &h.slots[slot];
+                    // SYNC POINT: Relaxed: the model's single writer.
+                    let odd = slots::begin_fill(d, next, d.region.load(Ordering::Relaxed));
+                    (slot, odd, next)
+                });
+                let w = &mut self.writers[i];
+                (w.slot, w.odd, w.commit) = (slot, odd, commit);
+                w.step = if w.values[w.next].is_empty() {
+                    V2W::End
+                } else {
+                    V2W::Copy(0)
+                };
+            }
+            V2W::Copy(b) => {
+                let w = &self.writers[i];
+                let (byte, slot, n) = (w.values[w.next][b], w.slot, w.values[w.next].len());
+                self.with_header(|_, area| {
+                    let at = slot * layout::PAGE as usize + b;
+                    // SAFETY: `at` is inside `area`; the source is a private byte.
+                    unsafe { slots::copy_in(area.as_mut_ptr().add(at), &byte, 1) }
+                });
+                self.writers[i].step = if b + 1 < n {
+                    V2W::Copy(b + 1)
+                } else {
+                    V2W::End
+                };
+            }
+            V2W::End => {
+                let w = &self.writers[i];
+                let (slot, odd, len, tag) = (
+                    w.slot,
+                    w.odd,
+                    w.values[w.next].len() as u64,
+                    w.commit as u32,
+                );
+                self.with_header(|h, _| slots::end_fill(&h.slots[slot], odd, len, tag));
+                self.writers[i].step = V2W::Commit;
+            }
+            V2W::Commit => {
+                let w = &self.writers[i];
+                let (slot, commit, value) = (w.slot, w.commit, w.values[w.next].clone());
+                self.with_header(|h, _| slots::commit(h, commit, slot));
+                if self.history.len() as u64 != commit {
+                    return Err(format!(
+                        "commit {commit} after {} commits",
+                        self.history.len() - 1
+                    ));
+                }
+                self.history.push(value);
+                let w = &mut self.writers[i];
+                w.next += 1;
+                w.step = if w.next < w.values.len() {
+                    V2W::Begin
+                } else {
+                    V2W::Done
+                };
+            }
+            V2W::Done | V2W::Dead => unreachable!(),
+        }
+        Ok(())
+    }
+
+    fn at_end(&self) -> Result<(), String> {
+        if self.r_step != V2R::Done {
+            return Err(format!(
+                "the reader never finished (step {:?})",
+                self.r_step
+            ));
+        }
+        Ok(())
+    }
+
+    fn describe(&self, action: u8) -> String {
+        if action == V2_READER {
+            return format!("reader {:?} (current {:#x})", self.r_step, self.w.current);
+        }
+        if action >= V2_DIE {
+            return format!("writer {} dies", action - V2_DIE);
+        }
+        if action >= V2_ALT {
+            return format!(
+                "writer {} Begin, filling the other free slot",
+                action - V2_ALT
+            );
+        }
+        let w = &self.writers[action as usize];
+        format!(
+            "writer {action} {:?} of value {} (slot {})",
+            w.step, w.next, w.slot
+        )
+    }
+
+    fn key(&self, out: &mut Vec<u64>) {
+        out.push(self.w.current);
+        for i in 0..3 {
+            out.extend([
+                self.w.seq[i],
+                self.w.commit[i],
+                self.w.len[i],
+                u64::from(self.w.tag[i]),
+            ]);
+            out.extend(self.data[i].iter().map(|&b| u64::from(b)));
+        }
+        for w in &self.writers {
+            let step = match w.step {
+                V2W::Begin => 0,
+                V2W::Copy(b) => 10 + b as u64,
+                V2W::End => 1,
+                V2W::Commit => 2,
+                V2W::Done => 3,
+                V2W::Dead => 4,
+            };
+            out.extend([step, w.next as u64, w.slot as u64, w.odd, w.commit]);
+        }
+        let r = match self.r_step {
+            V2R::LoadCurrent => [0, 0, 0, 0, 0],
+            V2R::LoadSeq1 { c } => [1, c, 0, 0, 0],
+            V2R::LoadFields { c, q1 } => [2, c, q1, 0, 0],
+            V2R::Copy { c, q1, n, i } => [3, c, q1, n, i],
+            V2R::LoadSeq2 { c, q1, n } => [4, c, q1, n, 0],
+            V2R::Check { c } => [5, c, 0, 0, 0],
+            V2R::Whole => [6, 0, 0, 0, 0],
+            V2R::Done => [7, 0, 0, 0, 0],
+        };
+        out.extend(r);
+        out.extend([u64::from(self.reads_left), self.floor, self.results]);
+        out.extend(self.out.iter().map(|&b| u64::from(b)));
+    }
+}
+
+fn v2_writer(values: &[&[u8]], may_die: bool) -> V2Writer {
+    V2Writer {
+        values: values.iter().map(|v| v.to_vec()).collect(),
+        next: 0,
+        step: V2W::Begin,
+        slot: 0,
+        odd: 0,
+        commit: 0,
+        may_die,
+    }
+}
+
+/// Format 2 under every interleaving of a writer's real steps (`begin_fill`, a byte-by-byte
+/// `copy_in`, `end_fill`, `commit`; either free slot) with a reader's modelled sub-steps of
+/// `try_read` and of `moved_or_damaged`: no torn, stale or foreign-tagged read is accepted,
+/// a read never finds damage, and it always finishes. Exhaustive: 1 writer × 5 values; 1
+/// reader × 4 reads.
+#[test]
+fn model_value_slots_reader_substeps_never_accept_a_torn_or_stale_value() {
+    let w = v2_writer(&[&[1, 1, 1], &[2, 2, 2, 2], &[], &[4, 4], &[5]], false);
+    let found = explore(V2Model::new(vec![w], 4, false), 4_000_000);
+    assert!(
+        found.violations.is_empty() && !found.truncated,
+        "{}",
+        found.report()
+    );
+    assert!(found.states > 1_000, "{}", found.report());
+}
+
+/// Writers that may die after any of their steps (holding the lock, a slot half filled),
+/// each followed by one that takes over, with the real `try_read` as one step and with its
+/// sub-steps: every read returns the last commit (never ERR_WRITER_DIED, never an older
+/// one), and a write killed before its commit costs only itself.
+#[test]
+fn model_value_slots_writers_killed_at_every_step_lose_only_their_own_write() {
+    let first = v2_writer(&[&[1, 1, 1], &[2, 2]], true);
+    let second = v2_writer(&[&[3, 3, 3, 3], &[4]], true);
+    let third = v2_writer(&[&[5, 5]], false);
+    for whole in [true, false] {
+        let found = explore(
+            V2Model::new(vec![first.clone(), second.clone(), third.clone()], 3, whole),
+            6_000_000,
         );
         assert!(
             found.violations.is_empty() && !found.truncated,

@@ -8,6 +8,8 @@ const { targetsOf } = require('./targets.js')
 
 const SECTION_RENDERERS = {
   'latest-value': latestValue,
+  'large-value': largeValue,
+  'object-values': objectValues,
   'round-trip': roundTrip,
   'channel-streaming': channelStreaming,
   footprint,
@@ -83,6 +85,46 @@ function latestValue(section, results) {
     `ns per call from batches (${rounds} rounds, each a batch of ${section.rows.map((r) => `${count(r.batch)} ${r.id}`).join(', ')} calls); p99 is over the rounds' batch means. ` +
       '"After every change" is [write(); read()] − [write()] on two handles of one segment: the native copy-and-decode path; "unchanged" is the cache hit (one atomic load). ' +
       'fs.readFileSync has no cache, so it is the comparison for both reads; fs.writeFileSync rewrites the file without fsync (readers can see it half-written).',
+  )
+  return lines
+}
+
+function largeValue(section, results) {
+  const { contended: c, uncontended: u } = section.reads
+  const lines = [
+    `### 1b. A ${section.valueBytes / 1024 / 1024} MiB value under a writer rewriting it in a loop (writer and reader processes)`,
+    '',
+    '| measure | under the writer | uncontended | ratio | target | result |',
+    '| --- | --- | --- | --- | --- | --- |',
+  ]
+  const [readRow, rateRow] = section.rows
+  lines.push(`| readBuffer() p99 (median) | ${duration(c.p99)} (${duration(c.median)}), ${count(c.n)} reads | ${duration(u.p99)} (${duration(u.median)}), ${count(u.n)} reads | ${ratio(readRow.ratio)} | ${targetCells(results, section.id, readRow).join(' | ')} |`)
+  const r = section.rates
+  lines.push(`| writer commits/s | ${count(Math.round(r.withReader))} with a reader | ${count(Math.round(r.alone))} alone | ${ratio(rateRow.ratio)} | ${targetCells(results, section.id, rateRow).join(' | ')} |`)
+  lines.push(`| writer commits/s, the reader on another segment | ${count(Math.round(r.withReader))} with a reader | ${count(Math.round(r.besideReader))} beside a reader of another segment | ${ratio(r.besideReader / r.withReader)} | — | |`)
+  lines.push(
+    '',
+    `${section.rounds} rounds of four ${section.phaseMs} ms phases: the writer alone on segment A (the reader sleeps); the writer on A with the reader reading A in a loop; the writer on segment B with the reader reading A (uncontended, the machine as busy); the writer on A with the reader reading B (as busy, no reader of A: the last row tells how much of the writer's drop is the cores and memory being shared). ` +
+      'Every read is timed on its own (readBuffer() copies the value into a new Buffer of its own). A reader of a value this large pins the slot it copies (a kernel read lock), and the writer fills another: a read takes one copy whatever the writer does.',
+  )
+  return lines
+}
+
+function objectValues(section, results) {
+  const lines = [
+    `### 1c. A ${section.valueBytes}-byte object as the value (one process)`,
+    '',
+    '| operation | share-object median (p99) | JSON + file median (p99) | ratio | target | result |',
+    '| --- | --- | --- | --- | --- | --- |',
+  ]
+  for (const row of section.rows) {
+    const so = `${duration(row.shareObject.median)} (${duration(row.shareObject.p99)})`
+    const alt = `${row.alternative.label} ${duration(row.alternative.ns.median)} (${duration(row.alternative.ns.p99)})`
+    lines.push(`| ${row.label} | ${so} | ${alt} | ${ratio(row.ratio)} | ${targetCells(results, section.id, row).join(' | ')} |`)
+  }
+  lines.push(
+    '',
+    `The default codec stores a plain object as JSON with a type tag; read() parses it afresh every time (an object handed out from a cache could be changed by its receiver), so even an unchanged read costs a JSON.parse. ${section.rounds} rounds, as case 1.`,
   )
   return lines
 }

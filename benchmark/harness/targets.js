@@ -37,6 +37,32 @@ const TARGETS = [
       return { met: x >= t.min, measured: ratio(x) }
     },
   },
+  // Issue #13: a large value under a busy writer. Both are ratios where lower is better:
+  // `max` is the threshold.
+  {
+    id: 'large-read-p99',
+    max: 5,
+    threshold: '≤ 5×',
+    text: 'readBuffer() of a 4 MiB value: p99 under a writer looping 4 MiB values ≤ 5× the uncontended p99',
+    section: 'large-value',
+    rows: ['large-read-p99'],
+    check(r, t) {
+      const x = rowOf(r, t.section, 'large-read-p99').ratio
+      return { met: x <= t.max, measured: ratio(x) }
+    },
+  },
+  {
+    id: 'large-writer-rate',
+    max: 2,
+    threshold: '≤ 2×',
+    text: 'the 4 MiB writer’s commits/s drop by at most 2× while a reader reads',
+    section: 'large-value',
+    rows: ['large-writer-rate'],
+    check(r, t) {
+      const x = rowOf(r, t.section, 'large-writer-rate').ratio
+      return { met: x <= t.max, measured: `alone ÷ with a reader = ${ratio(x)}` }
+    },
+  },
   roundTrip('sync-round-trip', 50, 'so-sync', 'sync round trip (waitForChangeSync) ≥ 50× lower than the socket’s', 'waitForChangeSync'),
   roundTrip('promise-round-trip', 1, 'so-promise', 'promise round trip (waitForChange) no slower than the socket’s', 'waitForChange'),
   roundTrip('channel-sync-round-trip', 50, 'channel-sync', 'Channel round trip (receiveSync) ≥ 50× lower than the socket’s', 'Channel receiveSync'),

@@ -25,8 +25,8 @@ use napi::{sys, Env};
 
 use super::scratch::Scratch;
 use super::{
-    deadline_after, js_error, millis, parked, release_mapping, to_js, with_channel, with_value,
-    ChannelEntry, Code, JsError, SCRATCH,
+    bind_meta, deadline_after, js_error, millis, parked, release_mapping, set_meta, tag, to_js,
+    with_channel, with_value, ChannelEntry, Code, JsError, Meta, SCRATCH,
 };
 use crate::channel::{self, Accept};
 use crate::value;
@@ -472,7 +472,10 @@ pub(super) fn with_utf8<T>(
     })
 }
 
-/// `valueRead(id)`: the current value as a string (see `value_read`).
+/// `valueRead(id)`: the committed value, made from its bytes as its type tag says, with
+/// the tag in the bound value meta array's first element (`valueBindMeta`): text, JSON
+/// text and bytes as a string (bytes read as text, as format 1 did), a number, a boolean,
+/// null, or (v8, custom) a Buffer for `lib/codec.js` to decode.
 ///
 /// # Safety
 /// Called by napi only, with the live `env` and `info` of this call.
@@ -483,17 +486,89 @@ unsafe extern "C" fn value_read_cb(env: sys::napi_env, info: sys::napi_callback_
         let id = get_u32(env, id, "handle")?;
         SCRATCH.with(|scratch| {
             scratch.with(|scratch| {
-                with_value(id, |e| e.seg.read_into(scratch).map_err(to_js))?;
-                js_string(env, scratch).map_err(|err| {
-                    let err = at_value(id, err);
-                    napi::Error::new(err.status, format!("{}; use readBuffer()", err.reason))
-                })
+                let (read, path) = with_value(id, |e| {
+                    let read = e.seg.read_into(scratch).map_err(to_js)?;
+                    // A path only for the rare message below (no allocation otherwise).
+                    let path =
+                        (!tag_fits(read.tag, scratch.len())).then(|| e.seg.path().to_owned());
+                    Ok((read, path))
+                })?;
+                if let Some(path) = path {
+                    return Err(js_error(
+                        "ERR_CORRUPT",
+                        format!(
+                        "{path}: corrupt segment: a value of type tag {} cannot be {} bytes long",
+                        read.tag,
+                        scratch.len()
+                    ),
+                    ));
+                }
+                set_meta(Meta::Value, &[read.tag]);
+                match read.tag {
+                    tag::NUMBER => {
+                        let bytes: [u8; 8] = scratch[..].try_into().expect("checked by tag_fits");
+                        number(env, f64::from_le_bytes(bytes))
+                    }
+                    tag::TRUE => boolean(env, true),
+                    tag::FALSE => boolean(env, false),
+                    tag::NULL => null(env),
+                    tag::V8 | tag::CUSTOM => buffer_copy(env, scratch),
+                    _ => js_string(env, scratch).map_err(|err| {
+                        let err = at_value(id, err);
+                        napi::Error::new(err.status, format!("{}; use readBuffer()", err.reason))
+                    }),
+                }
             })
         })
     })
 }
 
-/// `valueWriteString(id, string)`: stores the string as UTF-8; returns its byte length.
+/// Whether `len` bytes can be a value of type `tag` (a known tag, 8 bytes for a number,
+/// none for true/false/null).
+fn tag_fits(tag: u32, len: usize) -> bool {
+    match tag {
+        tag::NUMBER => len == 8,
+        tag::TRUE | tag::FALSE | tag::NULL => len == 0,
+        t => t <= tag::UINT8ARRAY,
+    }
+}
+
+/// A new Buffer holding a copy of `value` (private memory).
+pub(super) fn buffer_copy(env: sys::napi_env, value: &[u8]) -> Result<Raw, JsError> {
+    let mut data = ptr::null_mut();
+    let mut out = ptr::null_mut();
+    // SAFETY: `value` is private memory valid for its length; napi copies it.
+    let status = unsafe {
+        sys::napi_create_buffer_copy(env, value.len(), value.as_ptr().cast(), &mut data, &mut out)
+    };
+    if status != sys::Status::napi_ok {
+        return Err(js_error(
+            "ERR_OUT_OF_MEMORY",
+            format!("cannot allocate a Buffer of {} bytes", value.len()),
+        ));
+    }
+    Ok(out)
+}
+
+/// The type tag argument of a value write, checked against what the payload may be.
+fn value_tag(env: sys::napi_env, value: Raw, text: bool) -> Result<u32, JsError> {
+    let t = get_u32(env, value, "tag")?;
+    let ok = if text {
+        matches!(t, tag::STRING | tag::JSON)
+    } else {
+        t <= tag::UINT8ARRAY && !matches!(t, tag::STRING | tag::JSON)
+    };
+    if !ok {
+        return Err(js_error(
+            "ERR_INVALID_ARG_VALUE",
+            format!("type tag {t} does not go with this payload"),
+        ));
+    }
+    Ok(t)
+}
+
+/// `valueWriteString(id, string, tag)`: stores the string as UTF-8 with type tag `tag`
+/// (text or JSON); returns its byte length.
 ///
 /// # Safety
 /// Called by napi only, with the live `env` and `info` of this call.
@@ -503,13 +578,14 @@ unsafe extern "C" fn value_write_string_cb(
 ) -> Raw {
     run(env, || {
         // SAFETY: napi passed `env`/`info` to this callback.
-        let [id, value] = unsafe { args::<2>(env, info) }?;
+        let [id, value, t] = unsafe { args::<3>(env, info) }?;
         let id = get_u32(env, id, "handle")?;
+        let t = value_tag(env, t, true)?;
         let fits = |len| with_value(id, |e| e.seg.check_size(len).map_err(to_js));
         let mut made_here = true;
         let written = with_utf8(env, value, fits, |bytes| {
             made_here = false;
-            with_value(id, |e| e.seg.write(bytes).map_err(to_js))?;
+            with_value(id, |e| e.seg.write(t, bytes).map_err(to_js))?;
             Ok(bytes.len())
         })
         .map_err(|err| if made_here { at_value(id, err) } else { err })?;
@@ -517,7 +593,9 @@ unsafe extern "C" fn value_write_string_cb(
     })
 }
 
-/// `valueWriteBytes(id, bytes)`: stores the bytes; returns their length.
+/// `valueWriteBytes(id, bytes, tag)`: stores the bytes with type tag `tag` (bytes, a
+/// number's 8 bytes, none for true/false/null, v8 or custom codec bytes); returns their
+/// length.
 ///
 /// # Safety
 /// Called by napi only, with the live `env` and `info` of this call.
@@ -527,15 +605,50 @@ unsafe extern "C" fn value_write_bytes_cb(
 ) -> Raw {
     run(env, || {
         // SAFETY: napi passed `env`/`info` to this callback.
-        let [id, value] = unsafe { args::<2>(env, info) }?;
+        let [id, value, t] = unsafe { args::<3>(env, info) }?;
         let id = get_u32(env, id, "handle")?;
+        let t = value_tag(env, t, false)?;
         let (data, len) = bytes(env, value, "value")?;
+        if !tag_fits(t, len) {
+            return Err(js_error(
+                "ERR_INVALID_ARG_VALUE",
+                format!("a value of type tag {t} cannot be {len} bytes long"),
+            ));
+        }
         // SAFETY: napi reported `len` readable bytes at `data`, alive for this call;
         // `write_from` copies them with raw pointers only (they may be shared memory).
         with_value(id, |e| {
-            unsafe { e.seg.write_from(data, len) }.map_err(to_js)
+            unsafe { e.seg.write_from(t, data, len) }.map_err(to_js)
         })?;
         number(env, len as f64)
+    })
+}
+
+/// `valueBindMeta(array)`: the `Uint32Array` (of `lib/`'s own) that value reads' tags go to
+/// on this thread.
+///
+/// # Safety
+/// Called by napi only, with the live `env` and `info` of this call.
+unsafe extern "C" fn value_bind_meta_cb(env: sys::napi_env, info: sys::napi_callback_info) -> Raw {
+    run(env, || {
+        // SAFETY: napi passed `env`/`info` to this callback.
+        let [array] = unsafe { args::<1>(env, info) }?;
+        bind_meta(env, Meta::Value, array)?;
+        undefined(env)
+    })
+}
+
+/// `mapBindMeta(array)`: the `Uint32Array` (of `lib/`'s own) that map results' tags go to
+/// on this thread.
+///
+/// # Safety
+/// Called by napi only, with the live `env` and `info` of this call.
+unsafe extern "C" fn map_bind_meta_cb(env: sys::napi_env, info: sys::napi_callback_info) -> Raw {
+    run(env, || {
+        // SAFETY: napi passed `env`/`info` to this callback.
+        let [array] = unsafe { args::<1>(env, info) }?;
+        bind_meta(env, Meta::Map, array)?;
+        undefined(env)
     })
 }
 
@@ -879,8 +992,10 @@ unsafe extern "C" fn channel_release_cb(env: sys::napi_env, info: sys::napi_call
     })
 }
 
-const FUNCTIONS: [(&std::ffi::CStr, Callback); 9] = [
+const FUNCTIONS: [(&std::ffi::CStr, Callback); 11] = [
     (c"valueRead", value_read_cb),
+    (c"valueBindMeta", value_bind_meta_cb),
+    (c"mapBindMeta", map_bind_meta_cb),
     (c"valueWriteString", value_write_string_cb),
     (c"valueWriteBytes", value_write_bytes_cb),
     (c"valueWaitSync", value_wait_sync_cb),

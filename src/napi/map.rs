@@ -6,9 +6,9 @@
 //! the native side can make or read directly (a string for text and JSON, a number, a
 //! Buffer for bytes; `lib/codec.js` does the rest). The tag of the value a call returns is
 //! written to the first element of the `Uint32Array` that `lib/` binds once per thread
-//! (`mapBindMeta`), which saves passing it on every call.
+//! (`mapBindMeta`, see `set_meta` in `mod.rs`), which saves passing it on every call.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::path::Path;
 use std::ptr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,13 +19,13 @@ use napi::threadsafe_function::ThreadsafeFunctionCallMode;
 use napi_derive::napi;
 
 use super::fast::{
-    args, array, boolean, bytes, get_bool, get_f64, get_u32, is_undefined, js_string, made, null,
-    number, run, undefined, with_utf8, Callback, Raw,
+    args, array, boolean, buffer_copy, bytes, get_bool, get_f64, get_u32, is_undefined, js_string,
+    null, number, run, undefined, with_utf8, Callback, Raw,
 };
 use super::registry::Registry;
 use super::{
-    check_mode, insert_handle, js_error, millis, remove_handle, to_js, with_handle,
-    with_inherited_fd, JsError, NotifyFn, SCRATCH,
+    check_mode, insert_handle, js_error, millis, remove_handle, set_meta, to_js, with_handle,
+    with_inherited_fd, JsError, Meta, NotifyFn, SCRATCH,
 };
 use crate::error::Error;
 use crate::map::format::MAX_KEY;
@@ -61,8 +61,6 @@ thread_local! {
     static MAPS: RefCell<Registry<MapEntry>> = RefCell::new(Registry::default());
     /// Reused for keys (values use `SCRATCH`).
     static KEY: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    /// The bound `Uint32Array` results' tags go to (data pointer, elements).
-    static META: Cell<(*mut u32, usize)> = const { Cell::new((ptr::null_mut(), 0)) };
 }
 
 fn with_map<T>(id: u32, f: impl FnOnce(&mut MapEntry) -> Result<T, JsError>) -> Result<T, JsError> {
@@ -86,22 +84,6 @@ fn register(map: MapSegment) -> Result<u32, JsError> {
             cursors: Vec::new(),
         },
     )
-}
-
-/// Writes `values` to the start of the bound meta array.
-fn set_meta(values: &[u32]) {
-    META.with(|m| {
-        let (data, len) = m.get();
-        if data.is_null() {
-            return;
-        }
-        for (i, &v) in values.iter().enumerate().take(len) {
-            // SAFETY: `data` points at `len` u32s of a typed array `mapBindMeta` holds a
-            // reference to (so its backing store lives for the env); JS does not run while
-            // this thread is in a native call.
-            unsafe { data.add(i).write(v) };
-        }
-    });
 }
 
 /// Runs `f` on the UTF-8 bytes of the key argument (1 to MAX_KEY bytes).
@@ -184,22 +166,6 @@ const TAG_FALSE: u8 = 4;
 const TAG_NULL: u8 = 5;
 const TAG_JSON: u8 = 6;
 
-fn buffer_copy(env: sys::napi_env, value: &[u8]) -> Result<Raw, JsError> {
-    let mut data = ptr::null_mut();
-    let mut out = ptr::null_mut();
-    // SAFETY: `value` is private memory valid for its length; napi copies it.
-    let status = unsafe {
-        sys::napi_create_buffer_copy(env, value.len(), value.as_ptr().cast(), &mut data, &mut out)
-    };
-    if status != sys::Status::napi_ok {
-        return Err(js_error(
-            "ERR_OUT_OF_MEMORY",
-            format!("cannot allocate a Buffer of {} bytes", value.len()),
-        ));
-    }
-    Ok(out)
-}
-
 fn ttl_arg(env: sys::napi_env, value: Raw) -> Result<Option<u64>, JsError> {
     if is_undefined(env, value)? {
         return Ok(None);
@@ -264,7 +230,7 @@ unsafe extern "C" fn map_get_cb(env: sys::napi_env, info: sys::napi_callback_inf
                     match found {
                         None => undefined(env),
                         Some(f) => {
-                            set_meta(&[u32::from(f.tag)]);
+                            set_meta(Meta::Map, &[u32::from(f.tag)]);
                             tagged_value(env, f.tag, out).map_err(|err| at_map(id, err))
                         }
                     }
@@ -365,15 +331,15 @@ unsafe extern "C" fn map_claim_cb(env: sys::napi_env, info: sys::napi_callback_i
                     let claim = with_map(id, |e| e.map.claim(key, out).map_err(to_js))?;
                     match claim {
                         Claim::Value(f) => {
-                            set_meta(&[u32::from(f.tag), 0]);
+                            set_meta(Meta::Map, &[u32::from(f.tag), 0]);
                             tagged_value(env, f.tag, out).map_err(|err| at_map(id, err))
                         }
                         Claim::Pending(_) => {
-                            set_meta(&[0, 1]);
+                            set_meta(Meta::Map, &[0, 1]);
                             undefined(env)
                         }
                         Claim::Claimed => {
-                            set_meta(&[0, 2]);
+                            set_meta(Meta::Map, &[0, 2]);
                             undefined(env)
                         }
                     }
@@ -387,16 +353,19 @@ unsafe extern "C" fn map_claim_cb(env: sys::napi_env, info: sys::napi_callback_i
 /// and meta[6] = 1; or meta[6] = 0 for "no value".
 fn set_identity(found: Option<&map::Found>) {
     match found {
-        Some(f) => set_meta(&[
-            u32::from(f.tag),
-            0,
-            f.heap as u32,
-            (f.heap >> 32) as u32,
-            f.gen as u32,
-            (f.gen >> 32) as u32,
-            1,
-        ]),
-        None => set_meta(&[0, 0, 0, 0, 0, 0, 0]),
+        Some(f) => set_meta(
+            Meta::Map,
+            &[
+                u32::from(f.tag),
+                0,
+                f.heap as u32,
+                (f.heap >> 32) as u32,
+                f.gen as u32,
+                (f.gen >> 32) as u32,
+                1,
+            ],
+        ),
+        None => set_meta(Meta::Map, &[0, 0, 0, 0, 0, 0, 0]),
     }
 }
 
@@ -505,29 +474,6 @@ unsafe extern "C" fn map_fulfill_cb(env: sys::napi_env, info: sys::napi_callback
     })
 }
 
-/// `mapBindMeta(array)`: the `Uint32Array` (of `lib/`'s own) that results' tags go to on
-/// this thread. Kept alive by a reference for the life of the env.
-///
-/// # Safety
-/// Called by napi only, with the live `env` and `info` of this call.
-unsafe extern "C" fn map_bind_meta_cb(env: sys::napi_env, info: sys::napi_callback_info) -> Raw {
-    run(env, || {
-        // SAFETY: napi passed `env`/`info` to this callback.
-        let [array] = unsafe { args::<1>(env, info) }?;
-        let (data, len) =
-            super::fast::typed_array(env, array, sys::TypedarrayType::uint32_array, "meta")?;
-        let mut reference = ptr::null_mut();
-        // SAFETY: `env` is live and `array` an argument of this call; the reference keeps
-        // the array (and its backing store) alive until the env is torn down.
-        made(
-            unsafe { sys::napi_create_reference(env, array, 1, &mut reference) },
-            "reference",
-        )?;
-        META.with(|m| m.set((data.cast(), len / 4)));
-        undefined(env)
-    })
-}
-
 /// `mapShardEntries(id, shard, wantValues)`: `[keys, values, tags]` of one shard's live
 /// entries (values converted as `mapGet` does; empty when not wanted).
 ///
@@ -569,7 +515,7 @@ unsafe extern "C" fn map_shard_entries_cb(
     })
 }
 
-pub(super) const FAST_FUNCTIONS: [(&std::ffi::CStr, Callback); 12] = [
+pub(super) const FAST_FUNCTIONS: [(&std::ffi::CStr, Callback); 11] = [
     (c"mapGet", map_get_cb),
     (c"mapHas", map_has_cb),
     (c"mapSet", map_set_cb),
@@ -580,7 +526,6 @@ pub(super) const FAST_FUNCTIONS: [(&std::ffi::CStr, Callback); 12] = [
     (c"mapCompareSet", map_compare_set_cb),
     (c"mapCompareDelete", map_compare_delete_cb),
     (c"mapFulfill", map_fulfill_cb),
-    (c"mapBindMeta", map_bind_meta_cb),
     (c"mapShardEntries", map_shard_entries_cb),
 ];
 

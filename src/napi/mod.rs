@@ -15,7 +15,7 @@ pub mod map;
 pub mod registry;
 pub mod scratch;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::Path;
 use std::ptr;
@@ -36,6 +36,7 @@ use crate::napi::scratch::Scratch;
 use crate::segment::layout;
 use crate::segment::{Mapping, OpenOptions};
 use crate::sync::lock::Acquired;
+use crate::value::upgrade::{self, UpgradeOptions};
 use crate::value::{ValueOptions, ValueSegment, Watcher};
 
 /// The `code` a JS error carries: `ERR_…` or an errno name.
@@ -110,6 +111,64 @@ thread_local! {
     /// Reused for reads and string writes, so a hot loop does not allocate (released after
     /// a use that grew it beyond `scratch::KEEP_BYTES`).
     static SCRATCH: Scratch<u8> = const { Scratch::new() };
+    /// The bound `Uint32Array`s results' tags go to, one per structure (data pointer,
+    /// elements): see [`set_meta`].
+    static META: [Cell<(*mut u32, usize)>; 2] =
+        const { [Cell::new((ptr::null_mut(), 0)), Cell::new((ptr::null_mut(), 0))] };
+}
+
+/// The type tags of `lib/codec.js` (part of the file format: never renumber them). Tag 0 is
+/// bytes (a Buffer).
+pub(crate) mod tag {
+    pub const STRING: u32 = 1;
+    pub const NUMBER: u32 = 2;
+    pub const TRUE: u32 = 3;
+    pub const FALSE: u32 = 4;
+    pub const NULL: u32 = 5;
+    pub const JSON: u32 = 6;
+    pub const V8: u32 = 7;
+    pub const CUSTOM: u32 = 8;
+    pub const UINT8ARRAY: u32 = 9;
+}
+
+/// Which structure's bound meta array a call writes to. SharedMap and SharedObject each
+/// bind their own `Uint32Array` once per thread (`mapBindMeta`, `valueBindMeta`), so a call
+/// returns the tag of the value it returns without an extra argument or result object.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Meta {
+    Map = 0,
+    Value = 1,
+}
+
+/// Writes `values` to the start of `which`'s bound meta array (nothing if none is bound).
+pub(crate) fn set_meta(which: Meta, values: &[u32]) {
+    META.with(|m| {
+        let (data, len) = m[which as usize].get();
+        if data.is_null() {
+            return;
+        }
+        for (i, &v) in values.iter().enumerate().take(len) {
+            // SAFETY: `data` points at `len` u32s of a typed array that `bind_meta` holds a
+            // reference to (so its backing store lives for the env); JS does not run while
+            // this thread is in a native call.
+            unsafe { data.add(i).write(v) };
+        }
+    });
+}
+
+/// Binds `array` (a `Uint32Array` of `lib/`'s own) as `which`'s meta array on this thread;
+/// a reference keeps it alive for the life of the env.
+fn bind_meta(env: sys::napi_env, which: Meta, array: fast::Raw) -> Result<(), Code> {
+    let (data, len) = fast::typed_array(env, array, sys::TypedarrayType::uint32_array, "meta")?;
+    let mut reference = ptr::null_mut();
+    // SAFETY: `env` is live and `array` an argument of the running call; the reference keeps
+    // the array (and its backing store) alive until the env is torn down.
+    fast::made(
+        unsafe { sys::napi_create_reference(env, array, 1, &mut reference) },
+        "reference",
+    )?;
+    META.with(|m| m[which as usize].set((data.cast(), len / 4)));
+    Ok(())
 }
 
 type Handles<E> = &'static std::thread::LocalKey<RefCell<Registry<E>>>;
@@ -327,23 +386,22 @@ pub fn fast_api<'env>(
     Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), object) })
 }
 
-/// Copies the current value into `target` if it fits; returns the value's length either
-/// way (a length above `target.length` means nothing was copied: retry with more room).
-/// `index.js` builds `readBuffer()` on this: a pooled JS Buffer is much cheaper to allocate
-/// than one napi creates.
+/// Copies the committed value's bytes into `target` if they fit, straight from the mapping
+/// (one copy); returns their length either way (a length above `target.length` means
+/// nothing was copied: retry with more room). `lib/` builds `readBuffer()` on this, with a
+/// target of its own: a pooled JS Buffer is much cheaper to allocate than one napi creates.
 #[napi(catch_unwind)]
 pub fn value_read_into(id: u32, mut target: Uint8ArraySlice<'_>) -> Result<f64, Code> {
-    SCRATCH.with(|scratch| {
-        scratch.with(|scratch| {
-            with_value(id, |e| e.seg.read_into(scratch).map_err(to_js))?;
-            // SAFETY: `target` is a live JS typed array owned by the JS heap (not shared memory)
-            // and no other reference to its bytes exists during this call.
-            let out: &mut [u8] = unsafe { target.as_mut() };
-            if let Some(dst) = out.get_mut(..scratch.len()) {
-                dst.copy_from_slice(scratch);
-            }
-            Ok(scratch.len() as f64)
-        })
+    // SAFETY: `target` is a live JS typed array owned by the JS heap (not shared memory: lib/
+    // passes Buffers of its own) and no other reference to its bytes exists during this
+    // call; the area is dropped before it returns.
+    let out: &mut [u8] = unsafe { target.as_mut() };
+    // SAFETY: as above: `out` is valid for writes of its length for this call.
+    let mut area = unsafe { crate::value::slots::Area::new(out.as_mut_ptr(), out.len()) };
+    let read = with_value(id, |e| e.seg.read_into_area(&mut area).map_err(to_js))?;
+    Ok(match read {
+        Ok((_, len)) => len as f64,
+        Err(len) => len as f64,
     })
 }
 
@@ -605,23 +663,50 @@ fn external_buffer<'env>(
     Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value) })
 }
 
-/// A zero-copy Buffer over the value area (the whole capacity). It keeps the mapping alive
-/// by itself, after `close()` too.
+/// A zero-copy Buffer over the committed value's region (its whole size). It keeps the
+/// mapping alive by itself, after `close()` too.
 #[napi(catch_unwind)]
 pub fn value_buffer<'env>(env: &'env Env, id: u32) -> Result<Unknown<'env>, Code> {
-    let (path, map, len) = with_value(id, |e| {
+    let (path, map, offset, len) = with_value(id, |e| {
         if e.seg.segment().read_only() {
             return Err(to_js(Error::ReadOnly {
                 path: e.seg.path().to_owned(),
             }));
         }
+        let (offset, len) = e.seg.current_region().map_err(to_js)?;
         Ok((
             e.seg.path().to_owned(),
             Arc::clone(e.seg.segment().mapping()),
-            e.seg.capacity() as usize,
+            offset,
+            len,
         ))
     })?;
-    external_buffer(env, &path, map, layout::HEADER_SIZE, len)
+    external_buffer(env, &path, map, offset, len)
+}
+
+/// What `value_upgrade` did.
+#[napi(object)]
+pub struct NativeUpgraded {
+    /// The segment's version now.
+    pub version: f64,
+    /// False if it was format 2 already.
+    pub converted: bool,
+    /// True if a torn format-1 value was replaced by an empty one.
+    pub discarded_torn: bool,
+}
+
+/// Converts the format-1 value segment at `path` to format 2 in place (`value/upgrade.rs`).
+#[napi(catch_unwind)]
+pub fn value_upgrade(path: String, discard_torn: Option<bool>) -> Result<NativeUpgraded, Code> {
+    let opts = UpgradeOptions {
+        discard_torn: discard_torn.unwrap_or(false),
+    };
+    let done = upgrade::upgrade(Path::new(&path), opts).map_err(to_js)?;
+    Ok(NativeUpgraded {
+        version: done.version as f64,
+        converted: done.converted,
+        discarded_torn: done.discarded_torn,
+    })
 }
 
 /// A Buffer over the header, for `index.js` to read the version without a native call.
@@ -632,23 +717,23 @@ pub fn value_buffer<'env>(env: &'env Env, id: u32) -> Result<Unknown<'env>, Code
 /// only with `Atomics.load`, and drops it before closing. The mapping is read-only.
 #[napi(catch_unwind)]
 pub fn value_header<'env>(env: &'env Env, id: u32) -> Result<Unknown<'env>, Code> {
-    let data = with_value(id, |e| {
+    let (data, len) = with_value(id, |e| {
         if e.header_view.is_none() {
             e.header_view = Some(e.seg.segment().map_header().map_err(to_js)?);
         }
         Ok(e.header_view
             .as_ref()
-            .map(|m| m.base())
-            .unwrap_or(ptr::null_mut()))
+            .map(|m| (m.base(), m.len()))
+            .unwrap_or((ptr::null_mut(), 0)))
     })?;
     let mut value = ptr::null_mut();
-    // SAFETY: `data` is the start of a live mapping of HEADER_SIZE bytes owned by the handle;
+    // SAFETY: `data` is the start of a live mapping of `len` bytes owned by the handle;
     // no finalizer is attached, and the JS side drops the view before closing the handle,
     // after which nothing reads through it.
     let status = unsafe {
         sys::napi_create_external_buffer(
             env.raw(),
-            layout::HEADER_SIZE,
+            len,
             data.cast(),
             None,
             ptr::null_mut(),

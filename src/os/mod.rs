@@ -6,7 +6,8 @@
 //! | item | Linux (`linux.rs`) | macOS (`macos.rs`) |
 //! | --- | --- | --- |
 //! | [`open`], [`facts`], [`rename_noreplace`], … | POSIX (`posix.rs`) | the same |
-//! | [`lock_byte`], [`byte_is_locked_by_other`] | OFD byte-range locks (`posix.rs`) | the same kernel facility (see `macos.rs`) |
+//! | [`lock_byte`], [`pin_byte`], [`byte_is_locked_by_other`] | OFD byte-range locks (`posix.rs`) | the same kernel facility (see `macos.rs`) |
+//! | [`path_facts`], [`set_mode`], [`set_owner`], [`rename_replace`], [`sync`] | POSIX (`posix.rs`) | the same |
 //! | [`reserve`] | `fallocate` | `F_PREALLOCATE` + `ftruncate` |
 //! | [`anonymous_file`] | `memfd_create` | a `0600` file in the temp folder, named while its creator is open |
 //! | [`reopen`] | `/proc/self/fd/N` | the path `F_GETPATH` gives |
@@ -54,8 +55,9 @@ use macos as platform;
 
 pub use platform::{futex_wait, futex_wake, reopen, reserve, NameGuard, REOPEN_HOW, RESERVE_HOW};
 pub use posix::{
-    byte_is_locked_by_other, euid, facts, lock_byte, names_file, open, read_at, rename_noreplace,
-    unlink, unlock_byte, write_at,
+    byte_is_locked_by_other, euid, facts, lock_byte, names_file, open, path_facts, pin_byte,
+    read_at, rename_noreplace, rename_replace, set_mode, set_owner, sync, unlink, unlock_byte,
+    write_at,
 };
 
 /// How to open a path.
@@ -75,7 +77,18 @@ pub struct FileFacts {
     pub is_dir: bool,
     pub nlink: u64,
     pub uid: u32,
+    pub gid: u32,
     pub mode: u32,
+    /// Device and inode: which file this is (the same pair = the same file).
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl FileFacts {
+    /// Whether `self` and `other` describe the same file.
+    pub fn same_file(&self, other: &FileFacts) -> bool {
+        self.dev == other.dev && self.ino == other.ino
+    }
 }
 
 /// Kind of byte-range lock.

@@ -38,18 +38,66 @@ pub fn open(path: &Path, how: OpenMode) -> io::Result<File> {
 
 /// `fstat` on an open file.
 pub fn facts(fd: BorrowedFd<'_>) -> io::Result<FileFacts> {
-    let st = rfs::fstat(fd)?;
+    Ok(facts_of(&rfs::fstat(fd)?))
+}
+
+/// `lstat` of a path (a final symlink is described, not followed).
+pub fn path_facts(path: &Path) -> io::Result<FileFacts> {
+    Ok(facts_of(&rfs::statat(
+        rfs::CWD,
+        path,
+        rfs::AtFlags::SYMLINK_NOFOLLOW,
+    )?))
+}
+
+// The casts are no-ops on Linux and widenings on macOS (see below): one source for both.
+#[allow(clippy::unnecessary_cast)]
+fn facts_of(st: &rfs::Stat) -> FileFacts {
     let file_type = rfs::FileType::from_raw_mode(st.st_mode);
-    // Field widths differ (`st_mode` and `st_nlink` are 16 bits on macOS); every value fits.
+    // Field widths differ (`st_mode` and `st_nlink` are 16 bits on macOS, `st_dev` is
+    // signed there); every value fits.
     let mode = st.st_mode as u32;
-    Ok(FileFacts {
+    FileFacts {
         size: st.st_size as u64,
         is_regular: file_type == rfs::FileType::RegularFile,
         is_dir: file_type == rfs::FileType::Directory,
         nlink: st.st_nlink as u64,
         uid: st.st_uid,
+        gid: st.st_gid,
         mode: mode & 0o7777,
-    })
+        dev: st.st_dev as u64,
+        ino: st.st_ino as u64,
+    }
+}
+
+/// Sets a file's permission bits (`fchmod`: the umask does not apply).
+pub fn set_mode(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
+    Ok(rfs::fchmod(
+        fd,
+        Mode::from_raw_mode((mode & 0o7777) as rfs::RawMode),
+    )?)
+}
+
+/// Sets a file's owner and group (`fchown`; `None` leaves one as it is).
+pub fn set_owner(fd: BorrowedFd<'_>, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
+    // `from_raw` panics on -1 (the "leave as is" value of chown(2)): `None` says that here.
+    let valid = |id: u32| id != u32::MAX;
+    if uid.is_some_and(|u| !valid(u)) || gid.is_some_and(|g| !valid(g)) {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let uid = uid.map(rustix::fs::Uid::from_raw);
+    let gid = gid.map(rustix::fs::Gid::from_raw);
+    Ok(rfs::fchown(fd, uid, gid)?)
+}
+
+/// Moves `from` over `to`, replacing what is there in one step (`rename(2)`).
+pub fn rename_replace(from: &Path, to: &Path) -> io::Result<()> {
+    Ok(rfs::rename(from, to)?)
+}
+
+/// Writes the file's data and metadata to its device (`fsync`).
+pub fn sync(file: &File) -> io::Result<()> {
+    file.sync_all()
 }
 
 /// The effective uid of this process.
@@ -174,9 +222,18 @@ pub fn unlock_byte(fd: BorrowedFd<'_>, offset: u64) -> io::Result<()> {
     fcntl_lock(fd, libc::F_OFD_SETLK, &mut fl)
 }
 
-/// Whether some other open file description holds any lock on the byte at `offset`.
+/// Whether some other open file description holds any lock on the byte at `offset`
+/// (a read lock included: the probe asks whether a write lock could be taken). Asking
+/// needs no write access, so read-only descriptors may ask too.
 pub fn byte_is_locked_by_other(fd: BorrowedFd<'_>, offset: u64) -> io::Result<bool> {
     let mut fl = flock_struct(Some(LockKind::Exclusive), offset);
     fcntl_lock(fd, libc::F_OFD_GETLK, &mut fl)?;
     Ok(fl.l_type != libc::F_UNLCK as _)
+}
+
+/// Takes a read lock on the byte at `offset` without waiting: a value reader's pin
+/// (`src/value/DESIGN.md`). Returns `Ok(false)` if a writer holds a write lock there (none
+/// does in share-object; a foreign process might). A read-only descriptor can take it.
+pub fn pin_byte(fd: BorrowedFd<'_>, offset: u64) -> io::Result<bool> {
+    lock_byte(fd, offset, LockKind::Shared, false)
 }

@@ -1,36 +1,56 @@
 //! The on-file format of a segment: one place to read it.
 //!
-//! Every segment file starts with a 256-byte header made of four 64-byte cache lines, followed
-//! by the data area. All integers are little-endian (the format is defined for the host it was
-//! created on; share-object is one-host IPC). Every header field is an atomic, because other
-//! processes change them while we read: no plain reference to shared bytes is ever formed.
+//! Every segment file starts with a header made of 64-byte cache lines, followed by the data
+//! area. Line 0 is the same for every kind: it says what the file is and where its data area
+//! starts (`header_size`). All integers are little-endian (the format is defined for the host
+//! it was created on; share-object is one-host IPC). Every header field is an atomic, because
+//! other processes change them while we read: no plain reference to shared bytes is ever
+//! formed.
+//!
+//! `format_version` is per kind ([`format_version`]): values are at 2, channels at 1, maps at
+//! their own 1.
+//!
+//! A value segment (kind 1, format 2, `src/value/DESIGN.md`): three slots, each a complete
+//! copy of a value in a region of its own, and one word that names the committed one.
 //!
 //! ```text
 //! offset size field            meaning
 //! ---- line 0: identity (written once, before the file is visible) ----
 //!   0    8   magic            b"SHAREOBJ"
-//!   8    4   format_version   FORMAT_VERSION (1)
-//!  12    4   kind             1 = value, 2 = channel
-//!  16    4   header_size      HEADER_SIZE: where the data area starts
+//!   8    4   format_version   2 (VALUE_FORMAT_VERSION); 0x1_0002 while an upgrade from 1 runs
+//!  12    4   kind             1 = value, 2 = channel, 3 = map
+//!  16    4   header_size      512 (VALUE_HEADER_SIZE): where the data area starts
 //!  20    4   flags            reserved, 0
-//!  24    8   capacity         bytes in the data area; a value segment's only ever grows
+//!  24    8   capacity         bytes of the data area (regions, live and abandoned); only grows
 //!  32   32   reserved, 0
-//! ---- line 1: value seqlock (kind 1) ----
-//!  64    8   seq              even = stable, odd = write in progress; version = seq / 2
-//!  72    8   len              length of the value (untrusted: checked against capacity)
-//!  80   48   reserved, 0
+//! ---- line 1: commit ----
+//!  64    8   current          commit << 2 | slot (slot 0..2; 3 is damage); version = commit
+//!  72   56   reserved, 0
 //! ---- line 2: locks and notification ----
 //! 128    4   writer_lock      token of the writing handle | CONTENDED, 0 = free
 //! 132    4   user_lock        token of the lock() holder | CONTENDED, 0 = free
-//! 136    4   notify           futex word: +1 after every completed write
+//! 136    4   notify           futex word: +1 after every commit
 //! 140    4   notify_waiters   threads parked on `notify` beyond those in `waiter_slots`
 //! 144   48   reserved, 0
 //! ---- line 3: waiters ----
 //! 192   64   waiter_slots     16 × u32: token of a handle with a thread parked on
 //!                             `notify`, 0 = free (see `waiters.rs`)
+//! ---- lines 4, 5, 6: slot i at 256 + 64·i ----
+//!  +0    8   seq              odd while a writer fills the slot; +2 per fill
+//!  +8    8   commit           the commit number this fill is for
+//! +16    8   region           offset in pages << 32 | size in pages (PAGE = 4096 bytes),
+//!                             from the data area's start
+//! +24    8   len              value length (untrusted: checked against the region)
+//! +32    4   tag              the codec's type tag of the value (lib/codec.js)
+//! +36   28   reserved, 0
+//! ---- line 7: reserved, 0 ----
 //! ---- data area ----
-//! 256   capacity bytes
+//! 512   capacity bytes: regions of whole PAGEs, each starting on a PAGE from here
 //! ```
+//!
+//! Format 1 of a value segment (read only by the upgrade, `src/value/upgrade.rs`) had a
+//! 256-byte header: line 1 held a seqlock word `seq` (offset 64, version = seq / 2) and the
+//! value's `len` (offset 72); lines 2 and 3 were as above; the value itself started at 256.
 //!
 //! A channel segment (kind 2) shares line 0; `capacity` is the ring size (a power of two)
 //! and the rest of the header holds the ring's positions, one writer side per line:
@@ -114,9 +134,11 @@
 //!
 //! Beyond the file's bytes, the segment uses open-file-description (OFD) byte-range locks on
 //! offsets past any real data, which the kernel drops when the holder dies:
-//! [`LOCK_OPEN`] (shared by every opener; exclusive while a file is initialised in place) and
-//! one byte per open handle at [`LIVENESS_BASE`]` + token` (held for the handle's life, so
-//! anyone can tell whether the holder of a lock word is still alive).
+//! [`LOCK_OPEN`] (shared by every opener; exclusive while a file is initialised in place or
+//! upgraded), one byte per value slot at [`PIN_BASE`]` + slot` (read-locked by a reader while
+//! it copies that slot's value, see `src/value/DESIGN.md`), and one byte per open handle at
+//! [`LIVENESS_BASE`]` + token` (held for the handle's life, so anyone can tell whether the
+//! holder of a lock word is still alive).
 
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
@@ -124,10 +146,24 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 pub const MAGIC: [u8; 8] = *b"SHAREOBJ";
 /// [`MAGIC`] as the little-endian integer stored in [`Identity::magic`].
 pub const MAGIC_U64: u64 = u64::from_le_bytes(MAGIC);
-/// The format this build reads and writes.
+/// The format of channel segments (and of value segments before format 2).
 pub const FORMAT_VERSION: u32 = 1;
-/// Bytes before the data area.
+/// Bytes before the data area of a channel (and of a format-1 value).
 pub const HEADER_SIZE: usize = 256;
+/// The format of value segments this build reads and writes.
+pub const VALUE_FORMAT_VERSION: u32 = 2;
+/// The format version an upgrade from value format 1 writes into the old file before it
+/// builds the new one: "format 1, upgrade in progress". Format-1 code refuses it, and so
+/// does every opener of this build except the upgrade, which takes it up again.
+pub const VALUE_UPGRADING_VERSION: u32 = 0x1_0002;
+/// Bytes before the data area of a value segment (format 2).
+pub const VALUE_HEADER_SIZE: usize = 512;
+/// The unit of a value region's offset and size, from the data area's start. A region thus
+/// starts at `512 + k · 4096` in the file: 512-byte aligned in memory (the mapping starts on
+/// an OS page), so cache-line aligned and fit for `BigInt64Array` and `Atomics` views.
+pub const PAGE: u64 = 4096;
+/// Number of value slots.
+pub const SLOTS: usize = 3;
 /// Value capacity of a new segment unless the caller asks for another.
 pub const DEFAULT_CAPACITY: u64 = 1024;
 /// Ceiling a value segment may grow to unless the caller asks for another.
@@ -145,8 +181,19 @@ pub const KIND_MAP: u32 = 3;
 /// The format version of each kind this build reads and writes.
 pub fn format_version(kind: u32) -> u32 {
     match kind {
+        KIND_VALUE => VALUE_FORMAT_VERSION,
         KIND_MAP => MAP_FORMAT_VERSION,
         _ => FORMAT_VERSION,
+    }
+}
+
+/// The header size a kind's files have (`None` for a map, whose header size depends on its
+/// options: a multiple of [`MAP_PAGE`]).
+pub fn header_size(kind: u32) -> Option<usize> {
+    match kind {
+        KIND_VALUE => Some(VALUE_HEADER_SIZE),
+        KIND_MAP => None,
+        _ => Some(HEADER_SIZE),
     }
 }
 
@@ -157,6 +204,9 @@ pub use crate::sync::lock::CONTENDED;
 pub const LOCK_OPEN: u64 = 1 << 40;
 /// Base of the per-handle liveness bytes: a handle with token `t` holds `LIVENESS_BASE + t`.
 pub const LIVENESS_BASE: u64 = 1 << 41;
+/// Base of a value segment's pin bytes: a reader copying slot `i` holds a read lock on
+/// `PIN_BASE + i` (`src/value/DESIGN.md`).
+pub const PIN_BASE: u64 = LOCK_OPEN + 64;
 
 /// Human name of a segment kind, for messages.
 pub fn kind_name(kind: u32) -> &'static str {
@@ -171,6 +221,7 @@ pub fn kind_name(kind: u32) -> &'static str {
 /// Line 0: what the segment is. Written before the file becomes visible, then only
 /// `capacity` changes (grows, under the writer lock).
 #[repr(C, align(64))]
+#[derive(Default)]
 pub struct Identity {
     pub magic: AtomicU64,
     pub format_version: AtomicU32,
@@ -181,20 +232,21 @@ pub struct Identity {
     pub reserved: [AtomicU64; 4],
 }
 
-/// The header of a value segment (kind 1).
+/// The header of a value segment (kind 1, format 2): see the table at the top of this file.
+/// (`Default` is an all-zero header, for tests that run the protocol on heap memory.)
 #[repr(C, align(64))]
+#[derive(Default)]
 pub struct ValueHeader {
     pub identity: Identity,
-    /// Seqlock word: even = stable, odd = write in progress. `version = seq / 2`.
-    pub seq: AtomicU64,
-    /// Length of the current value. Untrusted: always checked against the capacity.
-    pub len: AtomicU64,
-    pub reserved1: [AtomicU64; 6],
+    /// `commit << 2 | slot`: the committed value is slot `current & 3`, and `current >> 2`
+    /// (its commit number) is the version. Changed only by the writer-lock holder.
+    pub current: AtomicU64,
+    pub reserved1: [AtomicU64; 7],
     /// Token of the writing handle, or 0; [`CONTENDED`] set when someone may be parked.
     pub writer_lock: AtomicU32,
     /// Token of the handle inside `lock()`, or 0; [`CONTENDED`] as above.
     pub user_lock: AtomicU32,
-    /// Futex word bumped after every completed write; waiters park on it.
+    /// Futex word bumped after every commit; waiters park on it.
     pub notify: AtomicU32,
     /// Threads parked on `notify` that found no free slot in `waiter_slots`.
     pub notify_waiters: AtomicU32,
@@ -202,6 +254,51 @@ pub struct ValueHeader {
     /// Tokens of handles with a thread parked on `notify` (0 = free): writers wake only
     /// when a slot or `notify_waiters` is non-zero (`waiters.rs`).
     pub waiter_slots: [AtomicU32; 16],
+    /// The three copies of the value.
+    pub slots: [SlotHeader; SLOTS],
+    pub reserved3: [AtomicU64; 8],
+}
+
+/// One slot of a value segment: where a copy of the value lies and whether it is whole.
+/// Every field is untrusted when read: the reader checks it (`src/value/slots.rs`).
+#[repr(C, align(64))]
+#[derive(Default)]
+pub struct SlotHeader {
+    /// Seqlock word of the slot: odd while a writer fills it; +2 per fill.
+    pub seq: AtomicU64,
+    /// The commit number this fill is for. A reader accepts the slot only if it equals the
+    /// `current` word's commit.
+    pub commit: AtomicU64,
+    /// `offset in pages << 32 | size in pages`, from the data area's start (one word, so a
+    /// death never leaves half of it).
+    pub region: AtomicU64,
+    /// Length of the value in the region.
+    pub len: AtomicU64,
+    /// The codec's type tag of the value (`lib/codec.js`).
+    pub tag: AtomicU32,
+    pub reserved0: AtomicU32,
+    pub reserved1: [AtomicU64; 3],
+}
+
+/// The region word of a value slot: `offset << 32 | size`, both in [`PAGE`]s.
+pub fn region_word(offset_pages: u64, size_pages: u64) -> u64 {
+    offset_pages << 32 | (size_pages & 0xFFFF_FFFF)
+}
+
+/// `(offset, size)` in bytes from the data area's start of a region word.
+pub fn region_bytes(word: u64) -> (u64, u64) {
+    ((word >> 32) * PAGE, (word & 0xFFFF_FFFF) * PAGE)
+}
+
+/// The header of a format-1 value segment, as the upgrade reads it (offsets only: the
+/// upgrade copies the file's bytes, it never maps a format-1 file).
+pub mod value_v1 {
+    /// `seq`: even = stable, odd = a writer was (or died) mid-copy; version = seq / 2.
+    pub const SEQ: usize = 64;
+    /// `len`: the value's length.
+    pub const LEN: usize = 72;
+    /// Where the value starts.
+    pub const DATA: usize = 256;
 }
 
 /// The header of a channel segment (kind 2).
@@ -238,14 +335,26 @@ const _: () = {
     assert!(offset_of!(Identity, header_size) == 16);
     assert!(offset_of!(Identity, flags) == 20);
     assert!(offset_of!(Identity, capacity) == 24);
-    assert!(size_of::<ValueHeader>() == HEADER_SIZE);
-    assert!(offset_of!(ValueHeader, seq) == 64);
-    assert!(offset_of!(ValueHeader, len) == 72);
+    assert!(size_of::<ValueHeader>() == VALUE_HEADER_SIZE);
+    assert!(offset_of!(ValueHeader, current) == 64);
     assert!(offset_of!(ValueHeader, writer_lock) == 128);
     assert!(offset_of!(ValueHeader, user_lock) == 132);
     assert!(offset_of!(ValueHeader, notify) == 136);
     assert!(offset_of!(ValueHeader, notify_waiters) == 140);
     assert!(offset_of!(ValueHeader, waiter_slots) == 192);
+    assert!(offset_of!(ValueHeader, slots) == 256);
+    assert!(offset_of!(ValueHeader, reserved3) == 448);
+    assert!(size_of::<SlotHeader>() == 64);
+    assert!(offset_of!(SlotHeader, seq) == 0);
+    assert!(offset_of!(SlotHeader, commit) == 8);
+    assert!(offset_of!(SlotHeader, region) == 16);
+    assert!(offset_of!(SlotHeader, len) == 24);
+    assert!(offset_of!(SlotHeader, tag) == 32);
+    // Format 1's header is the 256-byte one; its seq and len lay where `current` lies now.
+    assert!(value_v1::SEQ == 64 && value_v1::LEN == 72 && value_v1::DATA == HEADER_SIZE);
+    // Regions are addressed in pages by 32-bit numbers: the format's limit fits.
+    assert!(MAX_CAPACITY / PAGE < 1 << 32);
+    assert!(VALUE_HEADER_SIZE % 64 == 0);
     assert!(size_of::<ChannelHeader>() == HEADER_SIZE);
     assert!(offset_of!(ChannelHeader, tail) == 64);
     assert!(offset_of!(ChannelHeader, head) == 128);
@@ -257,7 +366,8 @@ const _: () = {
     assert!(offset_of!(ChannelHeader, data_waiters) == 196);
     assert!(offset_of!(ChannelHeader, data_slots) == 200);
     // Lock bytes lie beyond any data a segment can hold, and liveness bytes beyond those.
-    assert!(LOCK_OPEN >= HEADER_SIZE as u64 + MAX_CAPACITY);
+    assert!(LOCK_OPEN >= VALUE_HEADER_SIZE as u64 + MAX_CAPACITY);
+    assert!(PIN_BASE > LOCK_OPEN && PIN_BASE + (SLOTS as u64) < LIVENESS_BASE);
     assert!(LIVENESS_BASE > LOCK_OPEN && LIVENESS_BASE < i64::MAX as u64 - u32::MAX as u64);
 };
 
@@ -451,6 +561,13 @@ impl IdentityFields {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn region_words_round_trip() {
+        let w = region_word(3, 5);
+        assert_eq!(region_bytes(w), (3 * PAGE, 5 * PAGE));
+        assert_eq!(region_bytes(0), (0, 0));
+    }
 
     #[test]
     fn magic_reads_back_from_the_file_bytes() {

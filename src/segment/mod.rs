@@ -31,6 +31,10 @@ use layout::{
     kind_name, IdentityFields, HEADER_SIZE, LIVENESS_BASE, LOCK_OPEN, MAGIC_U64, MAX_CAPACITY,
 };
 
+/// How many times an opener opens the path again after finding, once it held its open lock,
+/// that the path had been replaced by another file (an upgrade renames a new file over it).
+const REPLACED_RETRIES: u32 = 100;
+
 /// How long an opener waits for another process to finish initialising a file in place.
 const INIT_WAIT: Duration = Duration::from_secs(5);
 
@@ -49,8 +53,9 @@ pub struct OpenOptions {
     /// accept an existing file with those bits, and one owned by another user.
     pub mode: u32,
     /// The whole header of a new segment, for kinds whose header is more than line 0 (a
-    /// map's config, seed and regions). Its line 0 must name `kind` and `capacity`;
-    /// `None` builds the standard 256-byte header from `kind` and `capacity`.
+    /// value's slots, a map's config, seed and regions). Its line 0 must name `kind` and
+    /// `capacity`; `None` builds the standard 256-byte header from `kind` and `capacity`
+    /// (channels).
     pub header: Option<Arc<[u8]>>,
 }
 
@@ -71,6 +76,8 @@ impl Default for OpenOptions {
 /// threads keep it alive after the segment moved on to a larger mapping or was closed.
 pub struct Mapping {
     raw: MmapRaw,
+    /// Where the data area starts (the segment's `header_size`).
+    header_size: usize,
 }
 
 impl Mapping {
@@ -89,26 +96,35 @@ impl Mapping {
         self.raw.len() == 0
     }
 
+    /// Where the data area starts: the segment's header size (256 for channels, 512 for
+    /// values, more for maps).
+    pub fn header_size(&self) -> usize {
+        self.header_size
+    }
+
     /// Data-area bytes this mapping covers.
     pub fn data_len(&self) -> usize {
-        self.raw.len().saturating_sub(HEADER_SIZE)
+        self.raw.len().saturating_sub(self.header_size)
     }
 
     /// Start of the data area.
     pub fn data(&self) -> *mut u8 {
-        // SAFETY: a validated mapping is at least HEADER_SIZE bytes long, so the offset stays
-        // inside the same allocation.
-        unsafe { self.base().add(HEADER_SIZE) }
+        // SAFETY: a validated mapping is at least `header_size` bytes long (checked at
+        // validation against the file's size), so the offset stays inside the same
+        // allocation; a header-only mapping (`map_header`) is exactly that long.
+        unsafe { self.base().add(self.header_size.min(self.raw.len())) }
     }
 
     /// The header, viewed as a `T` made only of atomics.
     ///
     /// # Safety
-    /// `T` must be a `#[repr(C)]` struct of atomics no larger than `HEADER_SIZE` and no
-    /// more aligned than a page.
+    /// `T` must be a `#[repr(C)]` struct of atomics no larger than this segment's header
+    /// and no more aligned than a page.
     pub unsafe fn header<T>(&self) -> &T {
-        debug_assert!(std::mem::size_of::<T>() <= HEADER_SIZE && self.len() >= HEADER_SIZE);
-        // SAFETY: the mapping is page-aligned and at least HEADER_SIZE long (checked at
+        debug_assert!(
+            std::mem::size_of::<T>() <= self.header_size && self.len() >= self.header_size
+        );
+        // SAFETY: the mapping is page-aligned and at least `header_size` long (checked at
         // validation); `T` is all atomics (caller's contract), so a shared reference to it
         // allows concurrent changes by other processes; it lives as long as `self`.
         unsafe { &*(self.base() as *const T) }
@@ -142,27 +158,41 @@ impl Segment {
             return Err(Error::invalid(&name, "path is empty"));
         }
         check_names_a_file(path, &name)?;
-        let file = match open_existing(path, &name, opts) {
-            Ok(file) => file,
-            // A read-only open never creates anything: it could not initialise what it made.
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) && opts.create && !opts.read_only => {
-                create_new(path, &name, opts)?
+        for _ in 0..REPLACED_RETRIES {
+            let file = match open_existing(path, &name, opts) {
+                Ok(file) => file,
+                // A read-only open never creates anything: it could not initialise what it
+                // made.
+                Err(e)
+                    if e.raw_os_error() == Some(libc::ENOENT) && opts.create && !opts.read_only =>
+                {
+                    create_new(path, &name, opts)?
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    let why = if opts.read_only {
+                        "the file does not exist, and a read-only open never creates one"
+                    } else {
+                        "the file does not exist, and `create: false` was given"
+                    };
+                    return Err(Error::NotFound {
+                        path: name,
+                        reason: why.into(),
+                    });
+                }
+                Err(e) => return Err(e),
+            };
+            check_file_safety(&file, &name, opts)?;
+            match Segment::adopt(file, name.clone(), opts, Some(path))? {
+                Adopted::Open(seg) => return Ok(seg),
+                Adopted::Replaced => continue,
             }
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                let why = if opts.read_only {
-                    "the file does not exist, and a read-only open never creates one"
-                } else {
-                    "the file does not exist, and `create: false` was given"
-                };
-                return Err(Error::NotFound {
-                    path: name,
-                    reason: why.into(),
-                });
-            }
-            Err(e) => return Err(e),
-        };
-        check_file_safety(&file, &name, opts)?;
-        Segment::adopt(file, name, opts)
+        }
+        // Another process kept replacing the file faster than this one could open it.
+        Err(Error::os(
+            &name,
+            "open (the path kept being replaced)",
+            std::io::Error::from_raw_os_error(libc::EAGAIN),
+        ))
     }
 
     /// A new anonymous segment, for sharing with children: a memfd on Linux, a `0600` file
@@ -172,7 +202,7 @@ impl Segment {
         let anon = os::anonymous_file(label)
             .map_err(|e| Error::os(&format!("anonymous {label}"), "create", e))?;
         initialise(&anon.file, &anon.name, opts)?;
-        let mut seg = Segment::adopt(anon.file, anon.name, opts)?;
+        let mut seg = Segment::adopt(anon.file, anon.name, opts, None)?.opened();
         seg._name_guard = Some(anon.guard);
         Ok(seg)
     }
@@ -191,22 +221,30 @@ impl Segment {
                 reason: "descriptor is not a regular file or memfd".into(),
             });
         }
-        Segment::adopt(file, name, opts)
+        Ok(Segment::adopt(file, name, opts, None)?.opened())
     }
 
-    /// Takes the locks, validates (or initialises an all-zero file) and maps.
-    fn adopt(file: File, name: String, opts: &OpenOptions) -> Result<Segment> {
+    /// Takes the locks, validates (or initialises an all-zero file) and maps. With `path`
+    /// (a file opened by name), first checks, holding the open lock, that the path still
+    /// names this file: an upgrade renames a new file over it while holding that lock
+    /// exclusively, so an opener that opened the old one just before finds it replaced here.
+    fn adopt(file: File, name: String, opts: &OpenOptions, path: Option<&Path>) -> Result<Adopted> {
         let writable = !opts.read_only;
         let share = LockKind::Shared;
         let started = Instant::now();
         loop {
             os::lock_byte(file.as_fd(), LOCK_OPEN, share, true)
                 .map_err(|e| Error::os(&name, "lock (open)", e))?;
+            if let Some(path) = path {
+                if !still_at_path(&file, path, &name)? {
+                    return Ok(Adopted::Replaced);
+                }
+            }
             match inspect(&file, &name, opts)? {
                 Inspection::Valid(fields) => {
                     let map = map_file(&file, &name, writable, fields)?;
                     let token = take_liveness(&file, &name, writable)?;
-                    return Ok(Segment {
+                    return Ok(Adopted::Open(Segment {
                         path: name,
                         file: Arc::new(file),
                         map: Arc::new(map),
@@ -215,7 +253,7 @@ impl Segment {
                         header_size: u64::from(fields.header_size),
                         shared_fd: OnceLock::new(),
                         _name_guard: None,
-                    });
+                    }));
                 }
                 Inspection::AllZero => {
                     if opts.read_only {
@@ -265,7 +303,7 @@ impl Segment {
         self.read_only
     }
 
-    /// Where the data area starts: 256 for values and channels, more for maps.
+    /// Where the data area starts: 512 for values, 256 for channels, more for maps.
     pub fn header_size(&self) -> u64 {
         self.header_size
     }
@@ -310,12 +348,16 @@ impl Segment {
     /// segment grows (the file never shrinks), so it can back a long-lived view of the
     /// header whose lifetime is exactly the handle's.
     pub fn map_header(&self) -> Result<Mapping> {
+        let len = self.header_size as usize;
         let mut options = MmapOptions::new();
-        options.len(HEADER_SIZE);
+        options.len(len);
         let raw = options
             .map_raw_read_only(&*self.file)
             .map_err(|e| Error::os(&self.path, "mmap", e))?;
-        Ok(Mapping { raw })
+        Ok(Mapping {
+            raw,
+            header_size: len,
+        })
     }
 
     /// Re-maps after another process grew the file. `capacity` is what the header says
@@ -336,7 +378,13 @@ impl Segment {
         if needed as usize <= self.map.len() {
             return Ok(());
         }
-        let map = map_len(&self.file, &self.path, !self.read_only, size)?;
+        let map = map_len(
+            &self.file,
+            &self.path,
+            !self.read_only,
+            size,
+            self.header_size,
+        )?;
         self.map = Arc::new(map);
         Ok(())
     }
@@ -353,7 +401,7 @@ impl Segment {
         let size = os::facts(self.file.as_fd())
             .map_err(|e| Error::os(&self.path, "fstat", e))?
             .size;
-        let map = map_len(&self.file, &self.path, true, size)?;
+        let map = map_len(&self.file, &self.path, true, size, self.header_size)?;
         self.map = Arc::new(map);
         Ok(())
     }
@@ -452,6 +500,34 @@ fn check_names_a_file(path: &Path, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// What `adopt` found.
+enum Adopted {
+    Open(Segment),
+    /// The path names another file now: open it again.
+    Replaced,
+}
+
+impl Adopted {
+    /// The segment of an adoption that had no path to re-check.
+    fn opened(self) -> Segment {
+        match self {
+            Adopted::Open(seg) => seg,
+            Adopted::Replaced => unreachable!("only a segment opened by path can be replaced"),
+        }
+    }
+}
+
+/// Whether `path` still names `file` (same device and inode). A path that no longer exists
+/// counts as replaced: opening it again creates it or reports that it is gone.
+fn still_at_path(file: &File, path: &Path, name: &str) -> Result<bool> {
+    let mine = os::facts(file.as_fd()).map_err(|e| Error::os(name, "fstat", e))?;
+    match os::path_facts(path) {
+        Ok(there) => Ok(there.same_file(&mine)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(e) => Err(Error::os(name, "lstat", e)),
+    }
+}
+
 /// Tells whether the handle behind a token is alive, from any thread.
 #[derive(Clone)]
 pub struct Liveness {
@@ -488,10 +564,11 @@ const MAX_HEADER_SIZE: u64 = 1 << 32;
 
 /// Whether `header_size` (from line 0, untrusted) is one this kind may have.
 fn header_size_ok(kind: u32, header_size: u32) -> bool {
-    if kind == layout::KIND_MAP {
-        header_size as usize >= layout::MAP_PAGE && header_size as usize % layout::MAP_PAGE == 0
-    } else {
-        header_size as usize == HEADER_SIZE
+    match layout::header_size(kind) {
+        Some(fixed) => header_size as usize == fixed,
+        None => {
+            header_size as usize >= layout::MAP_PAGE && header_size as usize % layout::MAP_PAGE == 0
+        }
     }
 }
 
@@ -517,7 +594,7 @@ fn open_existing(path: &Path, name: &str, opts: &OpenOptions) -> Result<File> {
 /// Creates the segment under a temporary name next to `path`, initialises it, and renames
 /// it into place unless something appeared there meanwhile (then opens that instead).
 fn create_new(path: &Path, name: &str, opts: &OpenOptions) -> Result<File> {
-    let temp = temp_sibling(path);
+    let temp = sibling(path, "creating");
     let how = OpenMode {
         write: true,
         create_exclusive: true,
@@ -542,16 +619,109 @@ fn create_new(path: &Path, name: &str, opts: &OpenOptions) -> Result<File> {
     }
 }
 
-fn temp_sibling(path: &Path) -> PathBuf {
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "segment".into());
+/// A temporary name beside `path`: `.<name>.<pid>-<random>.<suffix>`.
+pub fn sibling(path: &Path, suffix: &str) -> PathBuf {
     path.with_file_name(format!(
-        ".{}.{}-{:08x}.creating",
-        file_name,
+        ".{}.{}-{:08x}.{suffix}",
+        file_name_of(path),
         std::process::id(),
         os::random_token()
+    ))
+}
+
+fn file_name_of(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "segment".into())
+}
+
+/// Removes the regular files [`sibling`] named beside `path` with `suffix` (what a process
+/// killed between creating and renaming one left behind). Call only while holding what
+/// keeps every other creator of such a sibling out (an upgrade's exclusive open lock).
+pub fn remove_leftover_siblings(path: &Path, suffix: &str) {
+    let prefix = format!(".{}.", file_name_of(path));
+    let ending = format!(".{suffix}");
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with(&prefix) && name.ends_with(&ending)) {
+            continue;
+        }
+        let leftover = dir.join(&*name);
+        if os::path_facts(&leftover).is_ok_and(|f| f.is_regular) {
+            let _ = os::unlink(&leftover);
+        }
+    }
+}
+
+/// A segment file held by this process alone: opened by path (read-write, no symlink),
+/// with the open lock taken exclusively, so no other handle has it open or can open it
+/// until this is dropped.
+pub struct Exclusive {
+    pub file: File,
+    /// What `fstat` said once the lock was held.
+    pub facts: os::FileFacts,
+}
+
+/// Takes the file at `path` for this process alone, without waiting: `ERR_IN_USE` if any
+/// handle (of any version of share-object) has it open. `what` names the operation in that
+/// message. Refuses symlinks, non-regular files and hard-linked files, as `open` does.
+pub fn take_exclusive(path: &Path, what: &'static str) -> Result<Exclusive> {
+    let name = path.display().to_string();
+    for _ in 0..REPLACED_RETRIES {
+        let how = OpenMode {
+            write: true,
+            create_exclusive: false,
+            mode: 0,
+        };
+        let file = os::open(path, how).map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => Error::UnsafePath {
+                path: name.clone(),
+                reason: "the path is a symbolic link, which is never followed".into(),
+            },
+            Some(libc::EISDIR) => Error::NotASegment {
+                path: name.clone(),
+                reason: "it is a directory".into(),
+            },
+            _ => Error::os(&name, "open", e),
+        })?;
+        let facts = os::facts(file.as_fd()).map_err(|e| Error::os(&name, "fstat", e))?;
+        if !facts.is_regular {
+            return Err(Error::NotASegment {
+                path: name,
+                reason: "it is not a regular file".into(),
+            });
+        }
+        if facts.nlink > 1 {
+            return Err(Error::UnsafePath {
+                path: name,
+                reason: format!(
+                    "the file has {} hard links; a segment must have exactly one",
+                    facts.nlink
+                ),
+            });
+        }
+        if !os::lock_byte(file.as_fd(), LOCK_OPEN, LockKind::Exclusive, false)
+            .map_err(|e| Error::os(&name, "lock (exclusive open)", e))?
+        {
+            return Err(Error::InUse { path: name, what });
+        }
+        if still_at_path(&file, path, &name)? {
+            let facts = os::facts(file.as_fd()).map_err(|e| Error::os(&name, "fstat", e))?;
+            return Ok(Exclusive { file, facts });
+        }
+    }
+    Err(Error::os(
+        &name,
+        "open (the path kept being replaced)",
+        std::io::Error::from_raw_os_error(libc::EAGAIN),
     ))
 }
 
@@ -651,6 +821,7 @@ fn inspect(file: &File, name: &str, opts: &OpenOptions) -> Result<Inspection> {
             format!("the file is {size} bytes, shorter than the {HEADER_SIZE}-byte header"),
         ));
     }
+
     if fields.kind != opts.kind {
         if matches!(
             fields.kind,
@@ -668,11 +839,15 @@ fn inspect(file: &File, name: &str, opts: &OpenOptions) -> Result<Inspection> {
         ));
     }
     let supported = layout::format_version(fields.kind);
+    if fields.format_version != supported && fields.kind == layout::KIND_VALUE {
+        return Err(old_value_format(name, fields.format_version));
+    }
     if fields.format_version != supported {
         return Err(Error::UnsupportedVersion {
             path: name.to_owned(),
             found: fields.format_version,
             supported,
+            hint: String::new(),
         });
     }
     if !header_size_ok(fields.kind, fields.header_size) {
@@ -685,6 +860,15 @@ fn inspect(file: &File, name: &str, opts: &OpenOptions) -> Result<Inspection> {
             ),
         ));
     }
+    if size < u64::from(fields.header_size) {
+        return Err(Error::corrupt(
+            name,
+            format!(
+                "the file is {size} bytes, shorter than the {}-byte header",
+                fields.header_size
+            ),
+        ));
+    }
     match checked_total(u64::from(fields.header_size), fields.capacity) {
         Some(total) if total <= size => Ok(Inspection::Valid(fields)),
         _ => Err(Error::corrupt(
@@ -694,6 +878,34 @@ fn inspect(file: &File, name: &str, opts: &OpenOptions) -> Result<Inspection> {
                 fields.capacity
             ),
         )),
+    }
+}
+
+/// The error for a value segment of another format: what it is and what to do about it.
+pub fn old_value_format(name: &str, found: u32) -> Error {
+    let by_name = !(name.starts_with("fd:") || name.starts_with("memfd:"));
+    let how = if by_name {
+        format!("npx share-object upgrade {name}")
+    } else {
+        "npx share-object upgrade <the path it was opened from>".to_owned()
+    };
+    let hint = match found {
+        1 => format!(
+            "; it is a format-1 value segment of an earlier share-object: close every process that uses it, then convert it with `{how}`"
+        ),
+        layout::VALUE_UPGRADING_VERSION => format!(
+            "; an upgrade of it from format 1 was interrupted: run `{how}` again to finish it"
+        ),
+        v if v > layout::VALUE_FORMAT_VERSION => {
+            "; it was written by a later share-object: use that version".to_owned()
+        }
+        _ => String::new(),
+    };
+    Error::UnsupportedVersion {
+        path: name.to_owned(),
+        found,
+        supported: layout::VALUE_FORMAT_VERSION,
+        hint,
     }
 }
 
@@ -723,6 +935,17 @@ fn initialise(file: &File, name: &str, opts: &OpenOptions) -> Result<()> {
         Some(image) => Arc::clone(image),
         None => standard_header(opts.kind, capacity).into(),
     };
+    if layout::header_size(opts.kind).is_some_and(|size| size != image.len()) {
+        return Err(Error::invalid(
+            name,
+            format!(
+                "a {} segment's header is {} bytes, not {}",
+                kind_name(opts.kind),
+                layout::header_size(opts.kind).unwrap_or(0),
+                image.len()
+            ),
+        ));
+    }
     let total = checked_total(image.len() as u64, capacity)
         .ok_or_else(|| Error::invalid(name, format!("size {capacity} is too large")))?;
     os::reserve(file.as_fd(), total).map_err(|e| Error::os(name, os::RESERVE_HOW, e))?;
@@ -754,10 +977,10 @@ fn map_file(file: &File, name: &str, writable: bool, fields: IdentityFields) -> 
         .map_err(|e| Error::os(name, "fstat", e))?
         .size;
     debug_assert!(u64::from(fields.header_size) + fields.capacity <= size);
-    map_len(file, name, writable, size)
+    map_len(file, name, writable, size, u64::from(fields.header_size))
 }
 
-fn map_len(file: &File, name: &str, writable: bool, len: u64) -> Result<Mapping> {
+fn map_len(file: &File, name: &str, writable: bool, len: u64, header_size: u64) -> Result<Mapping> {
     let len = usize::try_from(len).map_err(|_| Error::corrupt(name, "file too large to map"))?;
     let mut options = MmapOptions::new();
     options.len(len);
@@ -767,7 +990,10 @@ fn map_len(file: &File, name: &str, writable: bool, len: u64) -> Result<Mapping>
         options.map_raw_read_only(file)
     }
     .map_err(|e| Error::os(name, "mmap", e))?;
-    Ok(Mapping { raw })
+    Ok(Mapping {
+        raw,
+        header_size: header_size as usize,
+    })
 }
 
 /// Picks a random token and holds its liveness byte for the life of the descriptor.
@@ -801,11 +1027,19 @@ mod tests {
     use super::*;
     use crate::test_support::TempDir;
 
+    /// Options for a segment of the standard 256-byte header (a channel's).
+    fn opts() -> OpenOptions {
+        OpenOptions {
+            kind: layout::KIND_CHANNEL,
+            ..OpenOptions::default()
+        }
+    }
+
     #[test]
     fn creates_a_missing_file_with_a_valid_header_and_mode_0600() {
         let dir = TempDir::new("seg-create");
         let path = dir.path().join("share-data");
-        let seg = Segment::open(&path, &OpenOptions::default()).unwrap();
+        let seg = Segment::open(&path, &opts()).unwrap();
         let meta = std::fs::metadata(&path).unwrap();
         assert_eq!(meta.len(), HEADER_SIZE as u64 + 1024);
         assert_eq!(
@@ -827,7 +1061,7 @@ mod tests {
             std::fs::write(&path, &content).unwrap();
             std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
                 .unwrap();
-            Segment::open(&path, &OpenOptions::default()).unwrap();
+            Segment::open(&path, &opts()).unwrap();
             assert_eq!(&std::fs::read(&path).unwrap()[..8], b"SHAREOBJ");
         }
     }
@@ -840,7 +1074,7 @@ mod tests {
         std::fs::write(&path, &content).unwrap();
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .unwrap();
-        let err = Segment::open(&path, &OpenOptions::default()).err().unwrap();
+        let err = Segment::open(&path, &opts()).err().unwrap();
         assert_eq!(err.code(), "ERR_NOT_A_SEGMENT");
         assert_eq!(std::fs::read(&path).unwrap(), content);
     }
@@ -849,11 +1083,11 @@ mod tests {
     fn a_header_claiming_more_than_the_file_holds_is_corrupt() {
         let dir = TempDir::new("seg-short");
         let path = dir.path().join("s");
-        drop(Segment::open(&path, &OpenOptions::default()).unwrap());
+        drop(Segment::open(&path, &opts()).unwrap());
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[24..32].copy_from_slice(&(1u64 << 30).to_le_bytes());
         std::fs::write(&path, &bytes).unwrap();
-        let err = Segment::open(&path, &OpenOptions::default()).err().unwrap();
+        let err = Segment::open(&path, &opts()).err().unwrap();
         assert_eq!(err.code(), "ERR_CORRUPT");
         assert!(err.to_string().contains(&path.display().to_string()));
     }
@@ -862,11 +1096,11 @@ mod tests {
     fn another_format_version_is_refused() {
         let dir = TempDir::new("seg-version");
         let path = dir.path().join("s");
-        drop(Segment::open(&path, &OpenOptions::default()).unwrap());
+        drop(Segment::open(&path, &opts()).unwrap());
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[8..12].copy_from_slice(&99u32.to_le_bytes());
         std::fs::write(&path, &bytes).unwrap();
-        let err = Segment::open(&path, &OpenOptions::default()).err().unwrap();
+        let err = Segment::open(&path, &opts()).err().unwrap();
         assert_eq!(err.code(), "ERR_UNSUPPORTED_VERSION");
     }
 
@@ -874,8 +1108,8 @@ mod tests {
     fn liveness_tracks_open_handles() {
         let dir = TempDir::new("seg-live");
         let path = dir.path().join("s");
-        let a = Segment::open(&path, &OpenOptions::default()).unwrap();
-        let b = Segment::open(&path, &OpenOptions::default()).unwrap();
+        let a = Segment::open(&path, &opts()).unwrap();
+        let b = Segment::open(&path, &opts()).unwrap();
         assert_ne!(a.token(), b.token());
         assert!(b.is_alive(a.token()));
         let gone = a.token();
@@ -884,11 +1118,25 @@ mod tests {
     }
 
     #[test]
+    fn a_read_only_open_of_a_missing_file_is_not_found_and_creates_nothing() {
+        let dir = TempDir::new("seg-ro-missing");
+        let opts = OpenOptions {
+            read_only: true,
+            ..opts()
+        };
+        let err = Segment::open(&dir.path().join("nope"), &opts)
+            .err()
+            .unwrap();
+        assert_eq!(err.code(), "ERR_NOT_FOUND");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
     fn missing_file_without_create_is_not_found() {
         let dir = TempDir::new("seg-nocreate");
         let opts = OpenOptions {
             create: false,
-            ..OpenOptions::default()
+            ..opts()
         };
         let err = Segment::open(&dir.path().join("nope"), &opts)
             .err()
@@ -954,13 +1202,11 @@ mod tests {
         let dir = TempDir::new("seg-blank-max");
         let small = dir.path().join("small");
         write_private(&small, &vec![0u8; BLANK_MAX as usize]);
-        Segment::open(&small, &OpenOptions::default()).unwrap();
+        Segment::open(&small, &opts()).unwrap();
         assert_eq!(&std::fs::read(&small).unwrap()[..8], b"SHAREOBJ");
         let large = dir.path().join("large");
         write_private(&large, &vec![0u8; BLANK_MAX as usize + 1]);
-        let err = Segment::open(&large, &OpenOptions::default())
-            .err()
-            .unwrap();
+        let err = Segment::open(&large, &opts()).err().unwrap();
         assert_eq!(err.code(), "ERR_NOT_A_SEGMENT");
         assert!(std::fs::read(&large).unwrap().iter().all(|&b| b == 0));
     }
@@ -981,18 +1227,20 @@ mod tests {
     #[test]
     fn unlink_removes_segments_of_every_kind() {
         let dir = TempDir::new("seg-unlink");
-        for kind in [layout::KIND_VALUE, layout::KIND_CHANNEL] {
-            let path = dir.path().join(format!("k{kind}"));
-            let opts = OpenOptions {
-                kind,
-                capacity: 4096,
-                ..OpenOptions::default()
-            };
-            let open = Segment::open(&path, &opts).unwrap();
-            unlink(&path).unwrap();
-            assert!(!path.exists());
-            drop(open);
-        }
+        let value = dir.path().join("value");
+        let open = crate::value::ValueSegment::open(&value, &Default::default()).unwrap();
+        unlink(&value).unwrap();
+        assert!(!value.exists());
+        drop(open);
+        let channel = dir.path().join("channel");
+        let opts = OpenOptions {
+            capacity: 4096,
+            ..opts()
+        };
+        let open = Segment::open(&channel, &opts).unwrap();
+        unlink(&channel).unwrap();
+        assert!(!channel.exists());
+        drop(open);
         // A kind this build does not know (a later structure) is still a segment.
         let future = dir.path().join("future");
         let mut bytes = vec![0u8; HEADER_SIZE + 64];
@@ -1008,7 +1256,7 @@ mod tests {
     fn unlink_refuses_what_is_not_a_segment_and_leaves_it_in_place() {
         let dir = TempDir::new("seg-unlink-refuse");
         let segment = dir.path().join("segment");
-        drop(Segment::open(&segment, &OpenOptions::default()).unwrap());
+        drop(Segment::open(&segment, &opts()).unwrap());
         let foreign = dir.path().join("foreign");
         write_private(&foreign, b"precious data, not a segment");
         let empty = dir.path().join("empty");
@@ -1042,5 +1290,38 @@ mod tests {
         assert!(segment.exists(), "the symlink's target was removed");
         let missing = unlink(&dir.path().join("missing")).unwrap_err();
         assert_eq!(missing.code(), "ERR_NOT_FOUND");
+    }
+
+    #[test]
+    fn a_value_header_of_the_wrong_size_is_refused_when_creating() {
+        let dir = TempDir::new("seg-value-header");
+        let err = Segment::open(&dir.path().join("v"), &OpenOptions::default())
+            .err()
+            .unwrap();
+        assert_eq!(err.code(), "ERR_INVALID_ARG_VALUE");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn an_opener_waiting_while_the_path_is_replaced_opens_the_new_file() {
+        let dir = TempDir::new("seg-replaced");
+        let path = dir.path().join("s");
+        drop(Segment::open(&path, &opts()).unwrap());
+        // Another process holds the old file exclusively (as an upgrade does) ...
+        let held = take_exclusive(&path, "test").unwrap();
+        let opener = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                Segment::open(&path, &opts()).map(|s| os::facts(s.fd()).unwrap().ino)
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50)); // the opener waits for the open lock
+                                                       // ... and renames a new segment over the path before letting go.
+        let fresh = dir.path().join("fresh");
+        drop(Segment::open(&fresh, &opts()).unwrap());
+        let new_ino = os::path_facts(&fresh).unwrap().ino;
+        os::rename_replace(&fresh, &path).unwrap();
+        drop(held);
+        assert_eq!(opener.join().unwrap().unwrap(), new_ino);
     }
 }

@@ -8,9 +8,12 @@
 //! one writer at a time.
 //!
 //! A writer that dies mid-copy leaves `seq` odd. The next writer starts from that odd value
-//! and bumps it by two (still odd), so readers can tell a new writer is at work; readers
-//! that see the same odd value with no live writer report the value as torn rather than
-//! wait forever (`value.rs`).
+//! and bumps it by two (still odd), so readers can tell a new writer is at work.
+//!
+//! Value segments of format 2 (`src/value/slots.rs`) use the writer half for each slot's
+//! `seq` (`begin_write`, `copy_in`); their reader is `slots::try_read`, this reader with the
+//! slot's commit number checked too. A dead writer's odd `seq` is then never seen by a
+//! reader: the slot it filled is not the current one.
 //!
 //! The bytes are copied with raw pointers: the region is never viewed as a slice, because
 //! other processes change it underneath.

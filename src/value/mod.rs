@@ -1,10 +1,19 @@
-//! A value segment: one byte string shared by every process that opens the file.
+//! A value segment: one value shared by every process that opens the file (format 2,
+//! `DESIGN.md`).
 //!
-//! Reads are torn-free copies (`seqlock.rs`); writers exclude each other with a lock word
-//! that survives their death (`lock.rs`); every completed write bumps a futex word that
-//! waiters park on (`futex.rs`); a value larger than the capacity grows the file, and
-//! every other process re-maps on its next access. Everything read from the header is
-//! untrusted: lengths are checked against the mapping, capacities against the file.
+//! The value lives in three slots (`slots.rs`): a writer fills one that no reader is being
+//! given and commits it with one store of the `current` word, so a writer killed at any
+//! moment leaves the last commit whole, and a reader copies a slot no writer touches while
+//! it is current. Readers of large values pin their slot with a kernel read lock, which
+//! writers look at before choosing a slot. Writers exclude each other with a lock word that
+//! survives their death (`lock.rs`); every commit bumps a futex word that waiters park on
+//! (`futex.rs`); a value larger than its slot's region gets a new region at the end of the
+//! file, and every other process re-maps on its next access. Everything read from the
+//! header is untrusted: lengths are checked against regions, regions against the mapping
+//! and each other, capacities against the file.
+
+pub mod slots;
+pub mod upgrade;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -12,21 +21,30 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::os;
 use crate::segment::layout::{
-    ValueHeader, DEFAULT_MAX_SIZE, HEADER_SIZE, KIND_VALUE, MAX_CAPACITY,
+    region_bytes, region_word, ValueHeader, DEFAULT_MAX_SIZE, KIND_VALUE, MAX_CAPACITY, PAGE,
+    PIN_BASE, SLOTS, VALUE_HEADER_SIZE,
 };
 use crate::segment::{Liveness, Mapping, OpenOptions, Segment};
 use crate::sync::futex;
 use crate::sync::lock::{self, Acquired, LockError};
-use crate::sync::seqlock::{self, ReadAttempt};
 use crate::sync::waiters::Announcements;
+use slots::{ReadAttempt, Sink, PIN_MIN};
 
 /// How long a writer waits for the writer lock held by a live process before giving up.
 const WRITE_LOCK_WAIT: Duration = Duration::from_secs(10);
-/// How long a reader waits for a live writer that is mid-copy before giving up.
+/// How long a reader keeps starting over (the value changing under every copy) before it
+/// reports the segment as damaged: only a process rewriting the header for ever does that.
 const READ_WAIT: Duration = Duration::from_secs(10);
-/// Busy-wait iterations of a reader facing a mid-copy writer before it sleeps between looks.
-const READ_SPINS: u32 = 2_000;
+/// Start-overs a read makes before it looks at the clock (the fast path reads no clock).
+const READ_RETRIES_BEFORE_CLOCK: u32 = 64;
+/// How often a writer that found both free slots pinned looks again.
+const PIN_POLL: Duration = Duration::from_micros(50);
+/// How long a writer waits for a pinned slot to be released: this plus [`PIN_WAIT_PER_MIB`]
+/// for each MiB of the larger pinned value, then it takes the older one anyway.
+const PIN_WAIT_BASE: Duration = Duration::from_millis(10);
+const PIN_WAIT_PER_MIB: Duration = Duration::from_millis(1);
 /// How long a blocking wait busy-waits before it parks (bounded and yielding, so a busy
 /// 2-core machine is not starved).
 pub const WAIT_SPIN: Duration = Duration::from_micros(20);
@@ -34,6 +52,7 @@ pub const WAIT_SPIN: Duration = Duration::from_micros(20);
 /// Options for opening a value segment.
 #[derive(Debug, Clone)]
 pub struct ValueOptions {
+    /// `open.capacity` is the initial size of each slot's region (rounded up to pages).
     pub open: OpenOptions,
     /// Largest value the segment may grow to hold.
     pub max_size: u64,
@@ -46,6 +65,15 @@ impl Default for ValueOptions {
             max_size: DEFAULT_MAX_SIZE,
         }
     }
+}
+
+/// A value read out of a segment: which commit it is, and its codec type tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadValue {
+    /// The commit number (the version).
+    pub commit: u64,
+    /// The type tag the writer stored with it (`lib/codec.js`).
+    pub tag: u32,
 }
 
 /// An open value segment.
@@ -94,8 +122,8 @@ impl ValueSegment {
     }
 
     fn header(&self) -> &ValueHeader {
-        // SAFETY: ValueHeader is a repr(C) struct of atomics of exactly HEADER_SIZE bytes,
-        // and the segment was validated as a value segment at least that long.
+        // SAFETY: ValueHeader is a repr(C) struct of atomics of exactly VALUE_HEADER_SIZE
+        // bytes, and the segment was validated as a value segment at least that long.
         unsafe { self.seg.mapping().header::<ValueHeader>() }
     }
 
@@ -108,17 +136,32 @@ impl ValueSegment {
         }
     }
 
-    /// The number of completed writes, the same in every process.
+    /// The number of commits, the same in every process.
     pub fn version(&self) -> u64 {
         version_of(self.header())
     }
 
-    /// Bytes the value may take without growing the file.
+    /// Bytes a value may take without the file growing: the smallest of the three slots'
+    /// regions (a value is written to one of the two slots that are not current).
     pub fn capacity(&self) -> u64 {
-        // SYNC POINT: Acquire pairs with the Release store of `capacity` in `ensure_capacity`
-        // (the file was grown before it); the value is clamped to our mapping all the same.
-        let claimed = self.header().identity.capacity.load(Ordering::Acquire);
-        claimed.min(self.seg.mapping().data_len() as u64)
+        let h = self.header();
+        // Regions another process placed beyond our mapping count (the file was grown for
+        // them before `capacity` was raised); regions beyond `capacity` are damage.
+        let limit = self
+            .claimed_capacity()
+            .max(self.seg.mapping().data_len() as u64);
+        (0..SLOTS)
+            .map(|i| {
+                // SYNC POINT: Relaxed: a size report; the region is checked, not followed.
+                let (offset, size) = region_bytes(h.slots[i].region.load(Ordering::Relaxed));
+                if offset + size <= limit {
+                    size
+                } else {
+                    0
+                }
+            })
+            .min()
+            .unwrap_or(0)
     }
 
     /// The current capacity, after adopting a growth made by another process (re-mapping
@@ -138,76 +181,173 @@ impl ValueSegment {
         self.max_size
     }
 
-    /// Copies the current value into `out` (replacing its contents); returns its version.
-    pub fn read_into(&mut self, out: &mut Vec<u8>) -> Result<u64> {
-        let mut waited_since: Option<Instant> = None;
-        let mut spins = 0u32;
+    /// `(offset from the file's start, length)` of the current slot's region, for a
+    /// zero-copy view of the committed value's bytes (`buffer`).
+    pub fn current_region(&mut self) -> Result<(usize, usize)> {
+        let claimed = self.claimed_capacity();
+        if claimed > self.seg.mapping().data_len() as u64 {
+            self.seg.remap(claimed)?;
+        }
+        let h = self.header();
+        // SYNC POINT: Acquire pairs with the Release store in `slots::commit`: the region
+        // word of the committed fill is visible.
+        let current = h.current.load(Ordering::Acquire);
+        let slot = slots::slot_of(current)
+            .ok_or_else(|| Error::corrupt(self.path(), "the current word names slot 3"))?;
+        // SYNC POINT: Relaxed: ordered after the Acquire above; checked below.
+        let (offset, size) = region_bytes(h.slots[slot].region.load(Ordering::Relaxed));
+        if offset + size > self.seg.mapping().data_len() as u64 {
+            return Err(Error::corrupt(
+                self.path(),
+                format!(
+                    "the current slot's region ends at {} bytes, beyond the file",
+                    offset + size
+                ),
+            ));
+        }
+        Ok((VALUE_HEADER_SIZE + offset as usize, size as usize))
+    }
+
+    fn claimed_capacity(&self) -> u64 {
+        // SYNC POINT: Acquire pairs with the Release store of `capacity` in `new_region`
+        // (the file was grown before it).
+        self.header()
+            .identity
+            .capacity
+            .load(Ordering::Acquire)
+            .min(MAX_CAPACITY)
+    }
+
+    /// Copies the committed value into `out` (replacing its contents); returns its commit
+    /// number and type tag.
+    pub fn read_into(&mut self, out: &mut Vec<u8>) -> Result<ReadValue> {
+        match self.read_with(out)? {
+            Ok(read) => Ok(read),
+            Err(_) => unreachable!("a Vec always has room"),
+        }
+    }
+
+    /// Copies the committed value into `area` if it fits (one copy, straight from the
+    /// mapping): its commit number and type tag, or `Err(len)` (nothing copied) if the area
+    /// is smaller than the value.
+    pub fn read_into_area(
+        &mut self,
+        area: &mut slots::Area,
+    ) -> Result<std::result::Result<(ReadValue, usize), u64>> {
+        let mut sink = Measured { area, len: 0 };
+        Ok(self.read_with(&mut sink)?.map(|read| (read, sink.len)))
+    }
+
+    fn read_with<S: Sink + ?Sized>(
+        &mut self,
+        out: &mut S,
+    ) -> Result<std::result::Result<ReadValue, u64>> {
+        let mut retries = 0u32;
+        let mut started: Option<Instant> = None;
+        let mut remapped_to = 0u64;
         loop {
             // Borrowed, not cloned: the hot path touches no reference count.
             let map = self.seg.mapping();
             // SAFETY: ValueHeader is all atomics and the mapping is a validated value segment.
             let h = unsafe { map.header::<ValueHeader>() };
-            // SAFETY: `data()` is valid for `data_len()` bytes while `map` lives.
-            let attempt =
-                unsafe { seqlock::try_read(&h.seq, &h.len, map.data(), map.data_len(), out) };
+            // SYNC POINT: Acquire pairs with the Release store in `slots::commit`.
+            let current = h.current.load(Ordering::Acquire);
+            let attempt = match self.pin_if_large(h, current) {
+                // `current` moved while we pinned: look again (a start-over like any other).
+                Pin::Stale => ReadAttempt::Moved,
+                pinned => {
+                    // SAFETY: `data()` is valid for `data_len()` bytes while `map` lives.
+                    let attempt =
+                        unsafe { slots::try_read(h, current, map.data(), map.data_len(), out) };
+                    if let Pin::Held(slot) = pinned {
+                        self.unpin(slot);
+                    }
+                    attempt
+                }
+            };
             match attempt {
-                ReadAttempt::Done { seq } => return Ok(seq / 2),
-                ReadAttempt::Raced => spins = 0,
-                ReadAttempt::TooLong { len, .. } => {
-                    // SYNC POINT: Acquire pairs with the Release store of `capacity` in
-                    // `ensure_capacity`: the file grew before that store, so `remap` finds it
-                    // large enough.
-                    let claimed = h.identity.capacity.load(Ordering::Acquire);
-                    if len > claimed || claimed <= map.data_len() as u64 {
-                        return Err(Error::corrupt(
-                            self.path(),
-                            format!("value length {len} exceeds the capacity of {claimed} bytes"),
-                        ));
-                    }
-                    // Another process grew the file: map the larger size and retry.
-                    self.seg.remap(claimed)?;
+                ReadAttempt::Done { commit, tag } => return Ok(Ok(ReadValue { commit, tag })),
+                ReadAttempt::NoRoom { len } => return Ok(Err(len)),
+                ReadAttempt::Moved => {}
+                ReadAttempt::Damaged(why) => {
+                    return Err(Error::corrupt(
+                        self.path(),
+                        slots::damage_message(current, why),
+                    ))
                 }
-                ReadAttempt::WriterActive { seq } => {
-                    if spins < READ_SPINS {
-                        spins += 1;
-                        std::hint::spin_loop();
-                        continue;
+                ReadAttempt::Beyond { end } => {
+                    // Another process grew the file (its capacity store came before the
+                    // commit we read): map the larger size, once for each size claimed.
+                    let claimed = self.claimed_capacity();
+                    if end > claimed || claimed <= remapped_to {
+                        if self.version_word() == current {
+                            return Err(Error::corrupt(
+                                self.path(),
+                                format!("the committed value's region ends at {end} bytes, beyond the capacity of {claimed} bytes"),
+                            ));
+                        }
+                    } else {
+                        self.seg.remap(claimed)?;
+                        remapped_to = claimed;
                     }
-                    let since = *waited_since.get_or_insert_with(Instant::now);
-                    self.check_writer_alive(self.header(), seq, since)?;
-                    std::thread::sleep(Duration::from_micros(50));
                 }
+            }
+            retries += 1;
+            if retries >= READ_RETRIES_BEFORE_CLOCK {
+                let since = *started.get_or_insert_with(Instant::now);
+                if since.elapsed() > READ_WAIT {
+                    return Err(Error::corrupt(
+                        self.path(),
+                        format!(
+                            "the value changed under every copy for {} s",
+                            READ_WAIT.as_secs()
+                        ),
+                    ));
+                }
+                std::thread::yield_now();
             }
         }
     }
 
-    /// A writer has held `seq` odd for a while: fail if it died, or if it takes too long.
-    fn check_writer_alive(&self, h: &ValueHeader, odd: u64, since: Instant) -> Result<()> {
-        // SYNC POINT: the caller saw `odd` through an Acquire load of `seq`, which pairs with
-        // the Release store of the odd value in `begin_write`: the writer's lock CAS, made
-        // before it, is visible here. Acquire keeps the `seq` re-load below after this one.
-        let holder = lock::owner(h.writer_lock.load(Ordering::Acquire));
-        if holder == 0 || !self.seg.is_alive(holder) {
-            // No live writer. If `seq` is still the same odd value, its writer died mid-copy;
-            // if it moved, a new writer took over and we retry.
-            // SYNC POINT: Acquire pairs with the Release store of the even `seq` in
-            // `end_write`; only the value is compared, nothing is read through it. The
-            // Acquire load of the lock word above keeps this load after that one.
-            if h.seq.load(Ordering::Acquire) == odd {
-                return Err(Error::WriterDied {
-                    path: self.path().to_owned(),
-                });
-            }
-            return Ok(());
+    fn version_word(&self) -> u64 {
+        // SYNC POINT: Acquire pairs with the Release store in `slots::commit`.
+        self.header().current.load(Ordering::Acquire)
+    }
+
+    /// Pins the current slot if its value is large (`DESIGN.md`, "Pins"), then checks that
+    /// it is still current.
+    #[inline]
+    fn pin_if_large(&self, h: &ValueHeader, current: u64) -> Pin {
+        let Some(slot) = slots::slot_of(current) else {
+            return Pin::None;
+        };
+        // SYNC POINT: Relaxed: a hint only (which reads are worth a syscall); the copy
+        // checks the length again under the slot's seqlock.
+        if h.slots[slot].len.load(Ordering::Relaxed) < PIN_MIN {
+            return Pin::None;
         }
-        if since.elapsed() > READ_WAIT {
-            return Err(Error::Timeout {
-                path: self.path().to_owned(),
-                what: "a writer to finish its write",
-                ms: READ_WAIT.as_millis() as u64,
-            });
+        self.pin(h, current, slot)
+    }
+
+    /// The syscall half of [`pin_if_large`](Self::pin_if_large).
+    #[inline(never)]
+    fn pin(&self, h: &ValueHeader, current: u64, slot: usize) -> Pin {
+        // A failure to pin (a foreign write lock on the byte) just means reading unpinned.
+        if !os::pin_byte(self.seg.fd(), PIN_BASE + slot as u64).unwrap_or(false) {
+            return Pin::None;
         }
-        Ok(())
+        // SYNC POINT: SeqCst: the pin (a syscall, ordered by the kernel's lock list against
+        // the writer's F_OFD_GETLK) comes before this load. A writer that committed a newer
+        // value before looking at the pins is seen here; one that looks after sees the pin.
+        if h.current.load(Ordering::SeqCst) != current {
+            self.unpin(slot);
+            return Pin::Stale;
+        }
+        Pin::Held(slot)
+    }
+
+    fn unpin(&self, slot: usize) {
+        let _ = os::unlock_byte(self.seg.fd(), PIN_BASE + slot as u64);
     }
 
     /// Whether a value of `len` bytes may be written through this handle (writable, and
@@ -228,11 +368,11 @@ impl ValueSegment {
         Ok(())
     }
 
-    /// Replaces the value; returns the new version. Grows the segment if needed (up to the
-    /// maximum size). On any error the previous value is intact.
-    pub fn write(&mut self, value: &[u8]) -> Result<u64> {
+    /// Replaces the value (bytes of type `tag`); returns the new version. Grows the segment
+    /// if needed (up to the maximum size). On any error the previous value is intact.
+    pub fn write(&mut self, tag: u32, value: &[u8]) -> Result<u64> {
         // SAFETY: a slice is readable for its length.
-        unsafe { self.write_from(value.as_ptr(), value.len()) }
+        unsafe { self.write_from(tag, value.as_ptr(), value.len()) }
     }
 
     /// [`write`](Self::write) from a raw source.
@@ -240,11 +380,11 @@ impl ValueSegment {
     /// # Safety
     /// `src` must be valid for reads of `len` bytes during the call. It may be shared
     /// memory (a view of this or another segment): it is copied with raw pointers only.
-    pub unsafe fn write_from(&mut self, src: *const u8, len: usize) -> Result<u64> {
+    pub unsafe fn write_from(&mut self, tag: u32, src: *const u8, len: usize) -> Result<u64> {
         self.check_size(len as u64)?;
         self.lock_writer()?;
         // SAFETY: forwarded from our caller.
-        let result = unsafe { self.write_locked(src, len) };
+        let result = unsafe { self.write_locked(tag, src, len) };
         self.unlock_writer();
         result
     }
@@ -291,50 +431,135 @@ impl ValueSegment {
 
     /// # Safety
     /// As for [`write_from`](Self::write_from); the writer lock is held.
-    unsafe fn write_locked(&mut self, src: *const u8, len: usize) -> Result<u64> {
-        self.ensure_capacity(len as u64)?;
-        let map = self.seg.mapping();
-        // SAFETY: ValueHeader is all atomics and the mapping is a validated value segment.
-        let h = unsafe { map.header::<ValueHeader>() };
-        let odd = seqlock::begin_write(&h.seq);
-        // SAFETY: `ensure_capacity` made the mapping's data area at least `len` bytes; the
-        // writer lock makes us the only writer; `src` is readable for `len` bytes (our
-        // contract), and `ptr::copy` in `copy_in` tolerates a source that is itself a view
-        // of this segment.
-        unsafe { seqlock::copy_in(map.data(), src, len) };
-        let seq = seqlock::end_write(&h.seq, &h.len, len as u64, odd);
-        notify_waiters(h, &|token| self.seg.is_alive(token));
-        Ok(seq / 2)
-    }
-
-    /// Makes the mapped data area hold `len` bytes: adopt a growth made by another process,
-    /// or grow the file ourselves. Called with the writer lock held.
-    fn ensure_capacity(&mut self, len: u64) -> Result<()> {
-        // SYNC POINT: Acquire pairs with the Release store of `capacity` at the end of this
-        // function by an earlier writer (likely another process); the writer lock we hold
-        // (Release in `lock::release`, Acquire CAS in `lock_writer` or `lock::acquire`)
-        // orders it as well.
-        let claimed = self.header().identity.capacity.load(Ordering::Acquire);
+    unsafe fn write_locked(&mut self, tag: u32, src: *const u8, len: usize) -> Result<u64> {
+        // Adopt a growth made by another process before looking at any region.
+        let claimed = self.claimed_capacity();
         if claimed > self.seg.mapping().data_len() as u64 {
             self.seg.remap(claimed)?;
         }
-        if len <= claimed.min(self.seg.mapping().data_len() as u64) {
-            return Ok(());
+        // SYNC POINT: Acquire pairs with the Release store in `slots::commit` by the previous
+        // writer (the writer lock orders it as well).
+        let current = self.header().current.load(Ordering::Acquire);
+        // A damaged `current` (slot 3) commits nothing readers accept: this write repairs
+        // it, sparing the slot that holds the highest commit number.
+        let cur = slots::slot_of(current).unwrap_or_else(|| slots::newest(self.header()));
+        let next = (current >> 2) + 1;
+        if next > slots::MAX_COMMIT {
+            return Err(Error::corrupt(
+                self.path(),
+                "the commit number is exhausted",
+            ));
         }
-        let target = len
-            .max(claimed.saturating_mul(2))
-            .min(self.max_size.max(len));
-        // Keep the file a whole number of pages.
-        let total = (HEADER_SIZE as u64 + target).next_multiple_of(4096);
-        let capacity = (total - HEADER_SIZE as u64).min(MAX_CAPACITY);
-        self.seg.grow(capacity)?;
-        // SYNC POINT: Release pairs with the Acquire load of `capacity` by readers in other
-        // processes, who then find the file already grown (fallocate came first).
+        let slot = self.choose_slot(cur);
+        let (region, offset) = self.region_for(slot, len as u64)?;
+        let map = self.seg.mapping();
+        // SAFETY: ValueHeader is all atomics and the mapping is a validated value segment.
+        let h = unsafe { map.header::<ValueHeader>() };
+        let d = &h.slots[slot];
+        let odd = slots::begin_fill(d, next, region);
+        // SAFETY: `region_for` checked that `offset + len` lies inside the mapped data area
+        // and that the region overlaps neither other slot's; the writer lock makes us the
+        // only writer; `src` is readable for `len` bytes (our contract), and `copy_in`
+        // tolerates a source that is a view of this segment.
+        unsafe { slots::copy_in(map.data().add(offset as usize), src, len) };
+        slots::end_fill(d, odd, len as u64, tag);
+        slots::commit(h, next, slot);
+        notify_waiters(h, &|token| self.seg.is_alive(token));
+        Ok(next)
+    }
+
+    /// The slot to fill, of the two that are not current: the older one, so that a reader
+    /// copying the newer (unpinned: a small value) is spoiled only by two more commits. If
+    /// both hold large values, every reader of them pins what it copies: then the newer
+    /// one, unless pinned, so that writes of large values take turns between two regions
+    /// and the third stays out of the caches. A pinned slot is never chosen while another
+    /// is free (only large values are pinned, so small writes make no syscall).
+    fn choose_slot(&self, cur: usize) -> usize {
+        let h = self.header();
+        let mut order = slots::candidates(h, cur);
+        let len_of = |i: usize| {
+            // SYNC POINT: Relaxed: we are the only writer (writer lock).
+            h.slots[i].len.load(Ordering::Relaxed)
+        };
+        if len_of(order[0]) >= PIN_MIN && len_of(order[1]) >= PIN_MIN {
+            order.swap(0, 1);
+        }
+        let pinned = |i: usize| {
+            len_of(i) >= PIN_MIN
+                // An error (it cannot happen on a live descriptor) counts as unpinned: the
+                // reader then starts over, never hangs.
+                && os::byte_is_locked_by_other(self.seg.fd(), PIN_BASE + i as u64)
+                    .unwrap_or(false)
+        };
+        if let Some(&free) = order.iter().find(|&&i| !pinned(i)) {
+            return free;
+        }
+        // Both pinned (two readers still copying older values): give them time to finish.
+        let largest = len_of(order[0]).max(len_of(order[1]));
+        let wait = PIN_WAIT_BASE + PIN_WAIT_PER_MIB * (largest >> 20).min(1 << 16) as u32;
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            std::thread::sleep(PIN_POLL);
+            if let Some(&free) = order.iter().find(|&&i| !pinned(i)) {
+                return free;
+            }
+        }
+        order[0] // its reader starts over
+    }
+
+    /// The region slot `slot` will hold a value of `len` bytes in: its own if that is sound
+    /// and large enough, else a new one at the end of the file (the old one is abandoned).
+    /// Returns the region word and the region's offset in the data area.
+    fn region_for(&mut self, slot: usize, len: u64) -> Result<(u64, u64)> {
+        let claimed = self.claimed_capacity();
+        let mapped = self.seg.mapping().data_len() as u64;
+        let limit = claimed.min(mapped);
+        let h = self.header();
+        // SYNC POINT: Relaxed, all: we are the only writer (writer lock); the words are
+        // checked, not trusted.
+        let word = |i: usize| h.slots[i].region.load(Ordering::Relaxed);
+        let sound = |w: u64| {
+            let (offset, size) = region_bytes(w);
+            (size > 0 && offset + size <= limit).then_some((offset, size))
+        };
+        let own = sound(word(slot));
+        let overlaps = |(o, s): (u64, u64)| {
+            (0..SLOTS)
+                .filter(|&i| i != slot)
+                .any(|i| sound(word(i)).is_some_and(|(oo, os)| o < oo + os && oo < o + s))
+        };
+        if let Some((offset, size)) = own {
+            if size >= len && !overlaps((offset, size)) {
+                return Ok((word(slot), offset));
+            }
+        }
+        let old = own.map_or(0, |(_, size)| size);
+        self.new_region(len, old)
+    }
+
+    /// Places a new region at the end of the data area, grows the file for it (blocks
+    /// reserved: a full disk fails here, not later) and publishes the larger capacity.
+    fn new_region(&mut self, len: u64, old: u64) -> Result<(u64, u64)> {
+        let want = len.max(old.saturating_mul(2).min(self.max_size)).max(1);
+        let size = want.div_ceil(PAGE) * PAGE;
+        let start = self.claimed_capacity().div_ceil(PAGE) * PAGE;
+        let end = start
+            .checked_add(size)
+            .filter(|&e| e <= MAX_CAPACITY)
+            .ok_or_else(|| Error::ValueTooLarge {
+                path: self.path().to_owned(),
+                len,
+                max: MAX_CAPACITY.saturating_sub(start),
+            })?;
+        self.seg.grow(end)?;
+        // SYNC POINT: Release pairs with the Acquire loads of `capacity` in
+        // `claimed_capacity` by readers and writers in other processes, who then find the
+        // file already grown (the blocks were reserved first).
         self.header()
             .identity
             .capacity
-            .store(capacity, Ordering::Release);
-        Ok(())
+            .store(end, Ordering::Release);
+        Ok((region_word(start / PAGE, size / PAGE), start))
     }
 
     /// Takes the cross-process lock behind `lock()`/`lockSync()` for this handle.
@@ -388,7 +613,7 @@ impl ValueSegment {
 fn checked_options(name: &str, opts: &ValueOptions) -> Result<OpenOptions> {
     let mut open = opts.open.clone();
     open.kind = KIND_VALUE;
-    if open.capacity > MAX_CAPACITY || opts.max_size > MAX_CAPACITY {
+    if open.capacity > MAX_CAPACITY / 4 || opts.max_size > MAX_CAPACITY {
         return Err(Error::invalid(
             name,
             format!("size must be at most {MAX_CAPACITY} bytes"),
@@ -403,12 +628,64 @@ fn checked_options(name: &str, opts: &ValueOptions) -> Result<OpenOptions> {
             ),
         ));
     }
+    let pages = open.capacity.div_ceil(PAGE).max(1);
+    let image = header_image(pages, 0, 0, 0);
+    open.capacity = SLOTS as u64 * pages * PAGE;
+    open.header = Some(image.into());
     Ok(open)
 }
 
+/// The header of a new value segment whose three slots have regions of `pages` pages each,
+/// one after the other; slot 0 is current, at commit `commit`, holding `len` bytes of type
+/// `tag` (the bytes themselves go into the data area, at its start).
+pub(crate) fn header_image(pages: u64, commit: u64, len: u64, tag: u32) -> Vec<u8> {
+    let mut head = vec![0u8; VALUE_HEADER_SIZE];
+    let capacity = SLOTS as u64 * pages * PAGE;
+    crate::segment::identity_line(&mut head, KIND_VALUE, VALUE_HEADER_SIZE as u32, capacity);
+    let put =
+        |head: &mut [u8], at: usize, v: u64| head[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    put(&mut head, 64, slots::current_word(commit, 0));
+    for i in 0..SLOTS {
+        let at = 256 + 64 * i;
+        put(&mut head, at + 16, region_word(i as u64 * pages, pages));
+        if i == 0 {
+            put(&mut head, at + 8, commit);
+            put(&mut head, at + 24, len);
+            head[at + 32..at + 36].copy_from_slice(&tag.to_le_bytes());
+        }
+    }
+    head
+}
+
 fn version_of(h: &ValueHeader) -> u64 {
-    // SYNC POINT: Acquire pairs with the Release store of the even `seq` in `end_write`.
-    h.seq.load(Ordering::Acquire) / 2
+    // SYNC POINT: Acquire pairs with the Release store in `slots::commit`.
+    h.current.load(Ordering::Acquire) >> 2
+}
+
+/// An [`slots::Area`] that remembers how many bytes it was filled with.
+struct Measured<'a> {
+    area: &'a mut slots::Area,
+    len: usize,
+}
+
+impl Sink for Measured<'_> {
+    fn room(&mut self, n: usize) -> Option<*mut u8> {
+        self.area.room(n)
+    }
+
+    fn filled(&mut self, n: usize) {
+        self.len = n;
+        self.area.filled(n);
+    }
+}
+
+/// Whether a read pinned its slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pin {
+    None,
+    Held(usize),
+    /// Pinned, but `current` had moved on: released, look again.
+    Stale,
 }
 
 fn announcements(h: &ValueHeader) -> Announcements<'_> {
@@ -620,8 +897,16 @@ mod tests {
     use super::*;
     use crate::test_support::TempDir;
 
+    const TEXT: u32 = 1;
+
     fn open(dir: &TempDir, name: &str) -> ValueSegment {
         ValueSegment::open(&dir.path().join(name), &ValueOptions::default()).unwrap()
+    }
+
+    fn read(v: &mut ValueSegment) -> (Vec<u8>, ReadValue) {
+        let mut out = vec![];
+        let r = v.read_into(&mut out).unwrap();
+        (out, r)
     }
 
     #[test]
@@ -629,8 +914,14 @@ mod tests {
         let dir = TempDir::new("val-new");
         let mut v = open(&dir, "s");
         let mut out = vec![9];
-        assert_eq!(v.read_into(&mut out).unwrap(), 0);
+        assert_eq!(
+            v.read_into(&mut out).unwrap(),
+            ReadValue { commit: 0, tag: 0 }
+        );
         assert!(out.is_empty());
+        assert_eq!(v.capacity(), PAGE, "size 1024 rounds up to a page per slot");
+        let len = std::fs::metadata(dir.path().join("s")).unwrap().len();
+        assert_eq!(len, VALUE_HEADER_SIZE as u64 + 3 * PAGE);
     }
 
     #[test]
@@ -650,22 +941,41 @@ mod tests {
         }
         // SYNC POINT: Relaxed: as above.
         a.header().notify_waiters.store(0, Ordering::Relaxed);
-        open(&dir, "s").write(b"changed").unwrap();
+        open(&dir, "s").write(TEXT, b"changed").unwrap();
         let woke = rx.recv_timeout(LONGEST_PARK * 10);
         assert_eq!(woke, Ok(Some(1)), "the waiter looks again by itself");
     }
 
     #[test]
-    fn a_write_is_read_back_exactly_by_another_handle() {
+    fn a_write_is_read_back_exactly_by_another_handle_with_its_tag() {
         let dir = TempDir::new("val-rt");
         let mut a = open(&dir, "s");
         let mut b = open(&dir, "s");
         let value = "héllo\0wörld 你好 🎉".as_bytes();
-        assert_eq!(a.write(value).unwrap(), 1);
-        let mut out = vec![];
-        assert_eq!(b.read_into(&mut out).unwrap(), 1);
-        assert_eq!(out, value);
+        assert_eq!(a.write(6, value).unwrap(), 1);
+        assert_eq!(
+            read(&mut b),
+            (value.to_vec(), ReadValue { commit: 1, tag: 6 })
+        );
         assert_eq!(b.version(), 1);
+    }
+
+    #[test]
+    fn a_read_into_an_area_too_small_copies_nothing_and_says_how_much_room_it_needs() {
+        let dir = TempDir::new("val-area");
+        let mut v = open(&dir, "s");
+        v.write(0, &[5u8; 100]).unwrap();
+        let mut small = [0u8; 10];
+        // SAFETY: `small` is private memory valid for its length while the area lives.
+        let mut area = unsafe { slots::Area::new(small.as_mut_ptr(), small.len()) };
+        assert_eq!(v.read_into_area(&mut area).unwrap(), Err(100));
+        assert_eq!(small, [0u8; 10], "nothing copied");
+        let mut big = [0u8; 200];
+        // SAFETY: as above.
+        let mut area = unsafe { slots::Area::new(big.as_mut_ptr(), big.len()) };
+        let (read, len) = v.read_into_area(&mut area).unwrap().unwrap();
+        assert_eq!((read.commit, len), (1, 100));
+        assert_eq!(&big[..100], &[5u8; 100][..]);
     }
 
     #[test]
@@ -674,14 +984,15 @@ mod tests {
         let mut a = open(&dir, "s");
         let mut b = open(&dir, "s");
         let big = vec![7u8; 100_000];
-        a.write(&big).unwrap();
-        assert!(a.capacity() >= 100_000);
-        let mut out = vec![];
-        b.read_into(&mut out).unwrap();
-        assert_eq!(out, big);
-        b.write(&vec![8u8; 150_000]).unwrap();
-        a.read_into(&mut out).unwrap();
-        assert_eq!(out.len(), 150_000);
+        a.write(0, &big).unwrap();
+        assert_eq!(read(&mut b).0, big);
+        b.write(0, &vec![8u8; 150_000]).unwrap();
+        assert_eq!(read(&mut a).0.len(), 150_000);
+        for i in 0..4u8 {
+            a.write(0, &vec![i; 150_000]).unwrap();
+        }
+        assert!(a.capacity() >= 150_000, "every slot grew: {}", a.capacity());
+        assert_eq!(read(&mut b).0, vec![3u8; 150_000]);
     }
 
     #[test]
@@ -689,12 +1000,12 @@ mod tests {
         let dir = TempDir::new("val-cap");
         let mut a = open(&dir, "s");
         let mut b = open(&dir, "s");
-        assert_eq!(a.current_capacity().unwrap(), 1024);
-        b.write(&vec![1u8; 100_000]).unwrap();
-        let grown = b.capacity();
-        assert!(grown >= 100_000);
-        assert_eq!(a.current_capacity().unwrap(), grown);
-        assert!(a.segment().mapping().data_len() as u64 >= grown);
+        let before = a.segment().mapping().data_len();
+        b.write(0, &vec![1u8; 100_000]).unwrap();
+        let claimed = b.claimed_capacity();
+        assert!(claimed > before as u64 && claimed >= 100_000);
+        assert_eq!(a.current_capacity().unwrap(), b.capacity());
+        assert!(a.segment().mapping().data_len() as u64 >= claimed);
     }
 
     #[test]
@@ -705,56 +1016,152 @@ mod tests {
             ..ValueOptions::default()
         };
         let mut v = ValueSegment::open(&dir.path().join("s"), &opts).unwrap();
-        v.write(b"old").unwrap();
-        let err = v.write(&[1u8; 4097]).unwrap_err();
+        v.write(TEXT, b"old").unwrap();
+        let err = v.write(TEXT, &[1u8; 4097]).unwrap_err();
         assert_eq!(err.code(), "ERR_VALUE_TOO_LARGE");
-        let mut out = vec![];
-        v.read_into(&mut out).unwrap();
-        assert_eq!(out, b"old");
+        assert_eq!(read(&mut v).0, b"old");
+        assert_eq!(v.version(), 1);
     }
 
     #[test]
-    fn a_garbage_length_is_corrupt_not_followed() {
+    fn a_garbage_length_or_region_is_corrupt_not_followed() {
         let dir = TempDir::new("val-len");
         let mut v = open(&dir, "s");
+        let h = v.header();
         // SYNC POINT: Relaxed: single-threaded test; the read below is in this thread.
-        v.header().len.store(u64::MAX, Ordering::Relaxed);
-        let err = v.read_into(&mut vec![]).unwrap_err();
-        assert_eq!(err.code(), "ERR_CORRUPT");
+        h.slots[0].len.store(u64::MAX, Ordering::Relaxed);
+        assert_eq!(v.read_into(&mut vec![]).unwrap_err().code(), "ERR_CORRUPT");
+        let h = v.header();
+        // SYNC POINT: Relaxed: as above.
+        h.slots[0].len.store(0, Ordering::Relaxed);
+        // SYNC POINT: Relaxed: as above.
+        h.slots[0]
+            .region
+            .store(region_word(1 << 20, 4), Ordering::Relaxed);
+        assert_eq!(v.read_into(&mut vec![]).unwrap_err().code(), "ERR_CORRUPT");
+        // A writer does not trust it either: the next write goes elsewhere and reads back.
+        v.write(TEXT, b"repaired").unwrap();
+        assert_eq!(read(&mut v).0, b"repaired");
     }
 
     #[test]
-    fn a_writer_that_died_mid_write_is_reported_and_the_next_writer_recovers() {
+    fn overlapping_regions_are_never_written_into() {
+        let dir = TempDir::new("val-overlap");
+        let mut v = open(&dir, "s");
+        v.write(TEXT, b"committed").unwrap();
+        // A foreign process aims the other two slots at the committed slot's region.
+        let h = v.header();
+        // SYNC POINT: Relaxed: single-threaded test.
+        let cur = (h.current.load(Ordering::Relaxed) & 3) as usize;
+        // SYNC POINT: Relaxed: as above.
+        let region = h.slots[cur].region.load(Ordering::Relaxed);
+        for i in (0..SLOTS).filter(|&i| i != cur) {
+            // SYNC POINT: Relaxed: as above.
+            h.slots[i].region.store(region, Ordering::Relaxed);
+        }
+        let mut other = open(&dir, "s");
+        other.write(TEXT, b"next").unwrap();
+        assert_eq!(read(&mut v).0, b"next");
+        let h = v.header();
+        // SYNC POINT: Relaxed: as above.
+        let now = (h.current.load(Ordering::Relaxed) & 3) as usize;
+        // SYNC POINT: Relaxed: as above.
+        assert_ne!(h.slots[now].region.load(Ordering::Relaxed), region);
+    }
+
+    #[test]
+    fn a_writer_killed_mid_write_costs_only_its_own_write() {
         let dir = TempDir::new("val-dead");
         let mut reader = open(&dir, "s");
+        open(&dir, "s").write(TEXT, b"committed").unwrap();
         {
             let writer = open(&dir, "s");
             let h = writer.header();
-            // SYNC POINT: Release pairs with the Acquire load of the lock word in
-            // `check_writer_alive`; single-threaded test, so program order already orders it.
+            // SYNC POINT: Release: stands for the writer's lock CAS; single-threaded test.
             h.writer_lock
                 .store(writer.segment().token(), Ordering::Release);
-            seqlock::begin_write(&h.seq);
-            // `writer` is dropped here holding the lock mid-write: its liveness byte goes.
+            // SYNC POINT: Relaxed: single-threaded test.
+            let c = h.current.load(Ordering::Relaxed);
+            let slot = slots::candidates(h, (c & 3) as usize)[0];
+            let d = &h.slots[slot];
+            // SYNC POINT: Relaxed: as above.
+            slots::begin_fill(d, (c >> 2) + 1, d.region.load(Ordering::Relaxed));
+            // `writer` is dropped here holding the lock mid-fill: its liveness byte goes.
         }
-        let err = reader.read_into(&mut vec![]).unwrap_err();
-        assert_eq!(err.code(), "ERR_WRITER_DIED");
+        assert_eq!(
+            read(&mut reader),
+            (
+                b"committed".to_vec(),
+                ReadValue {
+                    commit: 1,
+                    tag: TEXT
+                }
+            )
+        );
         let mut next = open(&dir, "s");
-        next.write(b"fresh").unwrap();
-        let mut out = vec![];
-        reader.read_into(&mut out).unwrap();
-        assert_eq!(out, b"fresh");
+        assert_eq!(
+            next.write(TEXT, b"fresh").unwrap(),
+            2,
+            "version counts commits"
+        );
+        assert_eq!(read(&mut reader).0, b"fresh");
     }
 
     #[test]
-    fn read_only_handles_refuse_writes_and_locks_but_can_wait() {
+    fn a_writer_avoids_a_slot_a_reader_pins_and_a_dead_readers_pin_goes() {
+        let dir = TempDir::new("val-pin");
+        let mut w = open(&dir, "s");
+        let big = vec![1u8; PIN_MIN as usize];
+        w.write(0, &big).unwrap(); // commit 1
+        let pinned_slot = (w.version_word() & 3) as usize;
+        let pinner = open(&dir, "s");
+        assert!(os::pin_byte(pinner.seg.fd(), PIN_BASE + pinned_slot as u64).unwrap());
+        // The pinned slot stops being current; the two writes after it would refill it
+        // (oldest first), but the pin sends them to the other slots.
+        for i in 2..6u8 {
+            w.write(0, &vec![i; PIN_MIN as usize]).unwrap();
+            assert_ne!((w.version_word() & 3) as usize, pinned_slot);
+        }
+        let h = w.header();
+        // SYNC POINT: Relaxed: single-threaded test.
+        assert_eq!(h.slots[pinned_slot].commit.load(Ordering::Relaxed), 1);
+        let pin = PIN_BASE + pinned_slot as u64;
+        assert!(os::byte_is_locked_by_other(w.seg.fd(), pin).unwrap());
+        drop(pinner); // the kernel drops the pin with the descriptor
+        assert!(!os::byte_is_locked_by_other(w.seg.fd(), pin).unwrap());
+    }
+
+    #[test]
+    fn a_writer_facing_two_pinned_slots_waits_then_goes_on() {
+        let dir = TempDir::new("val-pin-two");
+        let mut w = open(&dir, "s");
+        let mut pinners = vec![];
+        for i in 0..3u8 {
+            w.write(0, &vec![i; PIN_MIN as usize]).unwrap();
+            if i < 2 {
+                let p = open(&dir, "s");
+                let slot = w.version_word() & 3;
+                assert!(os::pin_byte(p.seg.fd(), PIN_BASE + slot).unwrap());
+                pinners.push(p);
+            }
+        }
+        // The two slots that are not current are both pinned (by readers that never
+        // finish): the write waits PIN_WAIT, then overwrites the older one.
+        let started = Instant::now();
+        w.write(0, &vec![9u8; PIN_MIN as usize]).unwrap();
+        assert!(started.elapsed() >= PIN_WAIT_BASE);
+        assert_eq!(read(&mut w).0, vec![9u8; PIN_MIN as usize]);
+    }
+
+    #[test]
+    fn read_only_handles_read_large_values_refuse_writes_and_locks_but_can_wait() {
         let dir = TempDir::new("val-ro");
         let path = dir.path().join("s");
         let mut writer = open(&dir, "s");
         let mut opts = ValueOptions::default();
         opts.open.read_only = true;
         let mut ro = ValueSegment::open(&path, &opts).unwrap();
-        assert_eq!(ro.write(b"x").unwrap_err().code(), "ERR_READ_ONLY");
+        assert_eq!(ro.write(TEXT, b"x").unwrap_err().code(), "ERR_READ_ONLY");
         assert_eq!(ro.lock_user(None).unwrap_err().code(), "ERR_READ_ONLY");
         // Waiting must not store into the read-only mapping (that would fault).
         let w = ro.watcher();
@@ -762,11 +1169,13 @@ mod tests {
             w.wait_for_change(0, Some(Duration::from_secs(10)), Duration::ZERO, None)
         });
         std::thread::sleep(Duration::from_millis(10));
-        writer.write(b"seen").unwrap();
+        writer.write(TEXT, b"seen").unwrap();
         assert_eq!(t.join().unwrap(), Some(1));
-        let mut out = vec![];
-        ro.read_into(&mut out).unwrap();
-        assert_eq!(out, b"seen");
+        assert_eq!(read(&mut ro).0, b"seen");
+        // A large value: the read-only handle pins (a read lock) and reads it whole.
+        let big = vec![5u8; 2 * PIN_MIN as usize];
+        writer.write(0, &big).unwrap();
+        assert_eq!(read(&mut ro).0, big);
     }
 
     #[test]
@@ -778,7 +1187,7 @@ mod tests {
             w.wait_for_change(0, Some(Duration::from_secs(10)), Duration::ZERO, None)
         });
         std::thread::sleep(Duration::from_millis(20));
-        a.write(b"x").unwrap();
+        a.write(TEXT, b"x").unwrap();
         assert_eq!(t.join().unwrap(), Some(1));
         let quiet = a.watcher();
         let waited = quiet.wait_for_change(1, Some(Duration::from_millis(10)), WAIT_SPIN, None);
@@ -796,5 +1205,47 @@ mod tests {
         assert!(!b.user_lock_held());
         assert_eq!(b.lock_user(None).unwrap(), Acquired::OwnerDied);
         b.unlock_user();
+    }
+
+    #[test]
+    fn readers_in_threads_never_see_a_torn_or_older_value_under_a_busy_writer() {
+        let dir = TempDir::new("val-threads");
+        let path = dir.path().join("s");
+        let mut w = open(&dir, "s");
+        w.write(0, &[0u8; 8]).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (path, stop) = (path.clone(), Arc::clone(&stop));
+                std::thread::spawn(move || {
+                    let mut r = ValueSegment::open(&path, &ValueOptions::default()).unwrap();
+                    let (mut reads, mut last) = (0u64, 0u64);
+                    let mut out = vec![];
+                    loop {
+                        let got = r.read_into(&mut out).unwrap();
+                        let first = out[0];
+                        assert!(out.iter().all(|&b| b == first), "torn read");
+                        assert!(got.commit >= last, "older value after a newer one");
+                        let expected = (got.commit - 1) % 251;
+                        assert_eq!(u64::from(first), expected, "value of another commit");
+                        last = got.commit;
+                        reads += 1;
+                        // SYNC POINT: Relaxed: a stop flag; `join` orders the rest.
+                        if stop.load(Ordering::Relaxed) && reads > 100 {
+                            return reads;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for i in 1..20_000u64 {
+            let len = 8 + (i as usize * 7919) % 600_000;
+            w.write(0, &vec![(i % 251) as u8; len]).unwrap();
+        }
+        // SYNC POINT: Relaxed: see the load in the readers.
+        stop.store(true, Ordering::Relaxed);
+        for r in readers {
+            assert!(r.join().unwrap() > 100);
+        }
     }
 }
