@@ -542,6 +542,16 @@ impl ValueSegment {
     fn new_region(&mut self, len: u64, old: u64) -> Result<(u64, u64)> {
         let want = len.max(old.saturating_mul(2).min(self.max_size)).max(1);
         let size = want.div_ceil(PAGE) * PAGE;
+        // SYNC POINT: Relaxed: a damage check only; `claimed_capacity` below is the
+        // synchronising load.
+        let raw = self.header().identity.capacity.load(Ordering::Relaxed);
+        if raw > MAX_CAPACITY {
+            // Damage, not a value too large: no write could have published this.
+            return Err(Error::corrupt(
+                self.path(),
+                format!("the header's capacity ({raw} bytes) is beyond the format's limit"),
+            ));
+        }
         let start = self.claimed_capacity().div_ceil(PAGE) * PAGE;
         let end = start
             .checked_add(size)
@@ -993,6 +1003,19 @@ mod tests {
         }
         assert!(a.capacity() >= 150_000, "every slot grew: {}", a.capacity());
         assert_eq!(read(&mut b).0, vec![3u8; 150_000]);
+    }
+
+    #[test]
+    fn a_damaged_capacity_makes_a_growing_write_corrupt_not_too_large() {
+        let dir = TempDir::new("val-cap-damage");
+        let mut v = open(&dir, "s");
+        v.write(0, b"kept").unwrap();
+        v.header()
+            .identity
+            .capacity
+            .store(u64::MAX, Ordering::Relaxed);
+        let err = v.write(0, &vec![1u8; 100_000]).unwrap_err();
+        assert_eq!(err.code(), "ERR_CORRUPT", "{err}");
     }
 
     #[test]
