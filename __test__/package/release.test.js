@@ -48,7 +48,7 @@ before(() => {
 /** The entries of a .tgz, and a reader for one of them. */
 function tarball(file) {
   const entries = execFileSync('tar', ['tzf', file], { encoding: 'utf8' }).trim().split('\n')
-  const read = (entry) => execFileSync('tar', ['xzOf', file, entry])
+  const read = (entry) => execFileSync('tar', ['xzOf', file, entry], { maxBuffer: 256 * 1024 * 1024 })
   return { entries, read, manifest: JSON.parse(read('package/package.json')) }
 }
 
