@@ -794,8 +794,11 @@ impl MapSegment {
         let sh = self.shard(s);
         // SYNC POINT: Relaxed: the shard's own counters, under its lock.
         let keys = sh.count.load(Ordering::Relaxed) + sh.pending.load(Ordering::Relaxed) + 1;
-        let first_bits = self.geo.unit_shift - 3;
-        let mut bits = first_bits.max(format::MIN_TABLE_BITS);
+        // Sized to the keys (load at most 1/2 after a rebuild), not to the unit it sits in:
+        // a dense table keeps a shard's slots on few cache lines, which is most of what a
+        // lookup costs once a map outgrows the CPU's cache (a 16 KiB unit holds 2,048 slots;
+        // spread over them, 150 keys would touch 150 lines instead of about 40).
+        let mut bits = format::MIN_TABLE_BITS;
         while (1u64 << bits) < keys * 2 && bits < MAX_TABLE_BITS {
             bits += 1;
         }
