@@ -23,6 +23,7 @@ use super::fast::{
     number, run, undefined, with_utf8, Callback, Raw,
 };
 use super::registry::Registry;
+use super::scratch::Scratch;
 use super::{
     check_mode, insert_handle, js_error, millis, remove_handle, to_js, with_handle,
     with_inherited_fd, JsError, NotifyFn, SCRATCH,
@@ -61,6 +62,8 @@ thread_local! {
     static MAPS: RefCell<Registry<MapEntry>> = RefCell::new(Registry::default());
     /// Reused for keys (values use `SCRATCH`).
     static KEY: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Reused for the UTF-16 units of string values (`with_value_utf8`).
+    static UTF16: Scratch<u16> = const { Scratch::new() };
     /// The bound `Uint32Array` results' tags go to (data pointer, elements).
     static META: Cell<(*mut u32, usize)> = const { Cell::new((ptr::null_mut(), 0)) };
 }
@@ -104,59 +107,138 @@ fn set_meta(values: &[u32]) {
     });
 }
 
-/// Runs `f` on the UTF-8 bytes of the key argument (1 to MAX_KEY bytes).
+/// Runs `f` on the UTF-8 bytes of the key argument (1 to MAX_KEY bytes, well-formed: a
+/// lone surrogate is refused, as `lib/` refuses it).
+///
+/// One napi call copies the key's UTF-16 units onto the stack (a key of more than MAX_KEY
+/// units has more than MAX_KEY bytes of UTF-8), and the UTF-8 is made here: V8's own UTF-8
+/// writer, plus the call that measured the string first, cost more than the whole lookup
+/// of a short key.
 fn with_key<T>(
     env: sys::napi_env,
     value: Raw,
     f: impl FnOnce(&[u8]) -> Result<T, JsError>,
 ) -> Result<T, JsError> {
     let not_a_string = || js_error("ERR_INVALID_ARG_TYPE", "the key must be a string".into());
-    let mut units = 0usize;
-    // SAFETY: with a null buffer napi only reports the string's length in UTF-16 units.
-    let status =
-        unsafe { sys::napi_get_value_string_utf16(env, value, ptr::null_mut(), 0, &mut units) };
-    if status != sys::Status::napi_ok {
-        return Err(not_a_string());
-    }
     let too_long = |bytes: usize| {
         js_error(
             "ERR_INVALID_ARG_VALUE",
             format!("a key must be 1 to {MAX_KEY} bytes of UTF-8, got {bytes} bytes"),
         )
     };
-    if units > MAX_KEY {
+    let mut buf = [std::mem::MaybeUninit::<u16>::uninit(); MAX_KEY + 2];
+    let mut copied = 0usize;
+    // SAFETY: `buf` has room for `buf.len()` units; napi writes at most `buf.len() - 1` of
+    // them plus a NUL, and reports how many it copied (without the NUL).
+    let status = unsafe {
+        sys::napi_get_value_string_utf16(
+            env,
+            value,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut copied,
+        )
+    };
+    if status != sys::Status::napi_ok {
+        return Err(not_a_string());
+    }
+    if copied > MAX_KEY {
         // Every UTF-16 unit is at least one UTF-8 byte.
         let mut bytes = 0usize;
         // SAFETY: with a null buffer napi only reports the UTF-8 length.
         unsafe { sys::napi_get_value_string_utf8(env, value, ptr::null_mut(), 0, &mut bytes) };
-        return Err(too_long(bytes.max(units)));
+        return Err(too_long(bytes.max(copied)));
     }
+    // SAFETY: napi initialised the first `copied` units (at most `buf.len() - 1`).
+    let units = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u16>(), copied) };
     KEY.with(|key| {
         let mut key = key.borrow_mut();
-        let room = units * 3 + 1;
-        key.clear();
-        key.reserve(room);
-        let mut written = 0usize;
-        // SAFETY: `key` has capacity for `room` bytes, which holds any string of `units`
-        // UTF-16 units as UTF-8 plus napi's NUL; `written` excludes the NUL.
-        unsafe {
-            let status = sys::napi_get_value_string_utf8(
-                env,
-                value,
-                key.as_mut_ptr().cast(),
-                room,
-                &mut written,
-            );
-            if status != sys::Status::napi_ok {
-                return Err(not_a_string());
-            }
-            key.set_len(written);
+        if !encode_utf8(units, &mut key, false) {
+            return Err(js_error(
+                "ERR_INVALID_ARG_VALUE",
+                "a key must be well-formed Unicode (it has a lone surrogate)".into(),
+            ));
         }
         if key.is_empty() || key.len() > MAX_KEY {
             return Err(too_long(key.len()));
         }
         f(&key)
     })
+}
+
+/// Writes the UTF-8 encoding of the UTF-16 `units` to `out` (replacing its contents). A
+/// lone surrogate becomes U+FFFD when `lossy` (as V8's own conversion does), else the
+/// result is false (and `out` holds a part).
+fn encode_utf8(units: &[u16], out: &mut Vec<u8>, lossy: bool) -> bool {
+    out.clear();
+    if units.iter().fold(0u16, |all, &u| all | u) < 0x80 {
+        out.extend(units.iter().map(|&u| u as u8));
+        return true;
+    }
+    out.reserve(units.len() * 3);
+    for c in char::decode_utf16(units.iter().copied()) {
+        let c = match c {
+            Ok(c) => c,
+            Err(_) if lossy => char::REPLACEMENT_CHARACTER,
+            Err(_) => return false,
+        };
+        let mut bytes = [0u8; 4];
+        out.extend_from_slice(c.encode_utf8(&mut bytes).as_bytes());
+    }
+    true
+}
+
+/// Strings up to this many UTF-16 units are copied in one napi call into a reused buffer
+/// and encoded here (`with_value_utf8`); longer ones go through `fast::with_utf8`, which
+/// measures them first.
+const SMALL_VALUE_UNITS: usize = 16 * 1024;
+
+/// Runs `f` on the UTF-8 encoding of the string argument `value` (lone surrogates become
+/// U+FFFD). `fits(bytes)` may refuse a long string before room is made for it.
+fn with_value_utf8<T>(
+    env: sys::napi_env,
+    value: Raw,
+    fits: impl FnOnce(u64) -> Result<(), JsError>,
+    f: impl FnOnce(&[u8]) -> Result<T, JsError>,
+) -> Result<T, JsError> {
+    let whole = UTF16.with(|scratch| {
+        scratch.with(|units| {
+            units.clear();
+            units.try_reserve(SMALL_VALUE_UNITS + 1).map_err(|_| {
+                js_error("ERR_OUT_OF_MEMORY", "no memory to convert a string".into())
+            })?;
+            let mut copied = 0usize;
+            // SAFETY: `units` has capacity for SMALL_VALUE_UNITS + 1 units; napi writes at
+            // most that many (the last a NUL) and reports how many it copied before it.
+            let status = unsafe {
+                sys::napi_get_value_string_utf16(
+                    env,
+                    value,
+                    units.as_mut_ptr(),
+                    SMALL_VALUE_UNITS + 1,
+                    &mut copied,
+                )
+            };
+            if status != sys::Status::napi_ok {
+                return Err(js_error(
+                    "ERR_INVALID_ARG_TYPE",
+                    "the value must be a string".into(),
+                ));
+            }
+            if copied >= SMALL_VALUE_UNITS {
+                return Ok(false); // perhaps cut short: the long way
+            }
+            // SAFETY: napi initialised the first `copied` units.
+            unsafe { units.set_len(copied) };
+            SCRATCH.with(|scratch| scratch.with(|out| encode_utf8(units, out, true)));
+            Ok(true)
+        })
+    })?;
+    if whole {
+        SCRATCH.with(|scratch| scratch.with(|out| f(out)))
+    } else {
+        with_utf8(env, value, fits, f)
+    }
 }
 
 /// A JS value for a value of type `tag` with these bytes (see `lib/codec.js`).
@@ -222,7 +304,7 @@ fn with_value_bytes<T>(
     match tag {
         TAG_STRING | TAG_JSON => {
             let fits = |len| with_map(id, |e| e.map.check_len(key_len, len).map_err(to_js));
-            with_utf8(env, value, fits, |bytes| {
+            with_value_utf8(env, value, fits, |bytes| {
                 store(bytes.as_ptr(), bytes.len() as u64)
             })
         }
@@ -877,4 +959,32 @@ pub fn map_stop_notifier(id: u32) {
         e.stop_notifier();
         Ok(())
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::encode_utf8;
+
+    fn utf16(s: &str) -> Vec<u16> {
+        s.encode_utf16().collect()
+    }
+
+    #[test]
+    fn utf16_becomes_the_same_utf8_as_rust_makes() {
+        let mut out = vec![9, 9, 9];
+        for s in ["", "user:1", "é", "日本語のキー", "a😀b", &"x".repeat(1024)] {
+            assert!(encode_utf8(&utf16(s), &mut out, false), "{s}");
+            assert_eq!(out, s.as_bytes(), "{s}");
+        }
+    }
+
+    #[test]
+    fn a_lone_surrogate_is_refused_or_replaced() {
+        let mut out = Vec::new();
+        for units in [vec![0xD800], vec![0x61, 0xDC00], vec![0xD83D, 0x61]] {
+            assert!(!encode_utf8(&units, &mut out, false));
+            assert!(encode_utf8(&units, &mut out, true));
+            assert!(String::from_utf8(out.clone()).unwrap().contains('\u{FFFD}'));
+        }
+    }
 }
