@@ -210,6 +210,9 @@ impl MapSegment {
         }
     }
 
+    // Inlined into `lookup` (and `read_entry` into it): returning their enums through
+    // memory cost more than the probe itself (store-forwarding stalls, measured).
+    #[inline(always)]
     fn try_lookup(
         &self,
         s: u32,
@@ -317,6 +320,7 @@ impl MapSegment {
     /// Copies the entry `slot` points at (key compared with `want`, or copied into
     /// `scratch` when `want` is `None`; value into `out` when given). The caller then checks
     /// that the shard recycled nothing meanwhile (`recycled`).
+    #[inline(always)]
     fn read_entry(
         &self,
         mem: &Mem<'_>,
