@@ -473,7 +473,6 @@ impl MapSegment {
         let tag = format::tag_of(hash);
         let mut free = None;
         let mut existing = None;
-        let mut scratch = std::mem::take(&mut self.scratch);
         for i in 0..(MAX_PROBE as u64).min(1 << bits) {
             let idx = (hash + i) & mask;
             let w = self.slot_word(toff, idx)?;
@@ -495,8 +494,7 @@ impl MapSegment {
             let found = self.found_at(s, heap)?;
             let l = self.entry_lens(heap)?;
             let key_off = self.geo.heap_at(heap) + ENTRY_HEADER_SIZE;
-            if l.key_len != key.len() || self.mem().equals(key_off, key, &mut scratch) != Some(true)
-            {
+            if l.key_len != key.len() || self.mem().equals(key_off, key) != Some(true) {
                 continue;
             }
             if let Some(out) = out.as_deref_mut() {
@@ -504,7 +502,6 @@ impl MapSegment {
                     .mem()
                     .copy_out(key_off + key.len() as u64, l.val_len, out)
                 {
-                    self.scratch = scratch;
                     return Err(Error::corrupt(
                         self.path(),
                         "an entry's value lies outside the mapping",
@@ -514,7 +511,6 @@ impl MapSegment {
             existing = Some((idx, found, slot));
             break;
         }
-        self.scratch = scratch;
         Ok(Probe {
             table: Some((toff, bits)),
             existing,
