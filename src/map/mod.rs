@@ -109,8 +109,6 @@ pub struct MapSegment {
     geo: Geometry,
     seed: [u64; 2],
     config: MapConfig,
-    /// Private scratch for key comparisons.
-    scratch: Vec<u8>,
 }
 
 impl MapSegment {
@@ -184,7 +182,6 @@ impl MapSegment {
             geo,
             seed,
             config,
-            scratch: Vec::new(),
         })
     }
 

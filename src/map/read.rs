@@ -100,7 +100,6 @@ impl MapSegment {
     ) -> Result<Option<Found>> {
         let s = self.geo.shard_of(hash);
         let mut suspect: Option<[u64; 3]> = None;
-        let mut scratch = std::mem::take(&mut self.scratch);
         let mut attempts = 0u32;
         let result = loop {
             attempts += 1;
@@ -113,7 +112,7 @@ impl MapSegment {
                     "a lookup kept meeting a changing table (the file is being damaged?)",
                 ));
             }
-            let attempt = self.try_lookup(s, hash, key, out.as_deref_mut(), &mut scratch);
+            let attempt = self.try_lookup(s, hash, key, out.as_deref_mut());
             match attempt {
                 Attempt::Done(found) => break Ok(found),
                 Attempt::Retry => suspect = None,
@@ -135,7 +134,6 @@ impl MapSegment {
                 }
             }
         };
-        self.scratch = scratch;
         result
     }
 
@@ -210,14 +208,10 @@ impl MapSegment {
         }
     }
 
-    fn try_lookup(
-        &self,
-        s: u32,
-        hash: u64,
-        key: &[u8],
-        mut out: Option<&mut Vec<u8>>,
-        scratch: &mut Vec<u8>,
-    ) -> Attempt {
+    // Inlined into `lookup` (and `read_entry` into it): returning their enums through
+    // memory cost more than the probe itself (store-forwarding stalls, measured).
+    #[inline(always)]
+    fn try_lookup(&self, s: u32, hash: u64, key: &[u8], mut out: Option<&mut Vec<u8>>) -> Attempt {
         let mem = self.mem();
         let sh = self.shard(s);
         // SYNC POINT: Acquire pairs with the Release bump of `frees` before any of this
@@ -258,7 +252,14 @@ impl MapSegment {
             if !slot_live(slot) || slot_tag(slot) != tag {
                 continue;
             }
-            match self.read_entry(&mem, s, slot, Some(key), out.as_deref_mut(), scratch) {
+            match self.read_entry(
+                &mem,
+                s,
+                slot,
+                Some(key),
+                out.as_deref_mut(),
+                &mut Vec::new(),
+            ) {
                 EntryRead::Match(found) => {
                     result = Some(Found { frees: f1, ..found });
                     break;
@@ -317,6 +318,7 @@ impl MapSegment {
     /// Copies the entry `slot` points at (key compared with `want`, or copied into
     /// `scratch` when `want` is `None`; value into `out` when given). The caller then checks
     /// that the shard recycled nothing meanwhile (`recycled`).
+    #[inline(always)]
     fn read_entry(
         &self,
         mem: &Mem<'_>,
@@ -373,7 +375,7 @@ impl MapSegment {
         }
         let key_off = off + ENTRY_HEADER_SIZE;
         let matched = match want {
-            Some(key) => l.key_len == key.len() && mem.equals(key_off, key, scratch) == Some(true),
+            Some(key) => l.key_len == key.len() && mem.equals(key_off, key) == Some(true),
             None => mem.copy_out(key_off, l.key_len as u64, scratch),
         };
         if !matched {

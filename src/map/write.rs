@@ -473,7 +473,6 @@ impl MapSegment {
         let tag = format::tag_of(hash);
         let mut free = None;
         let mut existing = None;
-        let mut scratch = std::mem::take(&mut self.scratch);
         for i in 0..(MAX_PROBE as u64).min(1 << bits) {
             let idx = (hash + i) & mask;
             let w = self.slot_word(toff, idx)?;
@@ -495,8 +494,7 @@ impl MapSegment {
             let found = self.found_at(s, heap)?;
             let l = self.entry_lens(heap)?;
             let key_off = self.geo.heap_at(heap) + ENTRY_HEADER_SIZE;
-            if l.key_len != key.len() || self.mem().equals(key_off, key, &mut scratch) != Some(true)
-            {
+            if l.key_len != key.len() || self.mem().equals(key_off, key) != Some(true) {
                 continue;
             }
             if let Some(out) = out.as_deref_mut() {
@@ -504,7 +502,6 @@ impl MapSegment {
                     .mem()
                     .copy_out(key_off + key.len() as u64, l.val_len, out)
                 {
-                    self.scratch = scratch;
                     return Err(Error::corrupt(
                         self.path(),
                         "an entry's value lies outside the mapping",
@@ -514,7 +511,6 @@ impl MapSegment {
             existing = Some((idx, found, slot));
             break;
         }
-        self.scratch = scratch;
         Ok(Probe {
             table: Some((toff, bits)),
             existing,
@@ -794,8 +790,11 @@ impl MapSegment {
         let sh = self.shard(s);
         // SYNC POINT: Relaxed: the shard's own counters, under its lock.
         let keys = sh.count.load(Ordering::Relaxed) + sh.pending.load(Ordering::Relaxed) + 1;
-        let first_bits = self.geo.unit_shift - 3;
-        let mut bits = first_bits.max(format::MIN_TABLE_BITS);
+        // Sized to the keys (load at most 1/2 after a rebuild), not to the unit it sits in:
+        // a dense table keeps a shard's slots on few cache lines, which is most of what a
+        // lookup costs once a map outgrows the CPU's cache (a 16 KiB unit holds 2,048 slots;
+        // spread over them, 150 keys would touch 150 lines instead of about 40).
+        let mut bits = format::MIN_TABLE_BITS;
         while (1u64 << bits) < keys * 2 && bits < MAX_TABLE_BITS {
             bits += 1;
         }
@@ -1037,6 +1036,8 @@ impl MapSegment {
     }
 
     /// The entry at `heap` of our own shard `s` (under its lock), checked against its unit.
+    /// Inlined: returned through memory, its `Result` stalled the probe (measured).
+    #[inline(always)]
     pub(super) fn found_at(&self, s: u32, heap: u64) -> Result<Found> {
         let corrupt = || Error::corrupt(self.path(), "a slot points at a damaged entry");
         let unit = self.geo.unit_of(heap);

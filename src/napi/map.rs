@@ -9,6 +9,7 @@
 //! (`mapBindMeta`, see `set_meta` in `mod.rs`), which saves passing it on every call.
 
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 use std::path::Path;
 use std::ptr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,9 +21,10 @@ use napi_derive::napi;
 
 use super::fast::{
     args, array, boolean, buffer_copy, bytes, get_bool, get_f64, get_u32, is_undefined, js_string,
-    null, number, run, undefined, with_utf8, Callback, Raw,
+    made, null, number, run, undefined, with_utf8, Callback, Raw,
 };
 use super::registry::Registry;
+use super::scratch::Scratch;
 use super::{
     check_mode, insert_handle, js_error, millis, remove_handle, set_meta, to_js, with_handle,
     with_inherited_fd, JsError, Meta, NotifyFn, SCRATCH,
@@ -59,8 +61,8 @@ impl Drop for MapEntry {
 
 thread_local! {
     static MAPS: RefCell<Registry<MapEntry>> = RefCell::new(Registry::default());
-    /// Reused for keys (values use `SCRATCH`).
-    static KEY: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Reused for the UTF-16 units of string values (`with_value_utf8`).
+    static UTF16: Scratch<u16> = const { Scratch::new() };
 }
 
 fn with_map<T>(id: u32, f: impl FnOnce(&mut MapEntry) -> Result<T, JsError>) -> Result<T, JsError> {
@@ -86,66 +88,231 @@ fn register(map: MapSegment) -> Result<u32, JsError> {
     )
 }
 
-/// Runs `f` on the UTF-8 bytes of the key argument (1 to MAX_KEY bytes).
+/// Errors of the per-key callbacks, boxed: a `Result` of a pointer travels in registers,
+/// where one holding a 64-byte error was copied through every closure and layer of a call
+/// (store-forwarding stalls: a third of the cost of a get that misses, measured).
+type Fail = Box<JsError>;
+
+/// Boxes an error (off the hot path).
+#[cold]
+#[inline(never)]
+fn fail(err: JsError) -> Fail {
+    Box::new(err)
+}
+
+/// Runs `f` on the map of handle `id`, converting its errors.
+fn map_op<T>(
+    id: u32,
+    f: impl FnOnce(&mut MapSegment) -> crate::error::Result<T>,
+) -> Result<T, Fail> {
+    MAPS.with(|maps| match maps.borrow_mut().get_mut(id) {
+        Some(e) => f(&mut e.map).map_err(|err| fail(to_js(err))),
+        None => Err(fail(js_error(
+            "ERR_CLOSED",
+            format!("handle {id} is closed"),
+        ))),
+    })
+}
+
+/// Room on the stack for a key argument: its UTF-16 units and its UTF-8 bytes.
+struct KeyBuf {
+    units: [MaybeUninit<u16>; MAX_KEY + 2],
+    bytes: [MaybeUninit<u8>; MAX_KEY],
+}
+
+impl KeyBuf {
+    fn new() -> Self {
+        KeyBuf {
+            units: [MaybeUninit::uninit(); MAX_KEY + 2],
+            bytes: [MaybeUninit::uninit(); MAX_KEY],
+        }
+    }
+}
+
+/// Why a key's UTF-16 does not make a key.
+#[derive(Debug, PartialEq, Eq)]
+enum KeyFault {
+    /// More than MAX_KEY bytes of UTF-8 (this many).
+    TooLong(usize),
+    /// A lone surrogate.
+    Lone,
+}
+
+/// Writes the UTF-8 encoding of the UTF-16 `units` to the start of `out`; returns its
+/// length.
+fn encode_key(units: &[u16], out: &mut [MaybeUninit<u8>]) -> Result<usize, KeyFault> {
+    if units.len() <= out.len() && units.iter().fold(0u16, |all, &u| all | u) < 0x80 {
+        for (o, &u) in out.iter_mut().zip(units) {
+            o.write(u as u8);
+        }
+        return Ok(units.len());
+    }
+    let mut len = 0;
+    for c in char::decode_utf16(units.iter().copied()) {
+        let c = c.map_err(|_| KeyFault::Lone)?;
+        let mut bytes = [0u8; 4];
+        let bytes = c.encode_utf8(&mut bytes).as_bytes();
+        let Some(room) = out.get_mut(len..len + bytes.len()) else {
+            let whole = char::decode_utf16(units.iter().copied())
+                .map(|c| c.map_or(3, char::len_utf8))
+                .sum();
+            return Err(KeyFault::TooLong(whole));
+        };
+        for (o, &b) in room.iter_mut().zip(bytes) {
+            o.write(b);
+        }
+        len += bytes.len();
+    }
+    Ok(len)
+}
+
+/// The UTF-8 bytes of the key argument (1 to MAX_KEY bytes, well-formed: a lone surrogate
+/// is refused, as `lib/` refuses it), made in `buf`.
+///
+/// One napi call copies the key's UTF-16 units onto the stack (a key of more than MAX_KEY
+/// units has more than MAX_KEY bytes of UTF-8), and the UTF-8 is made here: V8's own UTF-8
+/// writer, plus the call that measured the string first, cost more than the whole lookup
+/// of a short key.
+fn key_arg(env: sys::napi_env, value: Raw, buf: &mut KeyBuf) -> Result<&[u8], Fail> {
+    let too_long = |bytes: usize| {
+        fail(js_error(
+            "ERR_INVALID_ARG_VALUE",
+            format!("a key must be 1 to {MAX_KEY} bytes of UTF-8, got {bytes} bytes"),
+        ))
+    };
+    let mut copied = 0usize;
+    // SAFETY: `units` has room for `units.len()` units; napi writes at most
+    // `units.len() - 1` of them plus a NUL, and reports how many it copied (without the NUL).
+    let status = unsafe {
+        sys::napi_get_value_string_utf16(
+            env,
+            value,
+            buf.units.as_mut_ptr().cast(),
+            buf.units.len(),
+            &mut copied,
+        )
+    };
+    if status != sys::Status::napi_ok {
+        return Err(fail(js_error(
+            "ERR_INVALID_ARG_TYPE",
+            "the key must be a string".into(),
+        )));
+    }
+    if copied > MAX_KEY {
+        // Every UTF-16 unit is at least one UTF-8 byte.
+        let mut bytes = 0usize;
+        // SAFETY: with a null buffer napi only reports the UTF-8 length.
+        unsafe { sys::napi_get_value_string_utf8(env, value, ptr::null_mut(), 0, &mut bytes) };
+        return Err(too_long(bytes.max(copied)));
+    }
+    // SAFETY: napi initialised the first `copied` units (at most `units.len() - 1`).
+    let units = unsafe { std::slice::from_raw_parts(buf.units.as_ptr().cast::<u16>(), copied) };
+    match encode_key(units, &mut buf.bytes) {
+        Ok(0) => Err(too_long(0)),
+        // SAFETY: `encode_key` initialised the first `len` bytes.
+        Ok(len) => Ok(unsafe { std::slice::from_raw_parts(buf.bytes.as_ptr().cast(), len) }),
+        Err(KeyFault::TooLong(bytes)) => Err(too_long(bytes)),
+        Err(KeyFault::Lone) => Err(fail(js_error(
+            "ERR_INVALID_ARG_VALUE",
+            "a key must be well-formed Unicode (it has a lone surrogate)".into(),
+        ))),
+    }
+}
+
+/// Runs `f` on the UTF-8 bytes of the key argument (see [`key_arg`]).
 fn with_key<T>(
     env: sys::napi_env,
     value: Raw,
     f: impl FnOnce(&[u8]) -> Result<T, JsError>,
 ) -> Result<T, JsError> {
-    let not_a_string = || js_error("ERR_INVALID_ARG_TYPE", "the key must be a string".into());
-    let mut units = 0usize;
-    // SAFETY: with a null buffer napi only reports the string's length in UTF-16 units.
-    let status =
-        unsafe { sys::napi_get_value_string_utf16(env, value, ptr::null_mut(), 0, &mut units) };
-    if status != sys::Status::napi_ok {
-        return Err(not_a_string());
+    let mut buf = KeyBuf::new();
+    let key = key_arg(env, value, &mut buf).map_err(|e| *e)?;
+    f(key)
+}
+
+/// Writes the UTF-8 encoding of the UTF-16 `units` to `out` (replacing its contents). A
+/// lone surrogate becomes U+FFFD when `lossy` (as V8's own conversion does), else the
+/// result is false (and `out` holds a part).
+fn encode_utf8(units: &[u16], out: &mut Vec<u8>, lossy: bool) -> bool {
+    out.clear();
+    if units.iter().fold(0u16, |all, &u| all | u) < 0x80 {
+        out.extend(units.iter().map(|&u| u as u8));
+        return true;
     }
-    let too_long = |bytes: usize| {
-        js_error(
-            "ERR_INVALID_ARG_VALUE",
-            format!("a key must be 1 to {MAX_KEY} bytes of UTF-8, got {bytes} bytes"),
-        )
-    };
-    if units > MAX_KEY {
-        // Every UTF-16 unit is at least one UTF-8 byte.
-        let mut bytes = 0usize;
-        // SAFETY: with a null buffer napi only reports the UTF-8 length.
-        unsafe { sys::napi_get_value_string_utf8(env, value, ptr::null_mut(), 0, &mut bytes) };
-        return Err(too_long(bytes.max(units)));
+    out.reserve(units.len() * 3);
+    for c in char::decode_utf16(units.iter().copied()) {
+        let c = match c {
+            Ok(c) => c,
+            Err(_) if lossy => char::REPLACEMENT_CHARACTER,
+            Err(_) => return false,
+        };
+        let mut bytes = [0u8; 4];
+        out.extend_from_slice(c.encode_utf8(&mut bytes).as_bytes());
     }
-    KEY.with(|key| {
-        let mut key = key.borrow_mut();
-        let room = units * 3 + 1;
-        key.clear();
-        key.reserve(room);
-        let mut written = 0usize;
-        // SAFETY: `key` has capacity for `room` bytes, which holds any string of `units`
-        // UTF-16 units as UTF-8 plus napi's NUL; `written` excludes the NUL.
-        unsafe {
-            let status = sys::napi_get_value_string_utf8(
-                env,
-                value,
-                key.as_mut_ptr().cast(),
-                room,
-                &mut written,
-            );
+    true
+}
+
+/// Strings up to this many UTF-16 units are copied in one napi call into a reused buffer
+/// and encoded here (`with_value_utf8`); longer ones go through `fast::with_utf8`, which
+/// measures them first.
+const SMALL_VALUE_UNITS: usize = 16 * 1024;
+
+/// Runs `f` on the UTF-8 encoding of the string argument `value` (lone surrogates become
+/// U+FFFD). `fits(bytes)` may refuse a long string before room is made for it.
+fn with_value_utf8<T>(
+    env: sys::napi_env,
+    value: Raw,
+    fits: impl FnOnce(u64) -> Result<(), JsError>,
+    f: impl FnOnce(&[u8]) -> Result<T, Fail>,
+) -> Result<T, Fail> {
+    let whole = UTF16.with(|scratch| {
+        scratch.with(|units| {
+            units.clear();
+            units.try_reserve(SMALL_VALUE_UNITS + 1).map_err(|_| {
+                fail(js_error(
+                    "ERR_OUT_OF_MEMORY",
+                    "no memory to convert a string".into(),
+                ))
+            })?;
+            let mut copied = 0usize;
+            // SAFETY: `units` has capacity for SMALL_VALUE_UNITS + 1 units; napi writes at
+            // most that many (the last a NUL) and reports how many it copied before it.
+            let status = unsafe {
+                sys::napi_get_value_string_utf16(
+                    env,
+                    value,
+                    units.as_mut_ptr(),
+                    SMALL_VALUE_UNITS + 1,
+                    &mut copied,
+                )
+            };
             if status != sys::Status::napi_ok {
-                return Err(not_a_string());
+                return Err(fail(js_error(
+                    "ERR_INVALID_ARG_TYPE",
+                    "the value must be a string".into(),
+                )));
             }
-            key.set_len(written);
-        }
-        if key.is_empty() || key.len() > MAX_KEY {
-            return Err(too_long(key.len()));
-        }
-        f(&key)
-    })
+            if copied >= SMALL_VALUE_UNITS {
+                return Ok(false); // perhaps cut short: the long way
+            }
+            // SAFETY: napi initialised the first `copied` units.
+            unsafe { units.set_len(copied) };
+            SCRATCH.with(|scratch| scratch.with(|out| encode_utf8(units, out, true)));
+            Ok(true)
+        })
+    })?;
+    if whole {
+        SCRATCH.with(|scratch| scratch.with(|out| f(out)))
+    } else {
+        with_utf8(env, value, fits, |bytes| f(bytes).map_err(|e| *e)).map_err(fail)
+    }
 }
 
 /// A JS value for a value of type `tag` with these bytes (see `lib/codec.js`).
 fn tagged_value(env: sys::napi_env, tag: u8, value: &[u8]) -> Result<Raw, JsError> {
     match tag {
         // ERR_STRING_TOO_LONG: the callers add the map's path.
-        TAG_STRING | TAG_JSON => js_string(env, value),
+        TAG_STRING | TAG_JSON => text(env, value),
         map::TAG_NUMBER => match <[u8; 8]>::try_from(value) {
             Ok(b) => number(env, f64::from_le_bytes(b)),
             Err(_) => Err(js_error(
@@ -158,6 +325,26 @@ fn tagged_value(env: sys::napi_env, tag: u8, value: &[u8]) -> Result<Raw, JsErro
         TAG_NULL => null(env),
         _ => buffer_copy(env, value),
     }
+}
+
+/// Values up to this many bytes that are all ASCII become a string in one napi call here;
+/// anything else goes through `fast::js_string` (UTF-8 decoding, the runtime's limit).
+const SHORT_TEXT: usize = 64 * 1024;
+
+/// A JS string of UTF-8 `bytes` (see `fast::js_string`), with a faster test for the common
+/// short ASCII value (`js_string`'s was 5 % of a get of a 100-byte string, measured).
+fn text(env: sys::napi_env, bytes: &[u8]) -> Result<Raw, JsError> {
+    if bytes.len() > SHORT_TEXT || bytes.iter().fold(0u8, |all, &b| all | b) >= 0x80 {
+        return js_string(env, bytes);
+    }
+    let mut value = ptr::null_mut();
+    // SAFETY: `bytes` is private memory valid for its length (far below the runtime's
+    // longest string); V8 copies it.
+    let status = unsafe {
+        sys::napi_create_string_latin1(env, bytes.as_ptr().cast(), bytes.len() as isize, &mut value)
+    };
+    made(status, "string")?;
+    Ok(value)
 }
 
 const TAG_STRING: u8 = 1;
@@ -183,12 +370,12 @@ fn with_value_bytes<T>(
     key_len: usize,
     tag: u8,
     value: Raw,
-    store: impl FnOnce(*const u8, u64) -> Result<T, JsError>,
-) -> Result<T, JsError> {
+    store: impl FnOnce(*const u8, u64) -> Result<T, Fail>,
+) -> Result<T, Fail> {
     match tag {
         TAG_STRING | TAG_JSON => {
             let fits = |len| with_map(id, |e| e.map.check_len(key_len, len).map_err(to_js));
-            with_utf8(env, value, fits, |bytes| {
+            with_value_utf8(env, value, fits, |bytes| {
                 store(bytes.as_ptr(), bytes.len() as u64)
             })
         }
@@ -214,28 +401,35 @@ fn tag_arg(env: sys::napi_env, value: Raw) -> Result<u8, JsError> {
 /// # Safety
 /// Called by napi only, with the live `env` and `info` of this call.
 unsafe extern "C" fn map_get_cb(env: sys::napi_env, info: sys::napi_callback_info) -> Raw {
-    run(env, || {
-        // SAFETY: napi passed `env`/`info` to this callback.
-        let [id, key, touch] = unsafe { args::<3>(env, info) }?;
-        let id = get_u32(env, id, "handle")?;
-        let touch = if get_bool(env, touch, "touch")? {
-            Touch::Get
-        } else {
-            Touch::None
-        };
-        with_key(env, key, |key| {
-            SCRATCH.with(|scratch| {
-                scratch.with(|out| {
-                    let found = with_map(id, |e| e.map.get(key, out, touch).map_err(to_js))?;
-                    match found {
-                        None => undefined(env),
-                        Some(f) => {
-                            set_meta(Meta::Map, &[u32::from(f.tag)]);
-                            tagged_value(env, f.tag, out).map_err(|err| at_map(id, err))
-                        }
-                    }
-                })
-            })
+    // SAFETY: napi passed `env`/`info` to this callback.
+    run(env, || unsafe { map_get(env, info) }.map_err(|e| *e))
+}
+
+/// `mapGet`'s body.
+///
+/// # Safety
+/// `env` and `info` are those napi passed to the running callback.
+unsafe fn map_get(env: sys::napi_env, info: sys::napi_callback_info) -> Result<Raw, Fail> {
+    // SAFETY: the caller's contract.
+    let [id, key, touch] = unsafe { args::<3>(env, info) }?;
+    let id = get_u32(env, id, "handle")?;
+    let touch = if get_bool(env, touch, "touch")? {
+        Touch::Get
+    } else {
+        Touch::None
+    };
+    let mut buf = KeyBuf::new();
+    let key = key_arg(env, key, &mut buf)?;
+    SCRATCH.with(|scratch| {
+        scratch.with(|out| {
+            let found = map_op(id, |m| m.get(key, out, touch))?;
+            match found {
+                None => Ok(undefined(env)?),
+                Some(f) => {
+                    set_meta(Meta::Map, &[u32::from(f.tag)]);
+                    tagged_value(env, f.tag, out).map_err(|err| fail(at_map(id, err)))
+                }
+            }
         })
     })
 }
@@ -261,24 +455,29 @@ unsafe extern "C" fn map_has_cb(env: sys::napi_env, info: sys::napi_callback_inf
 /// # Safety
 /// Called by napi only, with the live `env` and `info` of this call.
 unsafe extern "C" fn map_set_cb(env: sys::napi_env, info: sys::napi_callback_info) -> Raw {
-    run(env, || {
-        // SAFETY: napi passed `env`/`info` to this callback.
-        let [id, key, tag, value, ttl] = unsafe { args::<5>(env, info) }?;
-        let id = get_u32(env, id, "handle")?;
-        let tag = tag_arg(env, tag)?;
-        let ttl = ttl_arg(env, ttl)?;
-        with_key(env, key, |key| {
-            with_value_bytes(env, id, key.len(), tag, value, |src, len| {
-                // SAFETY: `src` is readable for `len` bytes for this call (a private
-                // buffer, or the argument's typed array, which may be shared memory and is
-                // only read through the pointer).
-                with_map(id, |e| {
-                    unsafe { e.map.set_raw(key, tag, src, len, ttl) }.map_err(to_js)
-                })
-            })
-        })?;
-        undefined(env)
-    })
+    // SAFETY: napi passed `env`/`info` to this callback.
+    run(env, || unsafe { map_set(env, info) }.map_err(|e| *e))
+}
+
+/// `mapSet`'s body.
+///
+/// # Safety
+/// `env` and `info` are those napi passed to the running callback.
+unsafe fn map_set(env: sys::napi_env, info: sys::napi_callback_info) -> Result<Raw, Fail> {
+    // SAFETY: the caller's contract.
+    let [id, key, tag, value, ttl] = unsafe { args::<5>(env, info) }?;
+    let id = get_u32(env, id, "handle")?;
+    let tag = tag_arg(env, tag)?;
+    let ttl = ttl_arg(env, ttl)?;
+    let mut buf = KeyBuf::new();
+    let key = key_arg(env, key, &mut buf)?;
+    with_value_bytes(env, id, key.len(), tag, value, |src, len| {
+        // SAFETY: `src` is readable for `len` bytes for this call (a private buffer, or the
+        // argument's typed array, which may be shared memory and is only read through the
+        // pointer).
+        map_op(id, |m| unsafe { m.set_raw(key, tag, src, len, ttl) })
+    })?;
+    Ok(undefined(env)?)
 }
 
 /// `mapDelete(id, key)`: whether a live value was removed.
@@ -420,11 +619,12 @@ unsafe extern "C" fn map_compare_set_cb(env: sys::napi_env, info: sys::napi_call
         let ttl = ttl_arg(env, ttl)?;
         let stored = with_key(env, key, |key| {
             with_value_bytes(env, id, key.len(), tag, value, |src, len| {
-                with_map(id, |e| {
-                    // SAFETY: as in `map_set_cb`.
-                    unsafe { e.map.compare_set_raw(key, expect, tag, src, len, ttl) }.map_err(to_js)
+                // SAFETY: as in `map_set`.
+                map_op(id, |m| unsafe {
+                    m.compare_set_raw(key, expect, tag, src, len, ttl)
                 })
             })
+            .map_err(|e| *e)
         })?;
         boolean(env, stored)
     })
@@ -464,11 +664,10 @@ unsafe extern "C" fn map_fulfill_cb(env: sys::napi_env, info: sys::napi_callback
         let ttl = ttl_arg(env, ttl)?;
         let stored = with_key(env, key, |key| {
             with_value_bytes(env, id, key.len(), tag, value, |src, len| {
-                with_map(id, |e| {
-                    // SAFETY: as in `map_set_cb`.
-                    unsafe { e.map.fulfill_raw(key, tag, src, len, ttl) }.map_err(to_js)
-                })
+                // SAFETY: as in `map_set`.
+                map_op(id, |m| unsafe { m.fulfill_raw(key, tag, src, len, ttl) })
             })
+            .map_err(|e| *e)
         })?;
         boolean(env, stored)
     })
@@ -822,4 +1021,57 @@ pub fn map_stop_notifier(id: u32) {
         e.stop_notifier();
         Ok(())
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{encode_key, encode_utf8, KeyBuf, KeyFault, MAX_KEY};
+
+    fn utf16(s: &str) -> Vec<u16> {
+        s.encode_utf16().collect()
+    }
+
+    #[test]
+    fn utf16_becomes_the_same_utf8_as_rust_makes() {
+        let mut out = vec![9, 9, 9];
+        for s in ["", "user:1", "é", "日本語のキー", "a😀b", &"x".repeat(1024)] {
+            assert!(encode_utf8(&utf16(s), &mut out, false), "{s}");
+            assert_eq!(out, s.as_bytes(), "{s}");
+        }
+    }
+
+    #[test]
+    fn a_lone_surrogate_is_refused_or_replaced() {
+        let mut out = Vec::new();
+        for units in [vec![0xD800], vec![0x61, 0xDC00], vec![0xD83D, 0x61]] {
+            assert!(!encode_utf8(&units, &mut out, false));
+            assert!(encode_utf8(&units, &mut out, true));
+            assert!(String::from_utf8(out.clone()).unwrap().contains('\u{FFFD}'));
+        }
+    }
+
+    fn key(s: &str) -> Result<Vec<u8>, KeyFault> {
+        let mut buf = KeyBuf::new();
+        let len = encode_key(&utf16(s), &mut buf.bytes)?;
+        // SAFETY: `encode_key` initialised the first `len` bytes.
+        Ok(unsafe { std::slice::from_raw_parts(buf.bytes.as_ptr().cast::<u8>(), len) }.to_vec())
+    }
+
+    #[test]
+    fn keys_are_encoded_up_to_the_limit_and_refused_beyond() {
+        for s in ["user:1", "é", "日本語のキー", "a😀b", &"x".repeat(MAX_KEY)] {
+            assert_eq!(key(s).as_deref(), Ok(s.as_bytes()), "{s}");
+        }
+        assert_eq!(key(&"é".repeat(512)).map(|k| k.len()), Ok(MAX_KEY));
+        assert_eq!(key(&"é".repeat(513)), Err(KeyFault::TooLong(1026)));
+        assert_eq!(
+            key(&format!("{}😀", "x".repeat(1021))),
+            Err(KeyFault::TooLong(1025))
+        );
+        let mut buf = KeyBuf::new();
+        assert_eq!(
+            encode_key(&[0x61, 0xD800], &mut buf.bytes),
+            Err(KeyFault::Lone)
+        );
+    }
 }
