@@ -27,6 +27,9 @@ const NOTIFIER_LINGER_MS = 250
 // low and high, generation low and high, present): bound once per thread.
 const META = new Uint32Array(8)
 fast.mapBindMeta(META)
+// The per-call native functions, taken out of `fast` once: `fast` has many properties, which
+// makes every lookup on it a slow (dictionary) one.
+const { mapGet, mapHas, mapSet, mapDelete, mapIncr, mapClaim, mapPeekIdentity, mapCompareSet, mapCompareDelete, mapFulfill, mapShardEntries } = fast
 
 const finalizer = new FinalizationRegistry((id) => native.mapClose(id))
 
@@ -257,7 +260,7 @@ class SharedMap {
     if (this.#closed) throw closedError(this.#path)
     let raw
     try {
-      raw = fast.mapGet(this.#id, key, true)
+      raw = mapGet(this.#id, key, true)
     } catch (err) {
       throw this.#keyError(err, key)
     }
@@ -269,7 +272,7 @@ class SharedMap {
     if (this.#closed) throw closedError(this.#path)
     let raw
     try {
-      raw = fast.mapGet(this.#id, key, false)
+      raw = mapGet(this.#id, key, false)
     } catch (err) {
       throw this.#keyError(err, key)
     }
@@ -280,7 +283,7 @@ class SharedMap {
   has(key) {
     if (this.#closed) throw closedError(this.#path)
     try {
-      return fast.mapHas(this.#id, key)
+      return mapHas(this.#id, key)
     } catch (err) {
       throw this.#keyError(err, key)
     }
@@ -300,7 +303,7 @@ class SharedMap {
     }
     const payload = this.#codec.encode(value)
     try {
-      fast.mapSet(this.#id, key, this.#codec.tag, payload, ttl)
+      mapSet(this.#id, key, this.#codec.tag, payload, ttl)
     } catch (err) {
       throw this.#keyError(err, key)
     }
@@ -312,7 +315,7 @@ class SharedMap {
     this.#checkWrite()
     checkKey(key)
     try {
-      return fast.mapDelete(this.#id, key)
+      return mapDelete(this.#id, key)
     } catch (err) {
       throw this.#keyError(err, key)
     }
@@ -356,7 +359,7 @@ class SharedMap {
     if (!Number.isFinite(by)) throw outOfRange('by', 'must be a finite number', by)
     const ttl = options === undefined ? undefined : ttlOption(options)
     try {
-      return fast.mapIncr(this.#id, key, by, ttl)
+      return mapIncr(this.#id, key, by, ttl)
     } catch (err) {
       throw this.#keyError(err, key)
     }
@@ -377,7 +380,7 @@ class SharedMap {
     for (;;) {
       let raw
       try {
-        raw = fast.mapPeekIdentity(this.#id, key)
+        raw = mapPeekIdentity(this.#id, key)
       } catch (err) {
         throw this.#keyError(err, key)
       }
@@ -398,10 +401,10 @@ class SharedMap {
       let stored
       try {
         if (next === undefined) {
-          stored = fast.mapCompareDelete(this.#id, key, heap, gen)
+          stored = mapCompareDelete(this.#id, key, heap, gen)
         } else {
           const payload = this.#codec.encode(next)
-          stored = fast.mapCompareSet(this.#id, key, heap, gen, this.#codec.tag, payload, ttl)
+          stored = mapCompareSet(this.#id, key, heap, gen, this.#codec.tag, payload, ttl)
         }
       } catch (err) {
         throw this.#keyError(err, key)
@@ -442,7 +445,7 @@ class SharedMap {
       if (signal?.aborted) throw abortError(signal)
       let raw
       try {
-        raw = fast.mapClaim(this.#id, key)
+        raw = mapClaim(this.#id, key)
       } catch (err) {
         throw this.#keyError(err, key)
       }
@@ -480,7 +483,7 @@ class SharedMap {
     try {
       // Stored only over this handle's own claim: a set or delete made meanwhile wins.
       const payload = this.#codec.encode(value)
-      fast.mapFulfill(this.#id, key, this.#codec.tag, payload, ttl)
+      mapFulfill(this.#id, key, this.#codec.tag, payload, ttl)
     } catch (err) {
       this.#dropClaim(key)
       throw this.#keyError(err, key)
@@ -528,7 +531,7 @@ class SharedMap {
     const shards = call(() => native.mapShards(this.#id))
     for (let s = 0; s < shards; s++) {
       this.#check()
-      const [keys, values, tags] = call(() => fast.mapShardEntries(this.#id, s, wantValues))
+      const [keys, values, tags] = call(() => mapShardEntries(this.#id, s, wantValues))
       for (let i = 0; i < keys.length; i++) {
         if (!wantValues) {
           yield [keys[i]]
@@ -719,7 +722,7 @@ class SharedMap {
       if ([...this.#watchers].some((w) => w.prefix !== undefined)) {
         for (const s of log.lost) {
           try {
-            const [keys] = fast.mapShardEntries(this.#id, s, false)
+            const [keys] = mapShardEntries(this.#id, s, false)
             for (const key of keys) if (!touched.has(key)) touched.set(key, OP.SET)
           } catch (err) {
             this.#reportError(fromNative(err))
