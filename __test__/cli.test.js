@@ -368,3 +368,22 @@ test('map get|set|delete|incr|keys|info drive a SharedMap shared with this proce
   assert.equal(none.code, 1)
   assert.equal(fs.existsSync(path.join(dir, 'absent')), false, 'get never creates a map')
 })
+
+test('read prints text and bytes as stored, so read | write --raw copies a value that is not UTF-8 exactly; objects print as JSON', async (t) => {
+  const dir = tempDir(t)
+  const from = path.join(dir, 'from')
+  const to = path.join(dir, 'to')
+  const bytes = Buffer.from([0xff, 0xfe, 0x00, 0x61, 0x0a, 0xc3])
+  const src = SharedObject.open(from)
+  t.after(() => src.close())
+  src.write(bytes)
+  const r = await bash(t, '"$NODE" "$BIN" read "$FROM" | "$NODE" "$BIN" write "$TO" - --raw', { env: { FROM: from, TO: to } }).done
+  assert.equal(r.code, 0, r.stderr)
+  const copy = SharedObject.open(to)
+  t.after(() => copy.close())
+  // read adds one newline, which --raw keeps.
+  assert.deepEqual(copy.readBuffer(), Buffer.concat([bytes, Buffer.from('\n')]))
+  src.write({ a: [1, 'two'] })
+  const obj = await cli(t, ['read', from]).done
+  assert.deepEqual([obj.code, obj.stdout], [0, '{"a":[1,"two"]}\n'])
+})

@@ -277,13 +277,20 @@ function show(value, json) {
 
 function read([file], values) {
   const obj = SharedObject.open(file, { create: false, readOnly: true })
-  let value
+  let printed
   try {
-    value = obj.read()
+    let version
+    do {
+      version = obj.version
+      const value = obj.read()
+      // Text and bytes are printed as the bytes stored (read() would turn bytes that are not
+      // UTF-8 into U+FFFD), so that `read f | write g --raw` copies any value exactly.
+      printed = typeof value === 'string' && !values.json ? obj.readBuffer() : value instanceof Uint8Array ? value : show(value, values.json)
+    } while (obj.version !== version)
   } finally {
     obj.close()
   }
-  out(value instanceof Uint8Array ? value : show(value, values.json), '\n')
+  out(printed, '\n')
 }
 
 function write([file, arg], values) {
