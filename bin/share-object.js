@@ -341,9 +341,23 @@ async function watch([file]) {
     let printed = -1
     const print = (value, version) => {
       if (version <= printed || obj.closed) return
+      let chunk = value instanceof Uint8Array ? value : show(value)
+      if (typeof value === 'string') {
+        // Text and bytes as stored (as `read` prints them): the bytes of this version, or
+        // nothing now if a newer one came meanwhile (it is printed next).
+        let bytes
+        try {
+          bytes = obj.readBuffer()
+        } catch (err) {
+          unreadable(err)
+          return
+        }
+        if (obj.version !== version) return
+        chunk = bytes
+      }
       printed = version
       try {
-        out(value instanceof Uint8Array ? value : show(value), '\n')
+        out(chunk, '\n')
       } catch (err) {
         end(err instanceof OutputClosed ? undefined : err) // the reader went away: done
       }
