@@ -86,7 +86,8 @@ export interface WatchOptions {
   ref?: boolean
   /**
    * Called instead of the listener when a change's value cannot be read (`ERR_CORRUPT`:
-   * a header another process damaged); the watcher keeps watching. Called once per
+   * a header another process damaged; `ERR_CODEC_DECODE`: a value this handle's codec
+   * cannot decode); the watcher keeps watching. Called once per
    * change: a state that was already unreadable when watching began is not reported. A
    * writer killed mid-write completes no change, so it wakes no watcher: the next write
    * is delivered as usual.
@@ -278,7 +279,8 @@ export declare class SharedObject<T = string> implements Disposable {
   /**
    * An async iterator of the changes after this call (coalesced like
    * {@link SharedObject.watch}). Ends when the handle is closed; a change whose value cannot
-   * be read ends it with that error (`ERR_CORRUPT`); `signal` ends it with an `AbortError`.
+   * be read ends it with that error (`ERR_CORRUPT`, `ERR_CODEC_DECODE`); `signal` ends it
+   * with an `AbortError`.
    */
   changes(options?: ChangesOptions): AsyncIterableIterator<Change<T>>
 

@@ -387,3 +387,25 @@ test('read prints text and bytes as stored, so read | write --raw copies a value
   const obj = await cli(t, ['read', from]).done
   assert.deepEqual([obj.code, obj.stdout], [0, '{"a":[1,"two"]}\n'])
 })
+
+test('read prints a string stored through the json or v8 codec as the string, numbers as JavaScript writes them; upgrade of a missing path is ERR_NOT_FOUND', async (t) => {
+  const dir = tempDir(t)
+  const cases = [
+    [{ codec: 'json' }, 'hello', 'hello\n'],
+    [{ codec: 'v8' }, 'hello', 'hello\n'],
+    [undefined, NaN, 'NaN\n'],
+    [undefined, -0, '-0\n'],
+    [undefined, Infinity, 'Infinity\n'],
+  ]
+  for (const [i, [options, value, printed]] of cases.entries()) {
+    const file = path.join(dir, `v${i}`)
+    const obj = SharedObject.open(file, options)
+    obj.write(value)
+    obj.close()
+    const r = await cli(t, ['read', file]).done
+    assert.deepEqual([r.code, r.stdout], [0, printed], `${JSON.stringify(options)} ${String(value)}`)
+  }
+  const upgrade = await cli(t, ['upgrade', path.join(dir, 'missing')]).done
+  assert.equal(upgrade.code, 1)
+  assert.match(upgrade.stderr, /^share-object: ERR_NOT_FOUND: /)
+})

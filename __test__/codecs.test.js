@@ -181,3 +181,69 @@ test('a channel refuses messages its codec cannot encode, sends none of a batch 
     },
   )
 })
+
+test('codec options that cannot be read, or name nothing, get coded errors naming the path (SharedObject, Channel, SharedMap)', (t) => {
+  const { SharedMap } = require('..')
+  const dir = tempDir(t)
+  const revoked = Proxy.revocable({}, {})
+  revoked.revoke()
+  const hostile = [
+    'msgpack',
+    revoked.proxy,
+    { get encode() { throw new Error('boom') }, decode() {} },
+    { encode() {}, decode() {}, get name() { throw new Error('no name') } },
+  ]
+  for (const codec of hostile) {
+    for (const [open, file] of [[SharedObject.open, 's'], [Channel.open, 'c'], [SharedMap.open, 'm']]) {
+      const at = path.join(dir, file)
+      assert.throws(() => open(at, { codec }), (err) => {
+        assert.match(err.code, /^ERR_INVALID_ARG_(VALUE|TYPE)$/, err.stack)
+        assert.ok(err.message.startsWith(`${at}: `), err.message)
+        return true
+      })
+    }
+  }
+})
+
+test('what read() returns through the v8 or a custom codec shares no bytes with the next read()', (t) => {
+  const { obj } = segment(t, { codec: 'v8' })
+  obj.write({ data: new Uint8Array([1, 2, 3]) })
+  obj.read().data[0] = 99
+  assert.deepEqual([...obj.read().data], [1, 2, 3])
+  const { obj: same } = segment(t, { codec: { encode: (b) => b, decode: (b) => b } }, 'identity')
+  same.write(Buffer.from('hello'))
+  same.read().write('HACK!')
+  assert.equal(same.read().toString(), 'hello')
+})
+
+test('a custom encode() result that is not bytes (a Proxy around a Buffer) is ERR_CODEC_ENCODE naming the path; a detached view is refused by SharedMap too', (t) => {
+  const { SharedMap } = require('..')
+  const { file, obj } = segment(t, { codec: { encode: () => new Proxy(Buffer.from('zz'), {}), decode: (b) => b } })
+  assert.throws(() => obj.write(1), (err) => {
+    assert.equal(err.code, 'ERR_CODEC_ENCODE')
+    assert.ok(err.message.startsWith(`${file}: `), err.message)
+    return true
+  })
+  const map = SharedMap.open(path.join(tempDir(t), 'map'))
+  t.after(() => map.close())
+  map.set('a', Buffer.from('keep'))
+  const detached = Buffer.from(new ArrayBuffer(8))
+  structuredClone(detached.buffer, { transfer: [detached.buffer] })
+  assert.throws(() => map.set('a', detached), { code: 'ERR_INVALID_ARG_VALUE' })
+  assert.deepEqual(map.get('a'), Buffer.from('keep'))
+})
+
+test('a channel with the json codec refuses a message that is not UTF-8 (ERR_CODEC_DECODE), its bytes in err.raw exactly', (t) => {
+  const { file, ch: raw } = channel(t)
+  const json = Channel.open(file, { codec: 'json' })
+  t.after(() => json.close())
+  const bad = Buffer.from([0x22, 0x63, 0x61, 0x66, 0xe9, 0x22]) // "caf\xe9" in latin1
+  raw.send(bad)
+  assert.throws(() => json.receive(), (err) => {
+    assert.equal(err.code, 'ERR_CODEC_DECODE')
+    assert.deepEqual(err.raw, [bad])
+    return true
+  })
+  json.send({ ok: 'é' })
+  assert.deepEqual(json.receive(), { ok: 'é' })
+})

@@ -264,10 +264,24 @@ function typeOf(value) {
   return typeof value
 }
 
-// A value as the CLI prints it: text as it is (unless `json`), else JSON where that is
-// exact, else as Node's inspector shows it (a Map or a Date through the v8 codec).
+// What read and watch print for `value`, just read from `obj`: text and bytes as the bytes
+// stored (read() turns bytes that are not UTF-8 into U+FFFD), so that `read f | write g
+// --raw` copies them exactly; other values as `show` gives them. (A string stored through
+// the 'json' or 'v8' codec is stored as the codec's encoding: its bytes are not the string.)
+function printable(obj, value, json) {
+  if (typeof value === 'string' && !json) {
+    const bytes = obj.readBuffer()
+    return bytes.toString() === value ? bytes : value
+  }
+  return value instanceof Uint8Array ? value : show(value, json)
+}
+
+// A value as the CLI prints it: text as it is (unless `json`); a number as JavaScript
+// writes it (NaN, Infinity and -0 included, which JSON cannot express); else JSON where that
+// is exact, else as Node's inspector shows it (a Map or a Date through the v8 codec).
 function show(value, json) {
   if (typeof value === 'string' && !json) return value
+  if (typeof value === 'number') return Object.is(value, -0) ? '-0' : String(value)
   if (value === null || typeof value !== 'object' || Array.isArray(value) || Object.getPrototypeOf(value) === Object.prototype) {
     const text = JSON.stringify(value)
     if (text !== undefined) return text
@@ -282,10 +296,7 @@ function read([file], values) {
     let version
     do {
       version = obj.version
-      const value = obj.read()
-      // Text and bytes are printed as the bytes stored (read() would turn bytes that are not
-      // UTF-8 into U+FFFD), so that `read f | write g --raw` copies any value exactly.
-      printed = typeof value === 'string' && !values.json ? obj.readBuffer() : value instanceof Uint8Array ? value : show(value, values.json)
+      printed = printable(obj, obj.read(), values.json)
     } while (obj.version !== version)
   } finally {
     obj.close()
@@ -341,20 +352,15 @@ async function watch([file]) {
     let printed = -1
     const print = (value, version) => {
       if (version <= printed || obj.closed) return
-      let chunk = value instanceof Uint8Array ? value : show(value)
-      if (typeof value === 'string') {
-        // Text and bytes as stored (as `read` prints them): the bytes of this version, or
-        // nothing now if a newer one came meanwhile (it is printed next).
-        let bytes
-        try {
-          bytes = obj.readBuffer()
-        } catch (err) {
-          unreadable(err)
-          return
-        }
-        if (obj.version !== version) return
-        chunk = bytes
+      let chunk
+      try {
+        chunk = printable(obj, value)
+      } catch (err) {
+        unreadable(err)
+        return
       }
+      // A newer version came while this one was read: it is printed next.
+      if (obj.version !== version) return
       printed = version
       try {
         out(chunk, '\n')

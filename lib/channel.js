@@ -11,6 +11,16 @@ const { fast, isUint8Array, checkAttached, checkFd, checkPath, checkOptions, che
 const { resolveMessageCodec } = require('./codec.js')
 
 const finalizer = new FinalizationRegistry((id) => native.channelClose(id))
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
+
+// A text message's string; bytes that are not UTF-8 are a coded decode error.
+function utf8(bytes) {
+  try {
+    return STRICT_UTF8.decode(bytes)
+  } catch (err) {
+    throw coded(Error, 'ERR_CODEC_DECODE', `The JSON codec cannot decode this message: it is not UTF-8 (${err.message})`, { cause: err })
+  }
+}
 const NOTIFIER_LINGER_MS = 250
 // Messages a receive call takes at most (the lengths array size).
 const MAX_BATCH = 4096
@@ -23,7 +33,7 @@ const SPACE = true
 // path being opened, named in the messages.
 function channelOptions(options, at) {
   const o = checkOptions('options', options, ['capacity', 'create', 'mode', 'codec'], at)
-  const codec = resolveMessageCodec(o.codec)
+  const codec = resolveMessageCodec(o.codec, 'options.codec', at)
   const out = { capacity: checkBytes('options.capacity', o.capacity, at), create: o.create, mode: o.mode }
   if (out.capacity !== undefined && (out.capacity < 1024 || out.capacity > 2 ** 30 || (out.capacity & (out.capacity - 1)) !== 0)) {
     throw outOfRange('options.capacity', 'must be a power of two from 1024 to 2^30', out.capacity, at)
@@ -413,14 +423,16 @@ class Channel {
   #receive(max, encoding, timeout) {
     const codec = this.#codec
     if (codec === null) return this.#receiveNative(max, encoding, timeout)
-    const raw = this.#receiveNative(max, codec.text ? 'utf8' : undefined, timeout)
+    // Buffers always, so that `err.raw` holds the bytes sent; a text codec's messages are
+    // decoded as UTF-8 strictly (bytes that are not UTF-8 are ERR_CODEC_DECODE, not U+FFFD).
+    const raw = this.#receiveNative(max, undefined, timeout)
     const out = new Array(raw.length)
     for (let i = 0; i < raw.length; i++) {
       try {
-        out[i] = codec.decode(raw[i])
+        out[i] = codec.decode(codec.text ? utf8(raw[i]) : raw[i])
       } catch (err) {
         err.message = `${this.#path}: message ${i} of ${raw.length} taken: ${err.message}`
-        err.raw = raw.map((m) => (typeof m === 'string' ? Buffer.from(m) : m))
+        err.raw = raw
         err.index = i
         throw err
       }

@@ -23,6 +23,7 @@
 
 const v8 = require('node:v8')
 const { coded, invalidArgType, invalidArgValue } = require('./errors.js')
+const { checkAttached } = require('./common.js')
 
 const TAG = Object.freeze({
   BYTES: 0,
@@ -155,6 +156,7 @@ class DefaultCodec extends Codec {
         return null
       }
       if (isUint8Array(value)) {
+        checkAttached('value', value)
         this.tag = Buffer.isBuffer(value) ? TAG.BYTES : TAG.UINT8ARRAY
         return value
       }
@@ -207,8 +209,8 @@ class V8Codec extends Codec {
 }
 
 class CustomCodec extends Codec {
-  constructor(custom) {
-    const name = typeof custom.name === 'string' ? custom.name : ''
+  // `name`: the codec's `name` property, read once by resolveCodec.
+  constructor(custom, name = '') {
     super(name === '' ? 'custom' : `custom (${name})`, CODEC_ID.custom)
     this.customName = name
     this.custom = custom
@@ -222,9 +224,11 @@ class CustomCodec extends Codec {
       throw encodeError(this.name, err)
     }
     if (typeof out === 'string') out = Buffer.from(out, 'utf8')
-    if (!(out instanceof Uint8Array)) {
+    // (Asked without running the result's code: a Proxy around a Buffer is not one.)
+    if (!isUint8Array(out)) {
       throw encodeError(this.name, new TypeError(`encode() returned ${out === null ? 'null' : typeof out}, not a Buffer, Uint8Array or string`))
     }
+    checkAttached('the result of encode()', out)
     this.tag = TAG.CUSTOM
     return out
   }
@@ -244,20 +248,32 @@ const shared = {
   v8: new V8Codec(),
 }
 
-// The codec an option names: 'default' | 'json' | 'v8' | { encode, decode, name? }.
-function resolveCodec(option, name = 'options.codec') {
+// The codec an option names: 'default' | 'json' | 'v8' | { encode, decode, name? }. `at`:
+// the path being opened, named in the messages. The option's properties are read once,
+// inside a try: a getter or a Proxy trap that throws gets a coded error (its `cause`).
+function resolveCodec(option, name = 'options.codec', at) {
   if (option === undefined) return shared.default
   if (typeof option === 'string') {
     if (Object.hasOwn(shared, option)) return shared[option]
-    throw invalidArgValue(name, "must be 'default', 'json', 'v8' or an object with encode() and decode()", option)
+    throw invalidArgValue(name, "must be 'default', 'json', 'v8' or an object with encode() and decode()", option, at)
   }
-  if (option !== null && typeof option === 'object' && typeof option.encode === 'function' && typeof option.decode === 'function') {
-    if (option.name !== undefined && (typeof option.name !== 'string' || Buffer.byteLength(option.name) > 64)) {
-      throw invalidArgValue(`${name}.name`, 'must be a string of at most 64 bytes', option.name)
+  if (option !== null && typeof option === 'object') {
+    let encode, decode, codecName
+    try {
+      encode = option.encode
+      decode = option.decode
+      codecName = option.name
+    } catch (err) {
+      throw invalidArgValue(name, 'could not be read (a getter or Proxy trap threw)', option, at, { cause: err })
     }
-    return new CustomCodec(option)
+    if (typeof encode === 'function' && typeof decode === 'function') {
+      if (codecName !== undefined && (typeof codecName !== 'string' || Buffer.byteLength(codecName) > 64)) {
+        throw invalidArgValue(`${name}.name`, 'must be a string of at most 64 bytes', codecName, at)
+      }
+      return new CustomCodec(option, codecName)
+    }
   }
-  throw invalidArgType(name, "'default', 'json', 'v8' or an object with encode() and decode() methods", option)
+  throw invalidArgType(name, "'default', 'json', 'v8' or an object with encode() and decode() methods", option, at)
 }
 
 // A codec for Channel messages, which carry no type tag: every message is the one codec's
@@ -283,9 +299,9 @@ class MessageCodec {
 // The codec a Channel option names: 'json' | 'v8' | { encode, decode, name? }; null (raw
 // strings and bytes) for undefined or 'default', which for messages means no codec at all:
 // 'default' tells values apart by their type tag, which messages do not carry.
-function resolveMessageCodec(option, name = 'options.codec') {
+function resolveMessageCodec(option, name = 'options.codec', at) {
   if (option === undefined || option === 'default') return null
-  const codec = resolveCodec(option, name)
+  const codec = resolveCodec(option, name, at)
   const tag = codec === shared.json ? TAG.JSON : codec === shared.v8 ? TAG.V8 : TAG.CUSTOM
   return new MessageCodec(codec, tag)
 }

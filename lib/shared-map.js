@@ -59,9 +59,10 @@ function checkBool(name, v) {
   return v
 }
 
-function mapOptions(options) {
-  const o = checkOptions('options', options, ['codec', 'create', 'readOnly', 'mode', 'max', 'maxSize', 'ttl', 'evict', 'updateAgeOnGet'])
-  const codec = o.codec === undefined ? undefined : resolveCodec(o.codec)
+// `at`: the path being opened, named in the messages of the option checks that take it.
+function mapOptions(options, at) {
+  const o = checkOptions('options', options, ['codec', 'create', 'readOnly', 'mode', 'max', 'maxSize', 'ttl', 'evict', 'updateAgeOnGet'], at)
+  const codec = o.codec === undefined ? undefined : resolveCodec(o.codec, 'options.codec', at)
   const readOnly = checkBool('options.readOnly', o.readOnly)
   const out = {
     // A read-only handle never creates the file unless told to (it could not write it).
@@ -152,14 +153,15 @@ class SharedMap {
   /** Opens the map at `path`, creating it if needed. */
   static open(file, options) {
     checkPath(file)
-    const { native: opts, codec } = mapOptions(options)
-    const id = call(() => native.mapOpen(path.resolve(file), opts))
+    const resolved = path.resolve(file)
+    const { native: opts, codec } = mapOptions(options, resolved)
+    const id = call(() => native.mapOpen(resolved, opts))
     return new SharedMap(INTERNAL, id, codec)
   }
 
   /** A new unnamed map (memfd) to share with child processes through `fd`. */
   static anonymous(options) {
-    const { native: opts, codec } = mapOptions(options)
+    const { native: opts, codec } = mapOptions(options, 'memfd')
     const id = call(() => native.mapAnonymous(opts))
     return new SharedMap(INTERNAL, id, codec)
   }
@@ -167,7 +169,7 @@ class SharedMap {
   /** Opens the map behind an inherited file descriptor (opened afresh). */
   static fromFd(fd, options) {
     checkFd(fd)
-    const { native: opts, codec } = mapOptions(options)
+    const { native: opts, codec } = mapOptions(options, `fd:${fd}`)
     const id = call(() => native.mapFromFd(fd, opts))
     return new SharedMap(INTERNAL, id, codec)
   }

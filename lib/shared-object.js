@@ -56,7 +56,7 @@ const lockContext = new AsyncLocalStorage()
 function openOptions(options, at) {
   const o = checkOptions('options', options, ['codec', 'size', 'maxSize', 'create', 'readOnly', 'mode'], at)
   const out = {
-    codec: resolveCodec(o.codec),
+    codec: resolveCodec(o.codec, 'options.codec', at),
     size: checkBytes('options.size', o.size, at),
     maxSize: checkBytes('options.maxSize', o.maxSize, at),
     create: o.create,
@@ -275,7 +275,10 @@ class SharedObject {
   #decode(raw, tag) {
     if (!decoded(tag)) return raw
     try {
-      return this.#codec.decode(tag, raw)
+      // A decoder may return views of its input (v8.deserialize's typed arrays, msgpackr's
+      // Buffers): it gets a copy, never the cached bytes, so that changing a result changes
+      // no later read().
+      return this.#codec.decode(tag, typeof raw === 'string' ? raw : Buffer.from(raw))
     } catch (err) {
       err.message = `${this.#path}: ${err.message}`
       throw err

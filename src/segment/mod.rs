@@ -690,6 +690,10 @@ pub fn take_exclusive(path: &Path, what: &'static str) -> Result<Exclusive> {
                 path: name.clone(),
                 reason: "it is a directory".into(),
             },
+            Some(libc::ENOENT) => Error::NotFound {
+                path: name.clone(),
+                reason: "nothing exists at the path".into(),
+            },
             _ => Error::os(&name, "open", e),
         })?;
         let facts = os::facts(file.as_fd()).map_err(|e| Error::os(&name, "fstat", e))?;

@@ -337,6 +337,16 @@ mod tests {
     }
 
     #[test]
+    fn upgrading_a_missing_path_is_not_found_and_creates_nothing() {
+        let dir = TempDir::new("up-missing");
+        let err = upgrade(&dir.path().join("nope"), UpgradeOptions::default())
+            .err()
+            .unwrap();
+        assert_eq!(err.code(), "ERR_NOT_FOUND", "{err}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
     fn a_format1_file_is_refused_with_the_way_to_upgrade_it() {
         let dir = TempDir::new("up-refuse");
         let path = dir.path().join("v1");
