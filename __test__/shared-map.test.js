@@ -494,3 +494,31 @@ test('use after close() is ERR_CLOSED and pending waits reject with it', async (
   assert.throws(() => m.size, { code: 'ERR_CLOSED' })
   m.close()
 })
+
+test('argument errors of a map name its path', async (t) => {
+  const dir = tempDir(t)
+  const file = path.join(dir, 'map')
+  const map = SharedMap.open(file)
+  t.after(() => map.close())
+  const cases = [
+    () => map.get(42),
+    () => map.set('', 1),
+    () => map.set('a', 1, { ttl: -1 }),
+    () => map.incr('a', 'x'),
+    () => map.update('a', 5),
+    () => map.watch(7, () => {}),
+    () => map.getOrSet('a', () => 1, { timeout: -1 }),
+    () => SharedMap.open(file, { max: -1 }),
+  ]
+  for (const f of cases) {
+    let thrown
+    try {
+      await f() // getOrSet() rejects, the others throw
+    } catch (err) {
+      thrown = err
+    }
+    assert.ok(thrown, `${f} throws`)
+    assert.match(thrown.code, /^ERR_/)
+    assert.ok(thrown.message.startsWith(`${file}: `), thrown.message)
+  }
+})

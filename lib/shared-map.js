@@ -33,29 +33,29 @@ const { mapGet, mapHas, mapSet, mapDelete, mapIncr, mapClaim, mapPeekIdentity, m
 
 const finalizer = new FinalizationRegistry((id) => native.mapClose(id))
 
-function checkKey(key) {
-  if (typeof key !== 'string') throw invalidArgType('key', 'a string', key)
-  if (key.length === 0) throw invalidArgValue('key', 'must not be empty', key)
-  if (!key.isWellFormed()) throw invalidArgValue('key', 'must be well-formed Unicode (it has a lone surrogate)', key)
+function checkKey(key, at) {
+  if (typeof key !== 'string') throw invalidArgType('key', 'a string', key, at)
+  if (key.length === 0) throw invalidArgValue('key', 'must not be empty', key, at)
+  if (!key.isWellFormed()) throw invalidArgValue('key', 'must be well-formed Unicode (it has a lone surrogate)', key, at)
   return key
 }
 
-function checkCount(name, v) {
+function checkCount(name, v, at) {
   if (v === undefined) return undefined
-  if (typeof v !== 'number') throw invalidArgType(name, 'a number', v)
-  if (!Number.isSafeInteger(v) || v < 0) throw outOfRange(name, 'must be a non-negative integer', v)
+  if (typeof v !== 'number') throw invalidArgType(name, 'a number', v, at)
+  if (!Number.isSafeInteger(v) || v < 0) throw outOfRange(name, 'must be a non-negative integer', v, at)
   return v
 }
 
-function checkTtl(name, v) {
+function checkTtl(name, v, at) {
   if (v === undefined) return undefined
-  if (typeof v !== 'number') throw invalidArgType(name, 'a number of milliseconds', v)
-  if (Number.isNaN(v) || v < 0) throw outOfRange(name, 'must be a non-negative number of milliseconds (0: no expiry)', v)
+  if (typeof v !== 'number') throw invalidArgType(name, 'a number of milliseconds', v, at)
+  if (Number.isNaN(v) || v < 0) throw outOfRange(name, 'must be a non-negative number of milliseconds (0: no expiry)', v, at)
   return v === Infinity ? 0 : Math.ceil(v)
 }
 
-function checkBool(name, v) {
-  if (v !== undefined && typeof v !== 'boolean') throw invalidArgType(name, 'a boolean', v)
+function checkBool(name, v, at) {
+  if (v !== undefined && typeof v !== 'boolean') throw invalidArgType(name, 'a boolean', v, at)
   return v
 }
 
@@ -63,33 +63,33 @@ function checkBool(name, v) {
 function mapOptions(options, at) {
   const o = checkOptions('options', options, ['codec', 'create', 'readOnly', 'mode', 'max', 'maxSize', 'ttl', 'evict', 'updateAgeOnGet'], at)
   const codec = o.codec === undefined ? undefined : resolveCodec(o.codec, 'options.codec', at)
-  const readOnly = checkBool('options.readOnly', o.readOnly)
+  const readOnly = checkBool('options.readOnly', o.readOnly, at)
   const out = {
     // A read-only handle never creates the file unless told to (it could not write it).
-    create: checkBool('options.create', o.create) ?? (readOnly ? false : undefined),
+    create: checkBool('options.create', o.create, at) ?? (readOnly ? false : undefined),
     readOnly,
     mode: o.mode,
-    max: checkCount('options.max', o.max),
-    maxSize: checkCount('options.maxSize', o.maxSize),
-    ttl: checkTtl('options.ttl', o.ttl),
-    evict: checkBool('options.evict', o.evict),
-    updateAgeOnGet: checkBool('options.updateAgeOnGet', o.updateAgeOnGet),
+    max: checkCount('options.max', o.max, at),
+    maxSize: checkCount('options.maxSize', o.maxSize, at),
+    ttl: checkTtl('options.ttl', o.ttl, at),
+    evict: checkBool('options.evict', o.evict, at),
+    updateAgeOnGet: checkBool('options.updateAgeOnGet', o.updateAgeOnGet, at),
     codec: codec?.id,
     codecName: codec?.customName,
   }
   if (out.mode !== undefined && (!Number.isInteger(out.mode) || out.mode < 0 || out.mode > 0o777)) {
-    throw outOfRange('options.mode', 'must be an integer from 0 to 0o777', out.mode)
+    throw outOfRange('options.mode', 'must be an integer from 0 to 0o777', out.mode, at)
   }
   if (out.maxSize !== undefined && (out.maxSize < 1 || out.maxSize > MAX_SIZE_LIMIT)) {
-    throw outOfRange('options.maxSize', `must be from 1 to ${MAX_SIZE_LIMIT} bytes`, out.maxSize)
+    throw outOfRange('options.maxSize', `must be from 1 to ${MAX_SIZE_LIMIT} bytes`, out.maxSize, at)
   }
   if (out.max === 0) out.max = undefined // lru-cache: 0 means no limit
   return { native: out, codec }
 }
 
-function ttlOption(options) {
-  const o = checkOptions('options', options, ['ttl'])
-  return checkTtl('options.ttl', o.ttl)
+function ttlOption(options, at) {
+  const o = checkOptions('options', options, ['ttl'], at)
+  return checkTtl('options.ttl', o.ttl, at)
 }
 
 // A codec for a handle that did not pass the custom codec its map was created with: it
@@ -297,8 +297,8 @@ class SharedMap {
    */
   set(key, value, options) {
     this.#checkWrite()
-    checkKey(key)
-    const ttl = options === undefined ? undefined : ttlOption(options)
+    checkKey(key, this.#path)
+    const ttl = options === undefined ? undefined : ttlOption(options, this.#path)
     if (value === undefined) {
       this.delete(key)
       return this
@@ -315,7 +315,7 @@ class SharedMap {
   /** Removes `key`; whether it had a value. */
   delete(key) {
     this.#checkWrite()
-    checkKey(key)
+    checkKey(key, this.#path)
     try {
       return mapDelete(this.#id, key)
     } catch (err) {
@@ -341,7 +341,7 @@ class SharedMap {
    */
   getRemainingTTL(key) {
     this.#check()
-    checkKey(key)
+    checkKey(key, this.#path)
     const expires = call(() => native.mapExpiry(this.#id, key))
     if (expires < 0) return 0
     if (expires === 0) return Infinity
@@ -356,10 +356,10 @@ class SharedMap {
    */
   incr(key, by = 1, options) {
     this.#checkWrite()
-    checkKey(key)
-    if (typeof by !== 'number') throw invalidArgType('by', 'a number', by)
-    if (!Number.isFinite(by)) throw outOfRange('by', 'must be a finite number', by)
-    const ttl = options === undefined ? undefined : ttlOption(options)
+    checkKey(key, this.#path)
+    if (typeof by !== 'number') throw invalidArgType('by', 'a number', by, this.#path)
+    if (!Number.isFinite(by)) throw outOfRange('by', 'must be a finite number', by, this.#path)
+    const ttl = options === undefined ? undefined : ttlOption(options, this.#path)
     try {
       return mapIncr(this.#id, key, by, ttl)
     } catch (err) {
@@ -376,9 +376,9 @@ class SharedMap {
    */
   update(key, fn, options) {
     this.#checkWrite()
-    checkKey(key)
-    checkFunction('fn', fn)
-    const ttl = options === undefined ? undefined : ttlOption(options)
+    checkKey(key, this.#path)
+    checkFunction('fn', fn, this.#path)
+    const ttl = options === undefined ? undefined : ttlOption(options, this.#path)
     for (;;) {
       let raw
       try {
@@ -423,12 +423,12 @@ class SharedMap {
    */
   async getOrSet(key, fn, options) {
     this.#checkWrite()
-    checkKey(key)
-    checkFunction('fn', fn)
-    const o = checkOptions('options', options, ['ttl', 'timeout', 'signal'])
-    const ttl = checkTtl('options.ttl', o.ttl)
-    const timeout = checkTimeout('options.timeout', o.timeout)
-    const signal = checkSignal(o.signal)
+    checkKey(key, this.#path)
+    checkFunction('fn', fn, this.#path)
+    const o = checkOptions('options', options, ['ttl', 'timeout', 'signal'], this.#path)
+    const ttl = checkTtl('options.ttl', o.ttl, this.#path)
+    const timeout = checkTimeout('options.timeout', o.timeout, this.#path)
+    const signal = checkSignal(o.signal, this.#path)
     const hit = this.get(key)
     if (hit !== undefined) return hit
     // A computation of this key already running in this handle: share its result (the
@@ -524,7 +524,7 @@ class SharedMap {
 
   /** Calls `fn(value, key, map)` for every live entry, as Map's forEach. */
   forEach(fn, thisArg) {
-    checkFunction('fn', fn)
+    checkFunction('fn', fn, this.#path)
     for (const [key, value] of this.#iterate(true)) fn.call(thisArg, value, key, this)
   }
 
@@ -555,10 +555,10 @@ class SharedMap {
    */
   watch(keyOrPrefix, listener, options) {
     this.#check()
-    const target = watchTarget(keyOrPrefix)
-    checkFunction('listener', listener)
-    const o = checkOptions('options', options, ['onError', 'ref'])
-    if (o.onError !== undefined) checkFunction('options.onError', o.onError)
+    const target = watchTarget(keyOrPrefix, this.#path)
+    checkFunction('listener', listener, this.#path)
+    const o = checkOptions('options', options, ['onError', 'ref'], this.#path)
+    if (o.onError !== undefined) checkFunction('options.onError', o.onError, this.#path)
     this.#drain() // changes made before this call are not this watcher's
     const watcher = {
       key: target.key,
@@ -591,10 +591,10 @@ class SharedMap {
   waitForChange(key, options) {
     try {
       this.#check()
-      checkKey(key)
-      const o = checkOptions('options', options, ['timeout', 'signal', 'ref'])
-      const timeout = checkTimeout('options.timeout', o.timeout)
-      const signal = checkSignal(o.signal)
+      checkKey(key, this.#path)
+      const o = checkOptions('options', options, ['timeout', 'signal', 'ref'], this.#path)
+      const timeout = checkTimeout('options.timeout', o.timeout, this.#path)
+      const signal = checkSignal(o.signal, this.#path)
       if (signal?.aborted) return Promise.reject(abortError(signal))
       this.#drain()
       return this.#waitKey(key, timeout, signal, o.ref === undefined ? true : Boolean(o.ref), true)
@@ -778,7 +778,7 @@ class SharedMap {
   // the native side, which refuses every key checkKey() refuses (a non-string, an empty
   // string, a lone surrogate): checkKey() runs here, so such a key gets its usual error.
   #keyError(err, key) {
-    checkKey(key)
+    checkKey(key, this.#path)
     const e = fromNative(err)
     if (typeof e?.message === 'string' && !e.message.startsWith(this.#path)) {
       e.message = `${this.#path}: key ${JSON.stringify(key.length > 60 ? `${key.slice(0, 60)}…` : key)}: ${e.message}`
@@ -824,17 +824,17 @@ class SharedMap {
   }
 }
 
-function watchTarget(keyOrPrefix) {
+function watchTarget(keyOrPrefix, at) {
   if (typeof keyOrPrefix === 'string') {
     if (keyOrPrefix.endsWith('*')) return { prefix: keyOrPrefix.slice(0, -1) }
-    checkKey(keyOrPrefix)
+    checkKey(keyOrPrefix, at)
     return { key: keyOrPrefix }
   }
   if (keyOrPrefix !== null && typeof keyOrPrefix === 'object') {
     if (typeof keyOrPrefix.prefix === 'string') return { prefix: keyOrPrefix.prefix }
-    if (typeof keyOrPrefix.key === 'string') return { key: checkKey(keyOrPrefix.key) }
+    if (typeof keyOrPrefix.key === 'string') return { key: checkKey(keyOrPrefix.key, at) }
   }
-  throw invalidArgType('keyOrPrefix', "a key, a prefix ending in '*', { key } or { prefix }", keyOrPrefix)
+  throw invalidArgType('keyOrPrefix', "a key, a prefix ending in '*', { key } or { prefix }", keyOrPrefix, at)
 }
 
 // Calls a listener; what it throws is an uncaught exception (as from an event listener),
