@@ -267,8 +267,11 @@ test('one 40 MiB value leaves no scratch memory behind once it is read and writt
   const r = await runFixture(t, 'large-value-memory.js', [path.join(dir, 'seg'), 40], {}, 60_000)
   assert.equal(r.code, 0, r.stderr)
   const { before, after, value } = JSON.parse(r.stdout)
-  // Before, the scratch buffers kept 80-120 MiB (two to three times the value) for good.
-  assert.ok(after - before < value / 4, `private memory grew by ${((after - before) / 2 ** 20).toFixed(1)} MiB after a ${value / 2 ** 20} MiB value`)
+  // Before, the scratch buffers kept 80-120 MiB (two to three times the value) for good. A
+  // scratch buffer kept holds the whole value (or more), so any one of them fails this; the
+  // runtime's own retention does not (Node 26 keeps ~20 MiB of heap pages after such a
+  // string, with or without share-object).
+  assert.ok(after - before < value, `private memory grew by ${((after - before) / 2 ** 20).toFixed(1)} MiB after a ${value / 2 ** 20} MiB value`)
 })
 
 test('a value too long for a JS string is ERR_STRING_TOO_LONG, naming the path and the exact limit', async (t) => {
