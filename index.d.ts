@@ -451,8 +451,8 @@ export declare class Channel implements Disposable, AsyncIterable<Buffer> {
    */
   send(msg: string | Buffer | Uint8Array): boolean
   /**
-   * Sends messages in order with one native call until one does not fit; returns how many
-   * were sent (resend the rest later). The fastest way to send many small messages. A
+   * Sends messages in order, packed into one native call per ~64 KiB, until one does not
+   * fit; returns how many were sent (resend the rest later). The fastest way to send many small messages. A
    * message that can never be sent (not a string or Uint8Array, a detached view, over
    * {@link Channel.maxMessage}) throws after the ones before it were sent, none from it
    * on. Every error of a batch is a {@link SendBatchError}: its `sent` says how many
@@ -472,7 +472,7 @@ export declare class Channel implements Disposable, AsyncIterable<Buffer> {
   /** The next message decoded as UTF-8, or `null`. */
   receiveString(): string | null
   /**
-   * Up to `max` waiting messages (default: all, at most 4096) with one native call; an empty
+   * Up to `max` waiting messages (default: all, at most 4096), usually with one native call; an empty
    * array when none wait. The fastest way to receive many small messages.
    */
   receiveBatch(max?: number, options?: BufferReceive): Buffer[]

@@ -20,13 +20,8 @@ const { calibrate } = require('./harness/batch.js')
 const { summarize } = require('./harness/stats.js')
 const { duration } = require('./harness/format.js')
 
-const VALUE_BYTES = 1024
-
-function values() {
-  const line = 'latest value {"id":12345,"status":"ok","items":[1,2,3]} '
-  const base = line.repeat(Math.ceil(VALUE_BYTES / line.length)).slice(0, VALUE_BYTES - 1)
-  return [`${base}A`, `${base}B`]
-}
+// The same values as case 1.
+const { values, VALUE_BYTES } = require('./cases/latest-value.js')
 
 function operations(lib, file) {
   const a = lib.SharedObject.open(file, { size: 4 * VALUE_BYTES })

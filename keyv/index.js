@@ -19,7 +19,7 @@
 
 const { EventEmitter } = require('node:events')
 const { pathToFileURL } = require('node:url')
-const { openStoreMap } = require('../lib/store-map.js')
+const { openStoreMap, deletePrefix } = require('../lib/store-map.js')
 
 // Keyv 5 enables keyv.iterator() for a store only if `store.opts.dialect` is in its list
 // ('sqlite', 'postgres', 'mysql', 'mongo', 'redis', 'valkey', 'etcd') or `store.opts.url`
@@ -142,14 +142,7 @@ class KeyvShareObject extends EventEmitter {
    * every entry when it has none. Sets made meanwhile by other processes may survive.
    */
   async clear() {
-    if (!this.namespace) {
-      this.#map.clear()
-      return
-    }
-    const prefix = `${this.namespace}:`
-    for (const key of this.#map.keys()) {
-      if (key.startsWith(prefix)) this.#map.delete(key)
-    }
+    deletePrefix(this.#map, this.namespace ? `${this.namespace}:` : '')
   }
 
   /**

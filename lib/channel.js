@@ -6,7 +6,7 @@
 
 const path = require('node:path')
 const native = require('./native.js')
-const { coded, fromNative, invalidArgType, invalidArgValue, outOfRange, closedError, abortError, timeoutError } = require('./errors.js')
+const { coded, fromNative, atPath, invalidArgType, invalidArgValue, outOfRange, closedError, abortError, timeoutError } = require('./errors.js')
 const { fast, isUint8Array, checkAttached, checkFd, checkPath, checkOptions, checkTimeout, checkSignal, checkBytes, checkCount, checkFunction, call, INTERNAL, MAX_TIMER_MS, longTimeout, clearLongTimeout } = require('./common.js')
 const { resolveMessageCodec } = require('./codec.js')
 
@@ -290,8 +290,7 @@ class Channel {
     try {
       return this.#codec.encode(msg)
     } catch (err) {
-      if (err instanceof Error) err.message = `${this.#path}: ${err.message}`
-      throw err
+      throw atPath(err, this.#path)
     }
   }
 
@@ -307,7 +306,7 @@ class Channel {
       try {
         out[i] = this.#codec.encode(msg)
       } catch (err) {
-        if (err instanceof Error && typeof err.code === 'string') err.message = `${this.#path}: msgs[${i}]: ${err.message}`
+        if (typeof err?.code === 'string') atPath(err, this.#path, `msgs[${i}]: `)
         throw this.#batchError(err, 0, i)
       }
     }
@@ -472,7 +471,10 @@ class Channel {
 
   /** The next message as a string (UTF-8), or null. */
   receiveString() {
-    return this.receive({ encoding: 'utf8' })
+    this.#check()
+    if (this.#codec !== null) this.#encodingOption('utf8') // refused: the messages are decoded
+    const got = this.#receive(1, 'utf8', false)
+    return got.length === 0 ? null : got[0]
   }
 
   /**

@@ -23,7 +23,7 @@
 
 const v8 = require('node:v8')
 const { coded, invalidArgType, invalidArgValue } = require('./errors.js')
-const { checkAttached } = require('./common.js')
+const { checkAttached, isUint8Array } = require('./common.js')
 
 const TAG = Object.freeze({
   BYTES: 0,
@@ -54,13 +54,6 @@ function isJsonShaped(value) {
   } catch {
     return false
   }
-}
-
-// A Uint8Array (a Buffer included), asked without running any of the value's code (no
-// Proxy trap, unlike `instanceof`).
-const typedArrayTag = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), Symbol.toStringTag).get
-function isUint8Array(value) {
-  return typedArrayTag.call(value) === 'Uint8Array'
 }
 
 function encodeError(codecName, err) {

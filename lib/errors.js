@@ -83,6 +83,18 @@ function invalidArgValue(name, reason, actual, at, options) {
   return coded(TypeError, 'ERR_INVALID_ARG_VALUE', `${prefix(at)}The "${name}" argument ${reason}. Received ${show(actual)}`, options)
 }
 
+// `err` with `<at>: <what>` before its message (once), for an error that came from a
+// codec or another callee that does not know the handle's path. Returns `err`.
+function atPath(err, at, what = '') {
+  const head = `${at}: ${what}`
+  if (err instanceof Error && typeof err.message === 'string' && !err.message.startsWith(head)) {
+    try {
+      err.message = head + err.message
+    } catch {}
+  }
+  return err
+}
+
 function timeoutError(path, ms, what) {
   return coded(Error, 'ERR_TIMEOUT', `${path}: timed out after ${ms} ms waiting for ${what}`)
 }
@@ -103,4 +115,4 @@ function abortError(signal) {
   return err
 }
 
-module.exports = { coded, fromNative, show, invalidArgType, invalidArgValue, outOfRange, timeoutError, closedError, abortError }
+module.exports = { coded, fromNative, show, atPath, invalidArgType, invalidArgValue, outOfRange, timeoutError, closedError, abortError }

@@ -7,11 +7,9 @@
 const path = require('node:path')
 const native = require('./native.js')
 const { coded, fromNative, invalidArgType, invalidArgValue, outOfRange, timeoutError, closedError, abortError } = require('./errors.js')
-const { INTERNAL, MAX_TIMER_MS, fast, call, longTimeout, clearLongTimeout, checkFd, checkPath, checkTimeout, checkSignal, checkOptions, checkFunction } = require('./common.js')
+const { INTERNAL, MAX_TIMER_MS, fast, call, checkBytes, longTimeout, clearLongTimeout, checkFd, checkPath, checkTimeout, checkSignal, checkOptions, checkFunction } = require('./common.js')
 const { TAG, CODEC_ID, Codec, resolveCodec } = require('./codec.js')
 
-// The longest key, in UTF-8 bytes (MAX_KEY in src/map/format.rs).
-const MAX_KEY_BYTES = 1024
 // The largest maxSize (a quarter of the format's 2^39-byte heap).
 const MAX_SIZE_LIMIT = 2 ** 37
 // Change-log ops (src/map/log.rs).
@@ -40,13 +38,6 @@ function checkKey(key, at) {
   return key
 }
 
-function checkCount(name, v, at) {
-  if (v === undefined) return undefined
-  if (typeof v !== 'number') throw invalidArgType(name, 'a number', v, at)
-  if (!Number.isSafeInteger(v) || v < 0) throw outOfRange(name, 'must be a non-negative integer', v, at)
-  return v
-}
-
 function checkTtl(name, v, at) {
   if (v === undefined) return undefined
   if (typeof v !== 'number') throw invalidArgType(name, 'a number of milliseconds', v, at)
@@ -69,8 +60,8 @@ function mapOptions(options, at) {
     create: checkBool('options.create', o.create, at) ?? (readOnly ? false : undefined),
     readOnly,
     mode: o.mode,
-    max: checkCount('options.max', o.max, at),
-    maxSize: checkCount('options.maxSize', o.maxSize, at),
+    max: checkBytes('options.max', o.max, at),
+    maxSize: checkBytes('options.maxSize', o.maxSize, at),
     ttl: checkTtl('options.ttl', o.ttl, at),
     evict: checkBool('options.evict', o.evict, at),
     updateAgeOnGet: checkBool('options.updateAgeOnGet', o.updateAgeOnGet, at),
@@ -188,12 +179,6 @@ class SharedMap {
     if (this.#closed) throw closedError(this.#path)
     if (this.#updating) {
       throw coded(Error, 'ERR_INVALID_STATE', `${this.#path}: the function given to update() must not write to its map`)
-    }
-  }
-
-  #checkKeyLength(key) {
-    if (key.length > MAX_KEY_BYTES / 3 && Buffer.byteLength(key) > MAX_KEY_BYTES) {
-      throw invalidArgValue('key', `must be at most ${MAX_KEY_BYTES} bytes of UTF-8 (${this.#path}); it is ${Buffer.byteLength(key)}`, key.length > 40 ? `${key.slice(0, 40)}…` : key)
     }
   }
 

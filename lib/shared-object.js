@@ -8,7 +8,7 @@
 const path = require('node:path')
 const { AsyncLocalStorage } = require('node:async_hooks')
 const native = require('./native.js')
-const { coded, fromNative, invalidArgType, outOfRange, timeoutError, closedError, abortError } = require('./errors.js')
+const { coded, fromNative, atPath, invalidArgType, outOfRange, timeoutError, closedError, abortError } = require('./errors.js')
 const { INTERNAL, MAX_TIMER_MS, fast, call, longTimeout, clearLongTimeout, isUint8Array, checkAttached, checkFd, checkPath, checkBytes, checkTimeout, checkSignal, checkOptions, checkFunction } = require('./common.js')
 const { TAG, resolveCodec } = require('./codec.js')
 
@@ -244,7 +244,11 @@ class SharedObject {
   read() {
     if (this.#closed) throw closedError(this.#path)
     const header = this.#header
-    if (header === null) return this.#decode(call(() => valueRead(this.#id)), META[0])
+    if (header === null) {
+      const raw = call(() => valueRead(this.#id))
+      const tag = META[0]
+      return decoded(tag) ? this.#decode(raw, tag) : raw
+    }
     const current = Atomics.load(header, CURRENT_INDEX)
     if (current === this.#cacheCurrent) {
       return decoded(this.#cacheTag) ? this.#decode(this.#cacheValue, this.#cacheTag) : this.#cacheValue
@@ -272,16 +276,15 @@ class SharedObject {
   }
 
   // What read() returns for the native result `raw` of a value of type `tag`.
+  // (Callers test decoded(tag) first: the string path makes no call.)
   #decode(raw, tag) {
-    if (!decoded(tag)) return raw
     try {
       // A decoder may return views of its input (v8.deserialize's typed arrays, msgpackr's
       // Buffers): it gets a copy, never the cached bytes, so that changing a result changes
       // no later read().
       return this.#codec.decode(tag, typeof raw === 'string' ? raw : Buffer.from(raw))
     } catch (err) {
-      err.message = `${this.#path}: ${err.message}`
-      throw err
+      throw atPath(err, this.#path)
     }
   }
 
@@ -773,16 +776,6 @@ function defaultSegment() {
 
 function read() {
   return defaultSegment().read()
-}
-
-// A codec's error, its message naming the segment (as every error of a handle does).
-function atPath(err, at) {
-  if (err instanceof Error && typeof err.message === 'string' && !err.message.startsWith(`${at}: `)) {
-    try {
-      err.message = `${at}: ${err.message}`
-    } catch {}
-  }
-  return err
 }
 
 function write(value) {

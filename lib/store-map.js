@@ -40,4 +40,18 @@ function openStoreMap(pathOrOptions, ownKeys = []) {
   return { map: SharedMap.open(path, mapOptions), owned: true, own }
 }
 
-module.exports = { openStoreMap }
+/**
+ * Deletes the keys of `map` that start with `prefix` (an adapter's namespace); with an empty
+ * prefix, every key (`clear()`).
+ */
+function deletePrefix(map, prefix) {
+  if (prefix === '') {
+    map.clear()
+    return
+  }
+  for (const key of map.keys()) {
+    if (key.startsWith(prefix)) map.delete(key)
+  }
+}
+
+module.exports = { openStoreMap, deletePrefix }

@@ -9,7 +9,7 @@
 // are numbers under `${prefix}${key}`.
 
 const { coded, invalidArgType, outOfRange } = require('../lib/errors.js')
-const { openStoreMap } = require('../lib/store-map.js')
+const { openStoreMap, deletePrefix } = require('../lib/store-map.js')
 
 const DEFAULT_PREFIX = 'rl:'
 
@@ -107,13 +107,7 @@ class ShareObjectStore {
    * the prefix is ''). Hits counted meanwhile by other processes may survive.
    */
   async resetAll() {
-    if (this.prefix === '') {
-      this.#map.clear()
-      return
-    }
-    for (const key of this.#map.keys()) {
-      if (key.startsWith(this.prefix)) this.#map.delete(key)
-    }
+    deletePrefix(this.#map, this.prefix)
   }
 
   /** Closes the map if the store opened it (a map passed as `options.map` stays open). */

@@ -128,4 +128,4 @@ function report(samples, sizes) {
   }
 }
 
-module.exports = { run }
+module.exports = { run, values, VALUE_BYTES }

@@ -54,6 +54,16 @@ impl Found {
         self.expires_ms != 0 && self.expires_ms <= now
     }
 
+    /// Whether the entry's ttl has passed now (no clock read for an entry without one).
+    pub fn expired_now(&self) -> bool {
+        self.expires_ms != 0 && self.expired_at(now_ms())
+    }
+
+    /// A value (not a claim) whose ttl has not passed.
+    pub fn live_now(&self) -> bool {
+        !self.pending() && !self.expired_now()
+    }
+
     /// Whether this is a getOrSet() claim rather than a value.
     pub fn pending(&self) -> bool {
         self.flags & format::FLAG_PENDING != 0
@@ -147,7 +157,7 @@ impl MapSegment {
         if found.pending() {
             return Ok(None);
         }
-        if found.expires_ms != 0 && found.expired_at(now_ms()) {
+        if found.expired_now() {
             return Ok(None);
         }
         if touch == Touch::Get {
@@ -160,7 +170,7 @@ impl MapSegment {
     pub fn has(&mut self, key: &[u8]) -> Result<bool> {
         let hash = self.hash(key);
         let found = self.lookup(key, hash, None)?;
-        Ok(found.is_some_and(|f| !(f.pending() || f.expired_at(now_ms()))))
+        Ok(found.is_some_and(|f| f.live_now()))
     }
 
     /// The keyed hash of `key` in this map.

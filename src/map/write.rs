@@ -16,7 +16,7 @@ use super::format::{
 };
 use super::log::ChangeOp;
 use super::read::Found;
-use super::{expiry_after, now_ms, MapSegment, TAG_NUMBER};
+use super::{expiry_after, MapSegment, TAG_NUMBER};
 use crate::error::{Error, Result};
 use crate::segment::layout::{
     ChunkHeader, EntryHeader, CHUNK_DATA, CHUNK_HEADER_SIZE, ENTRY_HEADER_SIZE, SHARD_DIRTY,
@@ -55,6 +55,28 @@ pub(super) struct NewEntry<'k> {
     pub len: u64,
     pub expires_ms: u64,
     pub ttl_ms: u64,
+}
+
+impl<'k> NewEntry<'k> {
+    /// A plain value (no flags) of `len` bytes at `src`, expiring at `expires_ms` (0: never).
+    fn value(
+        key: &'k [u8],
+        tag: u8,
+        src: *const u8,
+        len: u64,
+        expires_ms: u64,
+        ttl_ms: u64,
+    ) -> Self {
+        NewEntry {
+            key,
+            tag,
+            flags: 0,
+            src,
+            len,
+            expires_ms,
+            ttl_ms,
+        }
+    }
 }
 
 impl MapSegment {
@@ -185,15 +207,7 @@ impl MapSegment {
         let hash = self.hash(key);
         let s = self.geo.shard_of(hash);
         let ttl = ttl_ms.unwrap_or(self.config.ttl_ms);
-        let entry = NewEntry {
-            key,
-            tag,
-            flags: 0,
-            src,
-            len,
-            expires_ms: expiry_after(ttl),
-            ttl_ms: ttl,
-        };
+        let entry = NewEntry::value(key, tag, src, len, expiry_after(ttl), ttl);
         self.in_shard(s, |m| m.write_locked(s, hash, &entry, ChangeOp::Set))
     }
 
@@ -248,15 +262,7 @@ impl MapSegment {
             };
             let next = base + by;
             let bytes = next.to_le_bytes();
-            let entry = NewEntry {
-                key,
-                tag: TAG_NUMBER,
-                flags: 0,
-                src: bytes.as_ptr(),
-                len: 8,
-                expires_ms: expires,
-                ttl_ms: ttl,
-            };
+            let entry = NewEntry::value(key, TAG_NUMBER, bytes.as_ptr(), 8, expires, ttl);
             m.write_locked(s, hash, &entry, ChangeOp::Set)?;
             Ok(next)
         })
@@ -280,7 +286,7 @@ impl MapSegment {
                     if token != 0 && m.seg.is_alive(token) {
                         return Ok(Claim::Pending(token));
                     }
-                } else if !found.expired_at(now_ms()) {
+                } else if !found.expired_now() {
                     return Ok(Claim::Value(found));
                 }
             }
@@ -349,15 +355,7 @@ impl MapSegment {
                     (expiry_after(ttl), ttl)
                 }
             };
-            let entry = NewEntry {
-                key,
-                tag,
-                flags: 0,
-                src,
-                len,
-                expires_ms: expires,
-                ttl_ms: ttl,
-            };
+            let entry = NewEntry::value(key, tag, src, len, expires, ttl);
             m.write_locked(s, hash, &entry, ChangeOp::Set)?;
             Ok(true)
         })
@@ -407,15 +405,7 @@ impl MapSegment {
                 Some((_, found, _)) if found.pending() && pending_token(&value) == me => {}
                 _ => return Ok(false),
             }
-            let entry = NewEntry {
-                key,
-                tag,
-                flags: 0,
-                src,
-                len,
-                expires_ms: expiry_after(ttl),
-                ttl_ms: ttl,
-            };
+            let entry = NewEntry::value(key, tag, src, len, expiry_after(ttl), ttl);
             m.write_probed(s, hash, &entry, probe, Some(ChangeOp::Set))?;
             Ok(true)
         })
@@ -444,7 +434,7 @@ impl MapSegment {
         Ok(probe
             .existing
             .map(|(_, found, _)| found)
-            .filter(|f| !f.pending() && !f.expired_at(now_ms())))
+            .filter(Found::live_now))
     }
 
     /// Finds the key's slot and the first free slot on its probe run.
@@ -686,7 +676,7 @@ impl MapSegment {
         if found.pending() && !claims {
             return Ok(false);
         }
-        let was_live = !found.pending() && !found.expired_at(now_ms());
+        let was_live = found.live_now();
         let (toff, _) = probe.table.expect("an existing key has a table");
         self.kill_slot(s, toff, idx, &found)?;
         self.log_change(s, op, key);

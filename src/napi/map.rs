@@ -21,7 +21,7 @@ use napi_derive::napi;
 
 use super::fast::{
     args, array, boolean, buffer_copy, bytes, get_bool, get_f64, get_u32, is_undefined, js_string,
-    made, null, number, run, undefined, with_utf8, Callback, Raw,
+    null, number, run, undefined, with_path, with_utf8, Callback, Raw,
 };
 use super::registry::Registry;
 use super::scratch::Scratch;
@@ -71,10 +71,7 @@ fn with_map<T>(id: u32, f: impl FnOnce(&mut MapEntry) -> Result<T, JsError>) -> 
 
 /// `err` with the path of map `id` in front of its message (for errors made in this layer).
 fn at_map(id: u32, err: JsError) -> JsError {
-    match with_map(id, |e| Ok(e.map.path().to_owned())) {
-        Ok(path) => napi::Error::new(err.status, format!("{path}: {}", err.reason)),
-        Err(_) => err,
-    }
+    with_path(with_map(id, |e| Ok(e.map.path().to_owned())), err)
 }
 
 fn register(map: MapSegment) -> Result<u32, JsError> {
@@ -312,7 +309,7 @@ fn with_value_utf8<T>(
 fn tagged_value(env: sys::napi_env, tag: u8, value: &[u8]) -> Result<Raw, JsError> {
     match tag {
         // ERR_STRING_TOO_LONG: the callers add the map's path.
-        TAG_STRING | TAG_JSON => text(env, value),
+        TAG_STRING | TAG_JSON => js_string(env, value),
         map::TAG_NUMBER => match <[u8; 8]>::try_from(value) {
             Ok(b) => number(env, f64::from_le_bytes(b)),
             Err(_) => Err(js_error(
@@ -325,26 +322,6 @@ fn tagged_value(env: sys::napi_env, tag: u8, value: &[u8]) -> Result<Raw, JsErro
         TAG_NULL => null(env),
         _ => buffer_copy(env, value),
     }
-}
-
-/// Values up to this many bytes that are all ASCII become a string in one napi call here;
-/// anything else goes through `fast::js_string` (UTF-8 decoding, the runtime's limit).
-const SHORT_TEXT: usize = 64 * 1024;
-
-/// A JS string of UTF-8 `bytes` (see `fast::js_string`), with a faster test for the common
-/// short ASCII value (`js_string`'s was 5 % of a get of a 100-byte string, measured).
-fn text(env: sys::napi_env, bytes: &[u8]) -> Result<Raw, JsError> {
-    if bytes.len() > SHORT_TEXT || bytes.iter().fold(0u8, |all, &b| all | b) >= 0x80 {
-        return js_string(env, bytes);
-    }
-    let mut value = ptr::null_mut();
-    // SAFETY: `bytes` is private memory valid for its length (far below the runtime's
-    // longest string); V8 copies it.
-    let status = unsafe {
-        sys::napi_create_string_latin1(env, bytes.as_ptr().cast(), bytes.len() as isize, &mut value)
-    };
-    made(status, "string")?;
-    Ok(value)
 }
 
 const TAG_STRING: u8 = 1;

@@ -55,9 +55,8 @@ use macos as platform;
 
 pub use platform::{futex_wait, futex_wake, reopen, reserve, NameGuard, REOPEN_HOW, RESERVE_HOW};
 pub use posix::{
-    byte_is_locked_by_other, euid, facts, lock_byte, names_file, open, path_facts, pin_byte,
-    read_at, rename_noreplace, rename_replace, set_mode, set_owner, sync, unlink, unlock_byte,
-    write_at,
+    byte_is_locked_by_other, euid, facts, lock_byte, open, path_facts, pin_byte, read_at,
+    rename_noreplace, rename_replace, set_mode, set_owner, sync, unlink, unlock_byte, write_at,
 };
 
 /// How to open a path.

@@ -139,13 +139,6 @@ pub fn unlink(path: &Path) -> io::Result<()> {
     Ok(rfs::unlink(path)?)
 }
 
-/// Whether `path` (not followed if it is a symlink) names the file open as `fd`.
-pub fn names_file(path: &Path, fd: BorrowedFd<'_>) -> io::Result<bool> {
-    let at = rfs::statat(rfs::CWD, path, rfs::AtFlags::SYMLINK_NOFOLLOW)?;
-    let open = rfs::fstat(fd)?;
-    Ok((at.st_dev, at.st_ino) == (open.st_dev, open.st_ino))
-}
-
 /// Reads up to `buf.len()` bytes at `offset` into a private buffer; returns how many.
 pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     use std::os::unix::fs::FileExt;

@@ -176,6 +176,15 @@ impl ValueSegment {
         Ok(self.capacity())
     }
 
+    /// Maps the larger file if another process grew the data area beyond this mapping.
+    fn adopt_growth(&mut self) -> Result<()> {
+        let claimed = self.claimed_capacity();
+        if claimed > self.seg.mapping().data_len() as u64 {
+            self.seg.remap(claimed)?;
+        }
+        Ok(())
+    }
+
     /// The largest value this handle will grow the segment for.
     pub fn max_size(&self) -> u64 {
         self.max_size
@@ -184,10 +193,7 @@ impl ValueSegment {
     /// `(offset from the file's start, length)` of the current slot's region, for a
     /// zero-copy view of the committed value's bytes (`buffer`).
     pub fn current_region(&mut self) -> Result<(usize, usize)> {
-        let claimed = self.claimed_capacity();
-        if claimed > self.seg.mapping().data_len() as u64 {
-            self.seg.remap(claimed)?;
-        }
+        self.adopt_growth()?;
         let h = self.header();
         // SYNC POINT: Acquire pairs with the Release store in `slots::commit`: the region
         // word of the committed fill is visible.
@@ -433,10 +439,7 @@ impl ValueSegment {
     /// As for [`write_from`](Self::write_from); the writer lock is held.
     unsafe fn write_locked(&mut self, tag: u32, src: *const u8, len: usize) -> Result<u64> {
         // Adopt a growth made by another process before looking at any region.
-        let claimed = self.claimed_capacity();
-        if claimed > self.seg.mapping().data_len() as u64 {
-            self.seg.remap(claimed)?;
-        }
+        self.adopt_growth()?;
         // SYNC POINT: Acquire pairs with the Release store in `slots::commit` by the previous
         // writer (the writer lock orders it as well).
         let current = self.header().current.load(Ordering::Acquire);

@@ -55,6 +55,17 @@ pub struct Upgraded {
     pub discarded_torn: bool,
 }
 
+impl Upgraded {
+    /// The answer for a file that was already format 2.
+    fn unchanged(version: u64) -> Self {
+        Upgraded {
+            version,
+            converted: false,
+            discarded_torn: false,
+        }
+    }
+}
+
 /// The codec tag of a format-1 value: bytes (format 1 kept no type).
 const TAG_BYTES: u32 = 0;
 
@@ -71,13 +82,7 @@ pub fn upgrade(path: &Path, opts: UpgradeOptions) -> Result<Upgraded> {
         Ok(held) => held,
         // In use: fine if there is nothing to convert (another upgrader finished first).
         Err(e @ Error::InUse { .. }) => match peek(path) {
-            Some(version) => {
-                return Ok(Upgraded {
-                    version,
-                    converted: false,
-                    discarded_torn: false,
-                })
-            }
+            Some(version) => return Ok(Upgraded::unchanged(version)),
             None => return Err(e),
         },
         Err(e) => return Err(e),
@@ -95,23 +100,15 @@ pub fn upgrade(path: &Path, opts: UpgradeOptions) -> Result<Upgraded> {
     // Any earlier upgrader of this path that left a temporary file was killed: one that is
     // alive would hold the lock we hold.
     segment::remove_leftover_siblings(path, "upgrading");
-    let old = read_format1(&held, &name)?;
-    let Old::Format1 {
-        version,
-        len,
-        capacity,
-        torn,
-        marked,
-    } = old
-    else {
-        let Old::Current { version } = old else {
-            unreachable!()
-        };
-        return Ok(Upgraded {
+    let (version, len, capacity, torn, marked) = match read_format1(&held, &name)? {
+        Old::Current { version } => return Ok(Upgraded::unchanged(version)),
+        Old::Format1 {
             version,
-            converted: false,
-            discarded_torn: false,
-        });
+            len,
+            capacity,
+            torn,
+            marked,
+        } => (version, len, capacity, torn, marked),
     };
     if torn && !opts.discard_torn {
         return Err(Error::WriterDied { path: name });
